@@ -1,0 +1,185 @@
+"""Orbax checkpoints of a training-state pytree, verified on restore.
+
+A checkpoint ``<dir>/<update>/`` holds two orbax items: ``state`` (the pytree, saved with
+``StandardSave`` from its device shardings, asynchronously after a synchronous copy to host,
+so the caller may donate the buffers right after :meth:`Checkpoints.save` returns) and
+``manifest`` (JSON: every leaf's path, shape, dtype and a checksum of its bits).
+
+Orbax alone restores a garbled data file without complaint (its chunks carry no checksum),
+so restoring checks the target's structure, shapes and dtypes against the manifest first
+and the restored bits against the checksums after; any problem raises
+:class:`CheckpointError` naming the checkpoint and the leaf. Nothing falls back to an
+older checkpoint or a fresh start silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+_UINT_OF_SIZE = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, corrupt or does not match the current state."""
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser, a bijection on uint32."""
+    h = h ^ (h >> 16)
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+    """uint32 scalar: sum over elements of ``fmix(bits ^ fmix(position))`` mod 2**32.
+
+    Any single changed element changes it; exact integer arithmetic makes it independent
+    of how the array is sharded.
+    """
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        bits = x.astype(jnp.uint32)
+    else:
+        bits = jax.lax.bitcast_convert_type(x, _UINT_OF_SIZE[x.dtype.itemsize]).astype(jnp.uint32)
+    bits = bits.ravel()
+    position = jnp.arange(bits.size, dtype=jnp.uint32) * np.uint32(0x9E3779B9) + np.uint32(1)
+    return jnp.sum(_fmix32(bits ^ _fmix32(position)), dtype=jnp.uint32)
+
+
+_checksums = jax.jit(lambda tree: [_leaf_checksum(x) for x in jax.tree.leaves(tree)])
+
+
+def _leaf_specs(tree: Any) -> dict[str, tuple[list[int], str]]:
+    """Leaf path (``jax.tree_util.keystr``) -> (shape, dtype name), in flattening order."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): (list(x.shape), str(x.dtype)) for path, x in leaves}
+
+
+def _manifest(state: Any) -> dict[str, Any]:
+    checksums = [int(c) for c in jax.device_get(_checksums(state))]
+    return {
+        "leaves": [
+            {"path": path, "shape": shape, "dtype": dtype, "checksum": checksum}
+            for (path, (shape, dtype)), checksum in zip(_leaf_specs(state).items(), checksums)
+        ]
+    }
+
+
+def _as_abstract(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+class Checkpoints:
+    """Checkpoints of one run in ``directory`` (created if missing), keeping the newest ``max_to_keep``.
+
+    Steps are update counts. Use as a context manager, or call :meth:`close`, so pending
+    asynchronous writes finish.
+    """
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
+        if max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
+        self.directory = Path(directory)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+        self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for pending writes and release the manager."""
+        self._manager.close()
+
+    def latest_update(self) -> int | None:
+        """Update count of the newest complete checkpoint, None if there is none."""
+        return self._manager.latest_step()
+
+    def save(self, update: int, state: Any) -> None:
+        """Checkpoint ``state`` (a pytree of jax arrays) as update ``update``."""
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), manifest=ocp.args.JsonSave(_manifest(state)))
+        if not self._manager.save(update, args=args):
+            raise CheckpointError(f"{self.directory / str(update)}: orbax declined to save")
+
+    def restore(self, update: int, target: Any) -> Any:
+        """Restore checkpoint ``update`` into the structure, shapes, dtypes and shardings of ``target``.
+
+        ``target`` may hold arrays or ``jax.ShapeDtypeStruct`` with shardings.
+        """
+        path = self.directory / str(update)
+        try:
+            manifest = self._manager.restore(update, args=ocp.args.Composite(manifest=ocp.args.JsonRestore()))
+        except Exception as err:  # orbax/tensorstore raise many types for unreadable files
+            raise CheckpointError(f"{path}: unreadable manifest: {type(err).__name__}: {err}") from err
+        expected = _check_manifest(path, manifest["manifest"], target)
+        try:
+            restored = self._manager.restore(
+                update, args=ocp.args.Composite(state=ocp.args.StandardRestore(_as_abstract(target)))
+            )["state"]
+        except Exception as err:  # as above
+            raise CheckpointError(f"{path}: corrupt checkpoint: {type(err).__name__}: {err}") from err
+        actual = jax.device_get(_checksums(restored))
+        for (leaf, checksum), got in zip(expected.items(), actual):
+            if int(got) != checksum:
+                raise CheckpointError(f"{path}: corrupt checkpoint: leaf {leaf} fails its checksum")
+        return restored
+
+    def restore_latest(self, target: Any) -> tuple[int, Any]:
+        """``(update, state)`` from the newest checkpoint; CheckpointError if there is none."""
+        update = self.latest_update()
+        if update is None:
+            raise CheckpointError(f"{self.directory}: no checkpoint to resume from")
+        return update, self.restore(update, target)
+
+
+def _check_manifest(path: Path, manifest: Any, target: Any) -> dict[str, int]:
+    """Leaf path -> checksum from ``manifest``, after checking it describes ``target`` exactly."""
+    try:
+        stored = {
+            leaf["path"]: (list(leaf["shape"]), str(leaf["dtype"]), int(leaf["checksum"]))
+            for leaf in manifest["leaves"]
+        }
+    except (TypeError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: malformed manifest: {err!r}") from None
+    wanted = _leaf_specs(target)
+    missing = [p for p in wanted if p not in stored]
+    extra = [p for p in stored if p not in wanted]
+    if missing or extra:
+        raise CheckpointError(
+            f"{path}: checkpoint does not match the current state's tree structure "
+            f"(leaves missing from the checkpoint: {missing or 'none'}; "
+            f"leaves only in the checkpoint: {extra or 'none'})"
+        )
+    for leaf, (shape, dtype) in wanted.items():
+        stored_shape, stored_dtype, _ = stored[leaf]
+        if (stored_shape, stored_dtype) != (shape, dtype):
+            raise CheckpointError(
+                f"{path}: leaf {leaf} is {stored_dtype}{tuple(stored_shape)} in the checkpoint "
+                f"but {dtype}{tuple(shape)} in the current state (different config?)"
+            )
+    return {leaf: stored[leaf][2] for leaf in wanted}
+
+
+def restore_latest(directory: str | os.PathLike, target_state: Any) -> tuple[int, Any]:
+    """``(update, state)`` from the newest checkpoint in ``directory``, restored like ``target_state``.
+
+    Raises CheckpointError if ``directory`` is missing or holds no checkpoint, or the
+    checkpoint is corrupt or does not match ``target_state``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no checkpoint directory to resume from")
+    with Checkpoints(directory) as checkpoints:
+        return checkpoints.restore_latest(target_state)

@@ -1,0 +1,150 @@
+"""``metrics.jsonl``: one JSON object per (update, seed) with the scalar metrics of that update.
+
+Each line is ``{"step": int, "update": int, "seed": int, "<metric>": number | null, ...}``:
+``update`` counts updates done (1-based), ``step`` the env steps one seed has consumed by
+then, ``seed`` the index on the seed axis. Lines are ordered by update, then seed; metric
+keys are sorted, so the same values always give the same bytes. NaN and +-inf are
+written as ``null``.
+
+Lines are appended one chunk at a time (a single write, then flush and fsync). A torn
+last line from a crash mid-write is dropped by :meth:`MetricsWriter.truncate_after`,
+which a resumed run calls to cut the file back to its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from jaxrl_icl.run.rundir import write_atomic
+
+_RESERVED = ("step", "update", "seed")
+
+
+def _json_value(x: float | int | bool) -> float | int | bool | None:
+    """A Python scalar for JSON; non-finite floats become None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class MetricsWriter:
+    """Appends per-update scalar metrics to a ``metrics.jsonl`` file (created if missing)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.touch()
+
+    def write(self, updates: np.ndarray, steps: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        """Append ``len(updates) * num_seeds`` lines.
+
+        Args:
+          updates: int ``[P]``, update counts (1-based) of the logged points.
+          steps: int ``[P]``, env steps per seed at those points.
+          values: metric name -> ``[num_seeds, P]`` array of int, float or bool.
+        """
+        updates, steps = np.asarray(updates), np.asarray(steps)
+        if updates.ndim != 1 or steps.shape != updates.shape:
+            raise ValueError(f"updates and steps must be equal-length 1-D, got {updates.shape}, {steps.shape}")
+        names = sorted(values)
+        for name in names:
+            if name in _RESERVED:
+                raise ValueError(f"metric name {name!r} clashes with a reserved key {_RESERVED}")
+        columns = {name: np.asarray(values[name]) for name in names}
+        num_seeds = columns[names[0]].shape[0] if names else 0
+        for name, col in columns.items():
+            if col.shape != (num_seeds, updates.size):
+                raise ValueError(f"metric {name!r}: expected shape {(num_seeds, updates.size)}, got {col.shape}")
+        as_lists = {name: col.tolist() for name, col in columns.items()}
+        lines = []
+        for i, (update, step) in enumerate(zip(updates.tolist(), steps.tolist())):
+            for seed in range(num_seeds):
+                row = {"step": step, "update": update, "seed": seed}
+                row.update((name, _json_value(as_lists[name][seed][i])) for name in names)
+                lines.append(json.dumps(row, allow_nan=False) + "\n")
+        with open(self.path, "a") as fh:
+            fh.write("".join(lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def truncate_after(self, update: int) -> None:
+        """Drop every line logged after ``update`` (and a torn, newline-less last line).
+
+        The kept lines are rewritten atomically. Raises ValueError naming the file if a
+        complete line is malformed, or if the file holds lines but none reaches
+        ``update`` (the log is missing points the checkpoint covers).
+        """
+        text = self.path.read_text()
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines.pop()
+        kept: list[str] = []
+        last = 0
+        for lineno, line in enumerate(lines, start=1):
+            row_update = _parse_line(self.path, lineno, line)["update"]
+            if row_update > update:
+                break
+            kept.append(line)
+            last = row_update
+        if kept and last != update:
+            raise ValueError(f"{self.path}: logged only up to update {last}, but the checkpoint is at update {update}")
+        write_atomic(self.path, "".join(kept).encode())
+
+
+def _parse_line(path: Path, lineno: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{lineno}: malformed JSON: {err}") from None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), int) for k in _RESERVED):
+        raise ValueError(f"{path}:{lineno}: expected an object with integer {', '.join(_RESERVED)}")
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsLog:
+    """Contents of a ``metrics.jsonl``.
+
+    Attributes:
+      updates: int64 ``[P]``, sorted distinct update counts.
+      steps: int64 ``[P]``, env steps per seed at those updates.
+      values: metric name -> float64 ``[num_seeds, P]``; NaN where null or not logged.
+    """
+
+    updates: np.ndarray
+    steps: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+def read_metrics(path: str | os.PathLike) -> MetricsLog:
+    """Read a ``metrics.jsonl`` back; errors name the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no metrics file") from None
+    rows = [
+        _parse_line(path, lineno, line) for lineno, line in enumerate(text.splitlines(), start=1) if line.strip()
+    ]
+    step_of: dict[int, int] = {}
+    for row in rows:
+        if step_of.setdefault(row["update"], row["step"]) != row["step"]:
+            raise ValueError(f"{path}: update {row['update']} logged with two different steps")
+    updates = np.array(sorted(step_of), dtype=np.int64)
+    steps = np.array([step_of[u] for u in updates.tolist()], dtype=np.int64)
+    column = {u: i for i, u in enumerate(updates.tolist())}
+    num_seeds = max((row["seed"] for row in rows), default=-1) + 1
+    names = sorted({k for row in rows for k in row} - set(_RESERVED))
+    values = {name: np.full((num_seeds, updates.size), np.nan) for name in names}
+    for row in rows:
+        for name in names:
+            value = row.get(name)
+            if value is not None:
+                values[name][row["seed"], column[row["update"]]] = value
+    return MetricsLog(updates, steps, values)

@@ -1,0 +1,188 @@
+"""Learning curves: mean over seeds with a 95% Student-t confidence band, saved as PNG.
+
+The band at each x is ``mean +- t_{(1+level)/2, n-1} * std / sqrt(n)`` over the ``n`` seeds
+with a finite value there (sample std, ``ddof=1``): the t-interval for the mean, not a
+bootstrap, so it is deterministic. With one seed the band collapses onto the mean; x
+values where no seed has a value are left out of the line.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from jaxrl_icl.run.metrics import read_metrics
+from jaxrl_icl.run.rundir import RunDir, write_atomic
+
+
+def _t_two_sided_prob(t: float, dof: int) -> float:
+    """``P(|T| <= t)`` for Student's t with integer ``dof`` (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(dof))
+    c2 = math.cos(theta) ** 2
+    if dof % 2:
+        term, series = math.cos(theta), 0.0
+        for k in range(1, (dof - 1) // 2 + 1):
+            series += term
+            term *= c2 * (2 * k) / (2 * k + 1)
+        return 2 / math.pi * (theta + math.sin(theta) * series)
+    term, series = 1.0, 0.0
+    for k in range(1, dof // 2 + 1):
+        series += term
+        term *= c2 * (2 * k - 1) / (2 * k)
+    return math.sin(theta) * series
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(level: float, dof: int) -> float:
+    """``t`` with ``P(|T| <= t) = level`` for Student's t with ``dof >= 1`` (bisection, ~1e-12)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if dof < 1:
+        raise ValueError(f"dof must be >= 1, got {dof}")
+    lo, hi = 0.0, 1.0
+    while _t_two_sided_prob(hi, dof) < level:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1e-12 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _t_two_sided_prob(mid, dof) < level else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def confidence_band(y: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NaN-aware mean over seeds and its t-interval.
+
+    Args:
+      y: ``[num_seeds, T]`` values; NaN/inf mean "no value".
+      level: coverage of the interval.
+
+    Returns:
+      ``(mean, low, high)``, each float64 ``[T]``; NaN where no seed has a value, and
+      ``low == high == mean`` where exactly one has.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 2:
+        raise ValueError(f"y must be [num_seeds, T], got shape {y.shape}")
+    finite = np.isfinite(y)
+    n = finite.sum(axis=0)
+    filled = np.where(finite, y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=0) / n
+        var = np.where(finite, (filled - mean) ** 2, 0.0).sum(axis=0) / (n - 1)
+    quantile = np.array([t_quantile(level, int(k) - 1) if k > 1 else 0.0 for k in n])
+    half = np.where(n > 1, quantile * np.sqrt(np.where(n > 1, var, 0.0) / np.maximum(n, 1)), 0.0)
+    return mean, mean - half, mean + half
+
+
+def plot_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    hlines: Mapping[str, float] | None = None,
+    *,
+    figsize: tuple[float, float] = (6.4, 4.0),
+    dpi: int = 150,
+) -> Path:
+    """Draw one mean line with a 95% band per label and write a PNG atomically.
+
+    Args:
+      curves: label -> ``(x [T], y [num_seeds, T])``.
+      path: output PNG path.
+      xlabel, ylabel, title: axis labels and optional title.
+      hlines: label -> y of a dashed reference line (e.g. an optimal return).
+      figsize, dpi: image size is ``figsize * dpi`` pixels.
+
+    Returns:
+      ``path`` as a Path.
+    """
+    if not curves:
+        raise ValueError("curves is empty: nothing to plot")
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)  # render with Agg without touching pyplot's global backend
+    ax = fig.subplots()
+    for label, (x, y) in curves.items():
+        x, y = np.asarray(x), np.asarray(y)
+        if y.ndim != 2 or x.shape != (y.shape[1],):
+            raise ValueError(f"curve {label!r}: need x [T] and y [num_seeds, T], got {x.shape} and {y.shape}")
+        mean, low, high = confidence_band(y)
+        keep = np.isfinite(mean)
+        (line,) = ax.plot(x[keep], mean[keep], label=label)
+        ax.fill_between(x[keep], low[keep], high[keep], color=line.get_color(), alpha=0.25, linewidth=0)
+    for label, value in (hlines or {}).items():
+        ax.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path, dpi)
+
+
+def plot_bars(
+    values: Mapping[str, float],
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str | None = None,
+    reference: tuple[str, float] | None = None,
+    *,
+    log_scale: bool = False,
+    figsize: tuple[float, float] = (6.4, 4.0),
+    dpi: int = 150,
+) -> Path:
+    """Horizontal bar chart of ``label -> value`` (e.g. a benchmark's throughputs) as PNG.
+
+    ``reference = (label, value)`` draws a dashed line there (e.g. the baseline's level);
+    ``log_scale`` puts the values on a log axis, where ratios read as equal distances.
+    """
+    if not values:
+        raise ValueError("values is empty: nothing to plot")
+    labels = list(values)
+    data = np.asarray([values[k] for k in labels], dtype=float)
+    if not np.all(np.isfinite(data)) or (log_scale and np.any(data <= 0)):
+        raise ValueError(f"bar values must be finite{' and > 0 on a log scale' if log_scale else ''}: {values}")
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.barh(labels[::-1], data[::-1], color="tab:blue", alpha=0.8)
+    if reference is not None:
+        ax.axvline(reference[1], color="black", linestyle="--", linewidth=1, label=reference[0])
+        ax.legend(fontsize="small")
+    if log_scale:
+        ax.set_xscale("log")
+    ax.set_xlabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path, dpi)
+
+
+def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
+    """Render ``fig`` to PNG bytes and write them to ``path`` atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    path = Path(path)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def plot_run(run_dir: str | os.PathLike, metric: str, path: str | os.PathLike | None = None) -> Path:
+    """Plot ``metric`` of one run against env steps (default ``<run>/<metric>.png``)."""
+    run, _ = RunDir.open(run_dir)
+    log = read_metrics(run.metrics_path)
+    if metric not in log.values:
+        raise ValueError(f"{run.path}: no metric {metric!r}; available: {', '.join(log.values) or 'none'}")
+    out = run.plot_path(metric) if path is None else Path(path)
+    return plot_curves(
+        {f"{run.experiment} ({run.path.name})": (log.steps, log.values[metric])},
+        out, xlabel="env steps", ylabel=metric, title=run.experiment,
+    )
