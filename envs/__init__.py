@@ -51,8 +51,10 @@ def _apply_overrides(name: str, params: Any, overrides: dict[str, Any]) -> Any:
 def make(name: str, **overrides: Any) -> tuple[Any, Any]:
     """Build environment ``name`` and its default params with ``overrides`` applied.
 
-    Raises ``ValueError`` naming the known environments for an unknown name, and naming
-    the field for an override that the params dataclass does not have.
+    Raises ``ValueError`` naming the known environments for an unknown name, naming the
+    field for an override that the params dataclass does not have, and naming the field
+    for a value the environment rejects (``env.validate_params``, where it has one: a goal
+    outside the grid, probabilities that do not sum to one, ...).
     """
     if name.startswith("gymnax:"):
         from envs.gymnax_adapter import make_gymnax
@@ -66,7 +68,14 @@ def make(name: str, **overrides: Any) -> tuple[Any, Any]:
         env, params = _REGISTRY[name]()
     else:
         raise ValueError(f"unknown environment {name!r}; known: {', '.join(registered_envs())}")
-    return env, _apply_overrides(name, params, overrides)
+    params = _apply_overrides(name, params, overrides)
+    validate = getattr(env, "validate_params", None)
+    if validate is not None:
+        try:
+            validate(params)
+        except ValueError as err:
+            raise ValueError(f"make({name!r}): {err}") from None
+    return env, params
 
 
 def _lazy(module: str, factory: str, *args: Any, **kwargs: Any) -> Callable[[], tuple[Any, Any]]:

@@ -29,7 +29,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from envs.base import TimeLimitEnvironment
+from envs.base import TimeLimitEnvironment, check_horizon
 
 __all__ = [
     "BanditEnv",
@@ -141,6 +141,18 @@ class BanditEnv(TimeLimitEnvironment):
             )
         return BanditParams(means=means, max_steps_in_episode=self.horizon)
 
+    def validate_params(self, params: Any) -> None:
+        """ValueError naming the field unless ``means`` is float[num_arms] (in [0, 1] for
+        Bernoulli arms), ``noise_std >= 0`` and H >= 1."""
+        check_horizon(params)
+        means = np.asarray(params.means)
+        if means.shape != (self.num_arms,) or not np.all(np.isfinite(means)):
+            raise ValueError(f"means must be {self.num_arms} finite values, got {means.tolist()}")
+        if self.kind == "bernoulli" and not np.all((0 <= means) & (means <= 1)):
+            raise ValueError(f"means of Bernoulli arms must lie in [0, 1], got {means.tolist()}")
+        if self.kind == "gaussian" and not np.asarray(params.noise_std) >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {params.noise_std!r}")
+
     def sample_params(self, key: jax.Array, params: Any = None) -> Any:
         """A task: ``means ~ U(0, 1)`` float32[num_arms]; other fields from ``params``."""
         base = self.default_params if params is None else params
@@ -204,6 +216,16 @@ class LinearBanditEnv(TimeLimitEnvironment):
     def default_params(self) -> LinearBanditParams:
         """A fixed draw of the task distribution: ``sample_params(jax.random.key(0))``."""
         return self.sample_params(jax.random.key(0))
+
+    def validate_params(self, params: LinearBanditParams) -> None:
+        """ValueError naming the field unless ``theta`` is finite float[num_arms, dim],
+        ``noise_std >= 0`` and H >= 1."""
+        check_horizon(params)
+        theta = np.asarray(params.theta)
+        if theta.shape != (self.num_arms, self.dim) or not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta must be finite with shape {(self.num_arms, self.dim)}, got {theta.shape}")
+        if not np.asarray(params.noise_std) >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {params.noise_std!r}")
 
     def sample_params(
         self, key: jax.Array, params: LinearBanditParams | None = None

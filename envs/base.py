@@ -16,7 +16,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from gymnax.environments import environment
+
+
+def check_horizon(params: Any) -> None:
+    """ValueError unless ``params.max_steps_in_episode`` is a positive integer (concrete)."""
+    horizon = np.asarray(params.max_steps_in_episode)
+    if horizon.shape != () or not np.issubdtype(horizon.dtype, np.integer) or horizon < 1:
+        raise ValueError(f"max_steps_in_episode must be a positive int, got {params.max_steps_in_episode!r}")
 
 
 class TimeLimitEnvironment(environment.Environment):

@@ -41,7 +41,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.base import TimeLimitEnvironment
+from envs.base import TimeLimitEnvironment, check_horizon
 
 __all__ = [
     "DarkRoom",
@@ -156,6 +156,16 @@ class _GridEnv(TimeLimitEnvironment):
     def _random_cell(self, key: jax.Array) -> jax.Array:
         return jax.random.randint(key, (2,), 0, self.size, dtype=jnp.int32)
 
+    def _check_cells(self, params: Any, *names: str) -> None:
+        """ValueError naming the field unless each ``params.<name>`` is an in-grid int cell."""
+        check_horizon(params)
+        for name in names:
+            cell = np.asarray(getattr(params, name))
+            if cell.shape != (2,) or not np.issubdtype(cell.dtype, np.integer):
+                raise ValueError(f"{name} must be an int32[2] (x, y) cell, got {cell.dtype}{list(cell.shape)}")
+            if not np.all((0 <= cell) & (cell < self.size)):
+                raise ValueError(f"{name} must lie inside the {self.size}x{self.size} grid, got {cell.tolist()}")
+
 
 class DarkRoom(_GridEnv):
     """Dark Room: find an invisible goal cell by its reward; see the module docstring."""
@@ -172,6 +182,10 @@ class DarkRoom(_GridEnv):
         """Goal in the far corner ``(size - 1, size - 1)``; H = the constructor's horizon."""
         goal = jnp.full((2,), self.size - 1, dtype=jnp.int32)
         return DarkRoomParams(goal=goal, max_steps_in_episode=self.horizon)
+
+    def validate_params(self, params: DarkRoomParams) -> None:
+        """ValueError naming the field unless ``goal`` is a cell of the grid and H >= 1."""
+        self._check_cells(params, "goal")
 
     def sample_params(self, key: jax.Array, params: DarkRoomParams | None = None) -> DarkRoomParams:
         """A task: goal uniform over all ``size * size`` cells; other fields from ``params``."""
@@ -213,6 +227,12 @@ class KeyToDoor(_GridEnv):
             door=jnp.full((2,), self.size - 1, dtype=jnp.int32),
             max_steps_in_episode=self.horizon,
         )
+
+    def validate_params(self, params: KeyToDoorParams) -> None:
+        """ValueError naming the field unless key and door are distinct grid cells and H >= 1."""
+        self._check_cells(params, "key", "door")
+        if np.array_equal(np.asarray(params.key), np.asarray(params.door)):
+            raise ValueError(f"door must differ from key, both are {np.asarray(params.key).tolist()}")
 
     def sample_params(
         self, key: jax.Array, params: KeyToDoorParams | None = None

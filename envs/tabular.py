@@ -22,7 +22,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from envs.base import TimeLimitEnvironment
+from envs.base import TimeLimitEnvironment, check_horizon
 
 __all__ = ["TabularMDP", "TabularParams", "TabularState", "make_random_mdp", "validate_mdp"]
 
@@ -153,6 +153,11 @@ class TabularMDP(TimeLimitEnvironment):
         P, R, init = _random_tables(key, self.num_states, self._num_actions)
         horizon = self.horizon if params is None else params.max_steps_in_episode
         return TabularParams(P=P, R=R, init_dist=init, max_steps_in_episode=horizon)
+
+    def validate_params(self, params: TabularParams) -> None:
+        """ValueError naming the field unless ``params`` is a well-formed MDP of this size."""
+        validate_mdp(params, self.num_states, self._num_actions)
+        check_horizon(params)
 
     def get_obs(self, state: TabularState, params: Any = None, key: Any = None) -> jax.Array:
         return state.state
