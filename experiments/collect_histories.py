@@ -1,0 +1,123 @@
+"""Collect learning histories for Algorithm Distillation: train a source RL algorithm on every task.
+
+``python -m experiments.collect_histories --env darkroom-9x9 --algo q_learning [--run-dir DIR]``
+
+Every goal cell of the Dark Room grid is one task; the source algorithm trains on all of them
+at once (one ``jax.vmap`` over tasks) and records every env step. The run directory gets
+``config.json``, ``versions.json``, ``histories.h5`` (see :mod:`jaxrl_icl.rl.histories`; one
+history per task and parallel env, compact dtypes), ``summary.json`` (sizes, first/last
+episode returns, the optimum) and ``returns.png``: the mean return per episode across tasks,
+the curve AD must distil, with the optimal mean return as a dashed line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Literal
+
+import jax
+import numpy as np
+
+import envs
+from envs.darkroom import all_goals, optimal_return
+from jaxrl_icl.rl.histories import compact_histories, histories_from_metrics, nbytes, save_histories
+from jaxrl_icl.rl.q_learning import QLearningConfig, make_train
+from jaxrl_icl.run.config import ConfigError, config_to_dict, parse_cli, require_types
+from jaxrl_icl.run.plots import plot_curves
+from jaxrl_icl.run.rundir import RunDir, write_json
+
+AVAILABLE_ALGOS = ("q_learning",)
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """Learning-history collection.
+
+    Attributes:
+      env: task family; every cell of the grid is one goal (task).
+      algo: source RL algorithm that generates the histories.
+      seed: PRNG seed (one key per task is split from it).
+      summary_episodes: how many first / last episodes the printed means average over.
+      q_learning: source algorithm settings when algo is q_learning.
+    """
+
+    env: Literal["darkroom-9x9", "darkroom-10x10"] = "darkroom-9x9"
+    algo: Literal["q_learning", "ppo"] = "q_learning"
+    seed: int = 0
+    summary_episodes: int = 10
+    q_learning: QLearningConfig = QLearningConfig(record_history=True)
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        if self.algo not in AVAILABLE_ALGOS:
+            raise ConfigError(
+                "algo", f"{self.algo!r} is not wired for history collection yet; available: "
+                + ", ".join(AVAILABLE_ALGOS)
+            )
+        if not self.q_learning.record_history:
+            raise ConfigError("q_learning.record_history", "must be true to collect histories")
+        if not 1 <= self.summary_episodes <= self.q_learning.num_episodes:
+            raise ConfigError(
+                "summary_episodes",
+                f"must be in [1, q_learning.num_episodes={self.q_learning.num_episodes}], got {self.summary_episodes}",
+            )
+
+
+def collect(config: CollectConfig) -> tuple[dict[str, np.ndarray], dict, np.ndarray, float]:
+    """Train on every task; ``(histories, meta, returns [tasks, episodes], optimal mean return)``."""
+    env, base = envs.make(config.env)
+    goals = all_goals(env.size)
+    params = jax.vmap(lambda g: base.replace(goal=g))(goals)
+    trainer = make_train(config.q_learning, env)
+    keys = jax.random.split(jax.random.key(config.seed), goals.shape[0])
+    _, metrics = jax.jit(jax.vmap(trainer))(keys, params)
+    histories = compact_histories(histories_from_metrics(metrics))
+    num_envs = config.q_learning.num_envs
+    per_history = {  # history b * num_envs + e belongs to task b
+        name: np.repeat(np.asarray(getattr(params, name)), num_envs, axis=0)
+        for name in ("goal", "max_steps_in_episode")
+    }
+    meta = {"env": config.env, "algorithm": config.algo, "config": config_to_dict(config),
+            "seed": config.seed, "params": per_history}
+    start = np.asarray(env.start, np.int32)
+    optimum = float(np.mean(jax.vmap(lambda g: optimal_return(g, start, env.horizon))(goals)))
+    return histories, meta, np.asarray(metrics["episode_return"]), optimum
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, options = parse_cli(CollectConfig, sys.argv[1:] if argv is None else argv,
+                                prog="python -m experiments.collect_histories")
+    if options.resume is not None:
+        sys.exit("--resume: collection runs in one call and has nothing to resume; run it again")
+    run_dir = RunDir.create("collect_histories", config, path=options.run_dir)
+    histories, meta, returns, optimum = collect(config)
+    path = save_histories(run_dir.path / "histories.h5", histories, meta)
+    k = config.summary_episodes
+    summary = {
+        "num_tasks": int(returns.shape[0]), "num_histories": int(histories["reward"].shape[0]),
+        "steps_per_history": int(histories["reward"].shape[1]), "episodes": int(returns.shape[1]),
+        "bytes_in_memory": nbytes(histories), "bytes_on_disk": path.stat().st_size,
+        f"mean_return_first_{k}_episodes": float(returns[:, :k].mean()),
+        f"mean_return_last_{k}_episodes": float(returns[:, -k:].mean()),
+        "optimal_mean_return": optimum,
+        "dtypes": {name: str(x.dtype) for name, x in histories.items()},
+    }
+    write_json(run_dir.path / "summary.json", summary)
+    episodes = np.arange(1, returns.shape[1] + 1)
+    plot_curves(
+        {f"{config.algo} ({returns.shape[0]} tasks)": (episodes, returns)}, run_dir.plot_path("returns"),
+        xlabel="episode", ylabel="return", title=f"Learning histories: {config.env}, {config.algo}",
+        hlines={f"optimal ({optimum:.2f})": optimum},
+    )
+    print(f"histories: {summary['num_histories']} x {summary['steps_per_history']} steps "
+          f"({summary['episodes']} episodes each)")
+    print(f"size: {summary['bytes_in_memory'] / 2**20:.2f} MiB in memory, "
+          f"{summary['bytes_on_disk'] / 2**20:.2f} MiB on disk ({path.name})")
+    print(f"mean return, first {k} episodes: {summary[f'mean_return_first_{k}_episodes']:.2f}; "
+          f"last {k}: {summary[f'mean_return_last_{k}_episodes']:.2f}; optimal: {optimum:.2f}")
+    print(f"run directory: {run_dir.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Tests for learning-history datasets (``jaxrl_icl.rl.histories``)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from envs.darkroom import all_goals
+from jaxrl_icl.rl.histories import (
+    HISTORY_KEYS,
+    compact_histories,
+    histories_from_metrics,
+    load_histories,
+    nbytes,
+    save_histories,
+)
+
+
+def _dataset(n=3, t=40, seed=0):
+    rng = np.random.default_rng(seed)
+    histories = {
+        "obs": rng.integers(0, 9, (n, t, 2)).astype(np.int8),
+        "action": rng.integers(0, 5, (n, t)).astype(np.int8),
+        "reward": (rng.random((n, t)) < 0.2).astype(np.float16),
+        "terminated": np.zeros((n, t), bool),
+        "truncated": (np.arange(t) % 20 == 19)[None].repeat(n, 0),
+    }
+    meta = {
+        "env": "darkroom-9x9", "algorithm": "q_learning", "config": {"lr": 0.1, "tags": [1, 2]},
+        "seed": 7, "params": {"goal": rng.integers(0, 9, (n, 2)).astype(np.int32),
+                              "max_steps_in_episode": np.full((n,), 20, np.int32)},
+    }
+    return histories, meta
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_round_trip_is_exact(tmp_path):
+    histories, meta = _dataset()
+    histories["reward"] = np.random.default_rng(1).normal(size=(3, 40)).astype(np.float32)
+    path = save_histories(tmp_path / "h.h5", histories, meta)
+    loaded, loaded_meta = load_histories(path)
+    _assert_same(loaded, histories)
+    _assert_same(loaded_meta.pop("params"), meta["params"])
+    assert loaded_meta == {k: v for k, v in meta.items() if k != "params"}
+    assert [p.name for p in tmp_path.iterdir()] == ["h.h5"]  # no temporary file left behind
+
+
+def test_compact_histories_narrows_exactly():
+    histories, _ = _dataset()
+    wide = {
+        "obs": histories["obs"].astype(np.int64) + 200,  # 200..208 needs int16
+        "action": histories["action"].astype(np.int32),
+        "reward": histories["reward"].astype(np.float32),  # 0/1: exact in float16
+        "terminated": histories["terminated"],
+        "truncated": histories["truncated"],
+        "noisy": np.full((3, 40), 0.1, np.float32),  # 0.1 is not a float16: stays float32
+    }
+    compact = compact_histories(wide)
+    dtypes = {k: v.dtype for k, v in compact.items()}
+    assert dtypes == {"obs": np.int16, "action": np.int8, "reward": np.float16,
+                      "terminated": np.bool_, "truncated": np.bool_, "noisy": np.float32}
+    for k in wide:
+        np.testing.assert_array_equal(compact[k].astype(wide[k].dtype), wide[k])
+    assert nbytes(compact) < nbytes(wide)
+    assert nbytes(compact) == sum(v.size * v.dtype.itemsize for v in compact.values())
+
+
+def _write_raw(path, histories, n, t, **attrs):
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="jaxrl-icl-histories", version=1, env="e", algorithm="a", config="{}",
+                       seed=0, num_histories=n, num_steps=t, **attrs)
+        g = f.create_group("histories")
+        for k, v in histories.items():
+            g.create_dataset(k, data=v)
+        f.create_group("params").create_dataset("goal", data=np.zeros((n, 2), np.int32))
+
+
+def test_load_rejects_missing_keys_bad_shapes_and_empty_files(tmp_path):
+    histories, _ = _dataset()
+    missing = tmp_path / "missing.h5"
+    _write_raw(missing, {k: v for k, v in histories.items() if k != "reward"}, 3, 40)
+    with pytest.raises(ValueError, match=r"missing\.h5.*missing history key.*reward"):
+        load_histories(missing)
+
+    bad_shape = tmp_path / "shape.h5"
+    _write_raw(bad_shape, {**histories, "action": histories["action"][:, :30]}, 3, 40)
+    with pytest.raises(ValueError, match=r"shape\.h5.*action has shape"):
+        load_histories(bad_shape)
+
+    wrong_count = tmp_path / "count.h5"
+    _write_raw(wrong_count, histories, 4, 40)
+    with pytest.raises(ValueError, match=r"count\.h5.*attributes say"):
+        load_histories(wrong_count)
+
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.h5.*not a readable HDF5"):
+        load_histories(empty)
+
+    no_rows = tmp_path / "no_rows.h5"
+    _write_raw(no_rows, {k: v[:, :0] for k, v in histories.items()}, 3, 0)
+    with pytest.raises(ValueError, match=r"no_rows\.h5.*non-empty"):
+        load_histories(no_rows)
+
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_histories(tmp_path / "nowhere.h5")
+
+
+def test_save_rejects_bad_input_before_writing(tmp_path):
+    histories, meta = _dataset()
+    path = tmp_path / "h.h5"
+    with pytest.raises(ValueError, match="terminated must be bool"):
+        save_histories(path, {**histories, "terminated": histories["terminated"].astype(np.int8)}, meta)
+    with pytest.raises(ValueError, match="params/goal has shape"):
+        save_histories(path, histories, {**meta, "params": {"goal": np.zeros((2, 2))}})
+    with pytest.raises(ValueError, match="missing meta key"):
+        save_histories(path, histories, {k: v for k, v in meta.items() if k != "seed"})
+    with pytest.raises(ValueError, match="non-finite"):
+        save_histories(path, {**histories, "reward": np.full((3, 40), np.nan, np.float32)}, meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_histories_from_metrics_orders_runs_envs_and_time():
+    b, u, s, e = 2, 3, 4, 5
+    code = np.arange(b * u * s * e).reshape(b, u, s, e)  # encodes (run, update, step, env)
+    metrics = {f"history/{k}": code for k in HISTORY_KEYS}
+    metrics["history/obs"] = np.stack([code, -code], axis=-1)
+    out = histories_from_metrics(metrics)
+    assert out["reward"].shape == (b * e, u * s) and out["obs"].shape == (b * e, u * s, 2)
+    for run in range(b):
+        for env in range(e):
+            row = out["action"][run * e + env]
+            np.testing.assert_array_equal(row, code[run, :, :, env].ravel())
+    np.testing.assert_array_equal(out["obs"][..., 1], -out["obs"][..., 0])
+    with pytest.raises(KeyError, match="history/reward"):
+        histories_from_metrics({k: v for k, v in metrics.items() if k != "history/reward"})
+
+
+def test_collect_histories_experiment_writes_a_loadable_dataset(tmp_path, capsys):
+    from experiments import collect_histories
+
+    run = tmp_path / "run"
+    collect_histories.main(["--q-learning.num-episodes", "30", "--q-learning.epsilon-decay-episodes", "10",
+                            "--summary-episodes", "5", "--run-dir", str(run), "--no-progress"])
+    assert str(run) in capsys.readouterr().out
+    histories, meta = load_histories(run / "histories.h5")
+    assert histories["obs"].shape == (81, 30 * 20, 2)
+    assert meta["config"]["q_learning"]["num_episodes"] == 30 and meta["algorithm"] == "q_learning"
+    np.testing.assert_array_equal(meta["params"]["goal"], np.asarray(all_goals(9)))
+    assert histories["obs"].dtype == histories["action"].dtype == np.int8
+    assert histories["reward"].dtype == np.float16
+    assert (run / "returns.png").stat().st_size > 0 and (run / "summary.json").exists()
+    # Each history's reward is 1 exactly when the step lands on its own goal (the next obs,
+    # except after the last step of an episode, where the env resets).
+    obs, reward, truncated = histories["obs"], histories["reward"], histories["truncated"]
+    inside = ~truncated[:, :-1]
+    on_goal = np.all(obs[:, 1:] == meta["params"]["goal"][:, None, :], axis=-1)
+    np.testing.assert_array_equal((reward[:, :-1] == 1)[inside], on_goal[inside])
+    assert truncated.sum() == 81 * 30
+    with pytest.raises(SystemExit):
+        collect_histories.main(["--algo", "ppo", "--run-dir", str(tmp_path / "ppo")])
+    assert "not wired" in capsys.readouterr().err
