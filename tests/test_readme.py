@@ -1,0 +1,27 @@
+"""The README's set-up commands and code examples stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_opens_with_two_commands_and_ci_runs_the_second():
+    first_block = re.search(r"```bash\n(.*?)```", README, re.S)
+    assert first_block is not None and README.index(first_block.group(0)) < README.index("\n## ")
+    commands = first_block.group(1).strip().splitlines()
+    assert len(commands) == 2
+    install, _, test_command = commands[1].partition(" && ")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci, f".ci/run must run the README's test command {test_command!r}"
+    assert install.replace("pip install", "pip install -q") in ci
+
+
+def test_readme_python_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks, "README has no python examples"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
