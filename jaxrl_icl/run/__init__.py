@@ -19,7 +19,7 @@ from jaxrl_icl.run.loop import scalar_metrics, train_in_chunks
 from jaxrl_icl.run.metrics import MetricsLog, MetricsWriter, read_metrics
 from jaxrl_icl.run.plots import confidence_band, plot_bars, plot_curves, plot_run
 from jaxrl_icl.run.rundir import RunDir, read_json, versions, write_atomic, write_json
-from jaxrl_icl.run.sweep import gather_seeds, init_distributed, seed_keys, seed_mesh, shard_seed_axis, sweep
+from jaxrl_icl.run.sweep import gather_seeds, init_distributed, seed_keys, seed_mesh, shard_seed_axis, sweep_seeds
 from jaxrl_icl.run.trainer import Trainer
 
 __all__ = [
@@ -28,6 +28,6 @@ __all__ = [
     "gather_seeds", "init_distributed", "parse_cli", "plot_bars", "plot_curves", "plot_run",
     "read_json", "read_metrics", "require_divides", "require_in", "require_nonnegative",
     "require_positive", "require_types", "restore_latest", "scalar_metrics", "seed_keys",
-    "seed_mesh", "shard_seed_axis", "sweep", "train_in_chunks", "versions", "write_atomic",
+    "seed_mesh", "shard_seed_axis", "sweep_seeds", "train_in_chunks", "versions", "write_atomic",
     "write_json",
 ]

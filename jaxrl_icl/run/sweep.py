@@ -1,6 +1,6 @@
 """Seed sweeps: run ``fn(key, ...)`` over N seeds in one ``jax.vmap``, sharded over all devices.
 
-Seeds are a leading batch axis. With one device, :func:`sweep` is
+Seeds are a leading batch axis. With one device, :func:`sweep_seeds` is
 ``jax.jit(jax.vmap(fn))(keys, *args)``. With several devices (local, or across processes
 joined by :func:`init_distributed`) the seed axis is sharded over a 1-D mesh of all global
 devices with axis name ``"seeds"``; extra arguments are replicated. The per-seed
@@ -121,7 +121,7 @@ def _batched(fn: Callable[..., Any], num_args: int, sharded: bool) -> Callable[.
     return jax.jit(batched, out_shardings=seed_sharding() if sharded else None)
 
 
-def sweep(fn: Callable[..., Any], keys: jax.Array, *args: Any, to_host: bool = True) -> Any:
+def sweep_seeds(fn: Callable[..., Any], keys: jax.Array, *args: Any, to_host: bool = True) -> Any:
     """Run ``fn(key, *args)`` for every key in one jitted ``jax.vmap``.
 
     Args:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_icl.run import sweep as sw
+import jaxrl_icl.run.sweep as sw
 
 NUM_SEEDS = 8
 TRUE_W = (1.0, -2.0, 0.5)
@@ -44,9 +44,9 @@ def main(out_path: str) -> None:
     joined = sw.init_distributed()
     keys = sw.seed_keys(0, NUM_SEEDS)
     true_w = jnp.array(TRUE_W)
-    out = sw.sweep(noisy_fit, keys, true_w, LR, to_host=False)
+    out = sw.sweep_seeds(noisy_fit, keys, true_w, LR, to_host=False)
     host = sw.gather_seeds(out)
-    again = sw.sweep(noisy_fit, keys, true_w, LR)
+    again = sw.sweep_seeds(noisy_fit, keys, true_w, LR)
     resharded = sw.shard_seed_axis(out)
     reshard_is_noop = all(a is b for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(resharded)))
     host_resharded_rows, typed_key_rows, typed_key_data_equal, indivisible = [], [], True, ""
@@ -60,7 +60,7 @@ def main(out_path: str) -> None:
             sw.gather_seeds(jax.random.key_data(placed)), jax.random.key_data(typed_keys)
         )
         try:
-            sw.sweep(noisy_fit, sw.seed_keys(0, jax.device_count() + 2), true_w, LR)
+            sw.sweep_seeds(noisy_fit, sw.seed_keys(0, jax.device_count() + 2), true_w, LR)
         except ValueError as err:
             indivisible = str(err)
     np.savez(

@@ -249,7 +249,7 @@ import jax, numpy as np
 from tests.run.test_loop import RegressionConfig, env_params, make_trainer
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.rundir import RunDir
-from jaxrl_icl.run.sweep import seed_keys, sweep
+from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
 
 assert jax.device_count() == 4
 root = Path(sys.argv[1])
@@ -257,7 +257,7 @@ trainer, keys, params = make_trainer(num_updates=6), seed_keys(0, 8), env_params
 full = RunDir.create("toy", RegressionConfig(), path=root / "full")
 state, _ = train_in_chunks(trainer, keys, params, chunk_updates=2, run=full, progress=False)
 assert state["w"].sharding.spec == jax.sharding.PartitionSpec("seeds")
-ref, _ = sweep(trainer, keys, params)
+ref, _ = sweep_seeds(trainer, keys, params)
 same = lambda x, y: all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
 assert same(state, ref)
 stopped = RunDir.create("toy", RegressionConfig(), path=root / "stopped")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_icl.run import sweep as sw
+import jaxrl_icl.run.sweep as sw
 from tests.run._sweep_worker import LR, NUM_SEEDS, TRUE_W, noisy_fit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def test_sweep_matches_per_seed_loop():
     """vmapping must not change a seed's random stream: compare with one jit call per key."""
     keys = sw.seed_keys(0, NUM_SEEDS)
     true_w = jnp.array(TRUE_W)
-    out = sw.sweep(noisy_fit, keys, true_w, LR)
+    out = sw.sweep_seeds(noisy_fit, keys, true_w, LR)
     single = jax.jit(noisy_fit)
     for i in range(NUM_SEEDS):
         expected = single(keys[i], true_w, LR)
@@ -156,7 +156,7 @@ def test_single_device_subprocess_matches_in_process(runs):
     single = _result(runs, "single")
     assert single["device_count"] == 1 and single["process_count"] == 1
     assert not single["joined"]
-    expected = sw.sweep(noisy_fit, sw.seed_keys(0, NUM_SEEDS), jnp.array(TRUE_W), LR)
+    expected = sw.sweep_seeds(noisy_fit, sw.seed_keys(0, NUM_SEEDS), jnp.array(TRUE_W), LR)
     _assert_same_results(single, expected)
 
 
