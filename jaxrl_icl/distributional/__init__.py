@@ -1,0 +1,45 @@
+"""Distributional RL components: categorical and quantile representations, projections and
+losses, distributional dynamic programming on finite MDPs, stock-augmented risk objectives.
+
+    from jaxrl_icl.distributional import Categorical, value_iteration
+    result = value_iteration(P, R, 0.9, Categorical(jnp.linspace(0.0, 10.0, 51)))
+    result.dist      # float32[S, A, 51] return-law probabilities; result.policy int32[S]
+"""
+
+from jaxrl_icl.distributional.categorical import (
+    categorical_mean,
+    categorical_project,
+    check_support,
+    project_matrix,
+)
+from jaxrl_icl.distributional.dp import (
+    Categorical,
+    DPResult,
+    Quantile,
+    policy_evaluation,
+    policy_iteration,
+    value_iteration,
+)
+from jaxrl_icl.distributional.quantile import (
+    quantile_levels,
+    quantile_project,
+    quantile_regression_loss,
+)
+from jaxrl_icl.distributional.stock import (
+    StockResult,
+    cvar_utility,
+    expectation_utility,
+    homeostatic_utility,
+    optimal_cvar,
+    stock_backward_induction,
+    stock_value,
+    threshold_utility,
+)
+
+__all__ = [
+    "Categorical", "DPResult", "Quantile", "StockResult", "categorical_mean",
+    "categorical_project", "check_support", "cvar_utility", "expectation_utility",
+    "homeostatic_utility", "optimal_cvar", "policy_evaluation", "policy_iteration",
+    "project_matrix", "quantile_levels", "quantile_project", "quantile_regression_loss",
+    "stock_backward_induction", "stock_value", "threshold_utility", "value_iteration",
+]

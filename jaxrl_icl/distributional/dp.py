@@ -1,0 +1,418 @@
+"""Distributional dynamic programming on finite MDPs (policy evaluation, value and policy
+iteration) with categorical or quantile return distributions.
+
+The MDP is ``P: float[S, A, S]`` (``P[s, a, s'] = Pr(s' | s, a)``) and a reward that is either
+deterministic, ``R: float[S, A]``, or a finite distribution given as atoms ``R: float[S, A, K]``
+with ``reward_probs: float[S, A, K]``. Any of these may carry one leading batch axis ``B`` (with
+``policy`` batched alike): the batch is run with ``jax.vmap`` in one compiled call.
+
+A representation says how a return law is stored, one row of ``m`` numbers per ``(s, a)``:
+
+* ``Categorical(support)``: probabilities on the strictly increasing ``support: float[m]``; each
+  backup is projected with the Cramér projection (:mod:`.categorical`). With a support covering
+  ``[min r / (1 - gamma), max r / (1 - gamma)]`` the means follow ordinary DP exactly.
+* ``Quantile(num_quantiles)``: locations at the levels ``(2i - 1) / 2m``; each backup takes the
+  quantiles of the target mixture (:mod:`.quantile`).
+
+The Bellman backup is ``eta(s, a) <- Proj law(r(s, a) + gamma G(s'))`` with ``s' ~ P(s, a)`` and
+``G(s')`` the return law of ``s'`` under the policy (a mixture over ``a'``). Iteration starts
+from the point mass at 0 and either runs a fixed ``num_iterations`` (the finite-horizon return
+law of that many steps, exact for ``gamma = 1`` on a matching integer support) or stops when the
+largest entry change is ``<= tol`` (``lax.while_loop``), after at most ``max_iterations``.
+Control is greedy with respect to the mean (first maximiser on ties).
+
+Array checks (shapes, probabilities via :func:`envs.tabular.validate_mdp`, support, ``gamma`` in
+``[0, 1]``) run before any compute on concrete inputs; under an outer ``jit``/``vmap`` only the
+shape checks can run.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from envs.tabular import TabularParams, validate_mdp
+from jaxrl_icl.distributional.categorical import check_support, project_matrix
+from jaxrl_icl.distributional.quantile import quantile_levels, quantile_project
+
+__all__ = [
+    "Categorical",
+    "DPResult",
+    "Quantile",
+    "policy_evaluation",
+    "policy_iteration",
+    "value_iteration",
+]
+
+
+@struct.dataclass
+class Categorical:
+    """Categorical representation: probabilities on a strictly increasing ``support: float[m]``."""
+
+    support: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.support.shape[-1]
+
+
+@struct.dataclass
+class Quantile:
+    """Quantile representation with ``num_quantiles`` locations at the midpoint levels."""
+
+    num_quantiles: int = struct.field(pytree_node=False)
+
+    @property
+    def size(self) -> int:
+        return self.num_quantiles
+
+
+@struct.dataclass
+class DPResult:
+    """Output of the DP routines (add a leading ``B`` to every field for a batch of MDPs).
+
+    ``dist: float32[S, A, m]``: return law of each ``(s, a)`` (probabilities for
+    ``Categorical``, locations for ``Quantile``). ``state_dist: float32[S, m]``: return law of
+    each state under the evaluated policy (``policy_evaluation``) or the greedy one (control),
+    for ``Quantile`` the quantiles of that mixture. ``policy: int32[S]``: greedy action with
+    respect to the mean of ``dist``. ``num_iterations: int32``: Bellman backups done (policy
+    improvement steps for ``policy_iteration``). ``converged: bool``: the last change was
+    ``<= tol`` (policy stable for ``policy_iteration``).
+    """
+
+    dist: jax.Array
+    state_dist: jax.Array
+    policy: jax.Array
+    num_iterations: jax.Array
+    converged: jax.Array
+
+
+Representation = Categorical | Quantile
+
+
+def _mean(rep: Representation, table: jax.Array) -> jax.Array:
+    """``float32[...]``, the mean of each return law in ``table: float32[..., m]``."""
+    if isinstance(rep, Categorical):
+        return table @ rep.support
+    return table.mean(axis=-1)
+
+
+def _initial(rep: Representation, S: int, A: int) -> jax.Array:
+    """``float32[S, A, m]``, the point mass at return 0 (projected onto the support)."""
+    if isinstance(rep, Categorical):
+        delta0 = project_matrix(jnp.zeros((1,), jnp.float32), rep.support)[0]
+        return jnp.broadcast_to(delta0, (S, A, rep.size))
+    return jnp.zeros((S, A, rep.size), jnp.float32)
+
+
+def _state_dist(rep: Representation, table: jax.Array, pi: jax.Array) -> jax.Array:
+    """``float32[S, m]``: law of ``G(s)`` when ``a ~ pi(s)`` (``pi: float32[S, A]``)."""
+    if isinstance(rep, Categorical):
+        return jnp.einsum("sa,sam->sm", pi, table)
+    S, A, m = table.shape
+    weights = jnp.broadcast_to(pi[:, :, None], (S, A, m)).reshape(S, A * m)
+    return quantile_project(table.reshape(S, A * m), weights, m)
+
+
+def _make_backup(rep: Representation, P, r_atoms, r_probs, gamma):
+    """``backup(table [S, A, m], pi [S, A]) -> table``, the projected distributional Bellman
+    operator of policy ``pi`` (``r_atoms, r_probs: float32[S, A, K]``)."""
+    S, A, _ = P.shape
+    m = rep.size
+    if isinstance(rep, Categorical):
+        # Phi[s, a, j, i]: weight on z_i of the target atom r + gamma z_j, averaged over r.
+        shifted = r_atoms[..., None] + gamma * rep.support  # [S, A, K, m]
+        Phi = jnp.einsum("sak,sakji->saji", r_probs, project_matrix(shifted, rep.support))
+
+        def backup(table, pi):
+            next_law = jnp.einsum("sat,tm->sam", P, jnp.einsum("tb,tbm->tm", pi, table))
+            return jnp.einsum("saj,saji->sai", next_law, Phi)
+
+        return backup
+
+    def backup(table, pi):
+        # Target atoms r_k + gamma theta[t, b, j] with weight p_k P[s, a, t] pi[t, b] / m.
+        atoms = r_atoms[:, :, :, None] + gamma * table.reshape(1, 1, 1, S * A * m)
+        w_next = jnp.broadcast_to(P[:, :, :, None, None] * pi[:, :, None], (S, A, S, A, m))
+        weights = r_probs[..., None] * w_next.reshape(S, A, 1, S * A * m) / m
+        return quantile_project(atoms.reshape(S, A, -1), weights.reshape(S, A, -1), m)
+
+    return backup
+
+
+def _greedy(rep: Representation, table: jax.Array) -> jax.Array:
+    """``int32[S]``, the first action maximising the mean of ``table[s, a]``."""
+    return jnp.argmax(_mean(rep, table), axis=-1).astype(jnp.int32)
+
+
+def _iterate(step, x0, tol, num_iterations, max_iterations):
+    """Apply ``step`` ``num_iterations`` times, or until the change is ``<= tol`` (at most
+    ``max_iterations``). Returns ``(x, iterations, converged)``."""
+
+    def body(carry):
+        x, _, i = carry
+        y = step(x)
+        return y, jnp.max(jnp.abs(y - x)), i + 1
+
+    carry = (x0, jnp.float32(jnp.inf), jnp.int32(0))
+    if num_iterations is not None:
+        x, delta, i = jax.lax.fori_loop(0, num_iterations, lambda _, c: body(c), carry)
+    else:
+        x, delta, i = jax.lax.while_loop(
+            lambda c: (c[1] > tol) & (c[2] < max_iterations), body, carry
+        )
+    return x, i, delta <= tol
+
+
+@partial(jax.jit, static_argnames=("num_iterations", "max_iterations"))
+def _evaluate(P, r_atoms, r_probs, pi, gamma, rep, tol, num_iterations, max_iterations):
+    S, A, _ = P.shape
+    backup = _make_backup(rep, P, r_atoms, r_probs, gamma)
+    table, n, converged = _iterate(
+        lambda t: backup(t, pi), _initial(rep, S, A), tol, num_iterations, max_iterations
+    )
+    return DPResult(table, _state_dist(rep, table, pi), _greedy(rep, table), n, converged)
+
+
+@partial(jax.jit, static_argnames=("num_iterations", "max_iterations"))
+def _value_iteration(P, r_atoms, r_probs, gamma, rep, tol, num_iterations, max_iterations):
+    S, A, _ = P.shape
+    backup = _make_backup(rep, P, r_atoms, r_probs, gamma)
+
+    def step(table):
+        return backup(table, jax.nn.one_hot(_greedy(rep, table), A, dtype=jnp.float32))
+
+    table, n, converged = _iterate(step, _initial(rep, S, A), tol, num_iterations, max_iterations)
+    policy = _greedy(rep, table)
+    state = _state_dist(rep, table, jax.nn.one_hot(policy, A, dtype=jnp.float32))
+    return DPResult(table, state, policy, n, converged)
+
+
+@partial(jax.jit, static_argnames=("max_iterations", "max_policy_iterations"))
+def _policy_iteration(
+    P, r_atoms, r_probs, gamma, rep, tol, max_iterations, max_policy_iterations
+):
+    S, A, _ = P.shape
+    backup = _make_backup(rep, P, r_atoms, r_probs, gamma)
+
+    def improve(carry):
+        policy, table, _, k = carry
+        pi = jax.nn.one_hot(policy, A, dtype=jnp.float32)
+        table, _, _ = _iterate(lambda t: backup(t, pi), table, tol, None, max_iterations)
+        q = _mean(rep, table)
+        # Keep the current action unless another is strictly better (no cycling on ties).
+        keep = jnp.take_along_axis(q, policy[:, None], axis=1)[:, 0] >= q.max(axis=1)
+        new = jnp.where(keep, policy, jnp.argmax(q, axis=1).astype(jnp.int32))
+        return new, table, jnp.all(new == policy), k + 1
+
+    carry = (jnp.zeros((S,), jnp.int32), _initial(rep, S, A), jnp.bool_(False), jnp.int32(0))
+    policy, table, stable, k = jax.lax.while_loop(
+        lambda c: ~c[2] & (c[3] < max_policy_iterations), improve, carry
+    )
+    state = _state_dist(rep, table, jax.nn.one_hot(policy, A, dtype=jnp.float32))
+    return DPResult(table, state, policy, k, stable)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _is_concrete(*arrays) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def _check_gamma(gamma) -> None:
+    if np.ndim(gamma) != 0:
+        raise ValueError(f"gamma must be a scalar, got shape {np.shape(gamma)}")
+    if _is_concrete(gamma) and not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {float(gamma)}")
+
+
+def _check_rep(rep):
+    """``rep`` validated, with a Categorical support as a float32 array."""
+    if isinstance(rep, Categorical):
+        check_support(rep.support, "support")
+        return rep.replace(support=jnp.asarray(rep.support, jnp.float32))
+    if isinstance(rep, Quantile):
+        quantile_levels(rep.num_quantiles)  # raises on a bad num_quantiles
+        return rep
+    raise ValueError(f"rep must be Categorical or Quantile, got {type(rep).__name__}")
+
+
+def _check_count(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _prepare(P, R, reward_probs, policy, gamma):
+    """Validate and convert the MDP inputs; returns ``(batched, P, r_atoms, r_probs, pi)``,
+    float32 with ``r_atoms, r_probs: [..., S, A, K]`` and ``pi: [..., S, A]`` (or None)."""
+    _check_gamma(gamma)
+    P_shape = np.shape(P)
+    if len(P_shape) not in (3, 4):
+        raise ValueError(f"P must have shape [S, A, S] or [B, S, A, S], got {P_shape}")
+    batched = len(P_shape) == 4
+    lead, (S, A) = P_shape[:-3], P_shape[-3:-1]
+    if P_shape[-1] != S:
+        raise ValueError(f"P must have shape [..., S, A, S], got {P_shape}")
+    R_shape = np.shape(R)
+    if reward_probs is None:
+        if R_shape != (*lead, S, A):
+            raise ValueError(f"R must have shape {(*lead, S, A)} to match P, got {R_shape}")
+        r_atoms = jnp.asarray(R, jnp.float32)[..., None]
+        r_probs = jnp.ones_like(r_atoms)
+    else:
+        if len(R_shape) != len(lead) + 3 or R_shape[:-1] != (*lead, S, A):
+            raise ValueError(
+                f"R (reward atoms) must have shape {(*lead, S, A)} + (K,) to match P, "
+                f"got {R_shape}"
+            )
+        if np.shape(reward_probs) != R_shape:
+            raise ValueError(
+                f"reward_probs must have the shape of R {R_shape}, got {np.shape(reward_probs)}"
+            )
+        r_atoms = jnp.asarray(R, jnp.float32)
+        r_probs = jnp.asarray(reward_probs, jnp.float32)
+    pi = None
+    if policy is not None:
+        pi = _policy_probs(policy, lead, S, A)
+    if _is_concrete(P, R, reward_probs, policy):
+        _check_values(P, r_atoms, r_probs, pi, lead, S)
+    return batched, jnp.asarray(P, jnp.float32), r_atoms, r_probs, pi
+
+
+def _policy_probs(policy, lead, S: int, A: int) -> jax.Array:
+    """``float32[..., S, A]`` from an ``int[..., S]`` action table or ``float[..., S, A]``."""
+    shape = np.shape(policy)
+    if shape == (*lead, S) and jnp.issubdtype(jnp.asarray(policy).dtype, jnp.integer):
+        actions = np.asarray(policy) if _is_concrete(policy) else None
+        if actions is not None and (np.any(actions < 0) or np.any(actions >= A)):
+            raise ValueError(f"policy actions must lie in [0, {A}), got {np.asarray(policy)}")
+        return jax.nn.one_hot(policy, A, dtype=jnp.float32)
+    if shape == (*lead, S, A):
+        return jnp.asarray(policy, jnp.float32)
+    raise ValueError(
+        f"policy must be int actions of shape {(*lead, S)} or probabilities of shape "
+        f"{(*lead, S, A)}, got {shape} ({jnp.asarray(policy).dtype})"
+    )
+
+
+def _check_values(P, r_atoms, r_probs, pi, lead, S: int) -> None:
+    """Value checks on concrete arrays: each MDP through ``validate_mdp``, then the reward
+    distribution and the policy rows."""
+    P_np = np.asarray(P).reshape(-1, *np.shape(P)[-3:])
+    r_mean = np.asarray(jnp.sum(r_atoms * r_probs, axis=-1)).reshape(-1, *P_np.shape[1:3])
+    uniform = np.full((S,), 1.0 / S, np.float32)
+    for b in range(P_np.shape[0]):
+        where = f" (batch element {b})" if lead else ""
+        try:
+            validate_mdp(TabularParams(P_np[b], r_mean[b], uniform, 1))
+        except ValueError as err:
+            raise ValueError(f"{err}{where}") from None
+    for name, arr in (("R", r_atoms), ("reward_probs", r_probs), ("policy", pi)):
+        if arr is not None and not np.all(np.isfinite(np.asarray(arr))):
+            raise ValueError(f"{name} has non-finite entries")
+    for name, arr in (("reward_probs", r_probs), ("policy", pi)):
+        if arr is None:
+            continue
+        arr = np.asarray(arr)
+        if np.any(arr < 0):
+            raise ValueError(f"{name} has negative probabilities")
+        if np.any(np.abs(arr.sum(axis=-1) - 1.0) > 1e-5):
+            raise ValueError(f"{name} rows must sum to 1")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def policy_evaluation(
+    P,
+    R,
+    policy,
+    gamma,
+    rep: Representation,
+    *,
+    reward_probs=None,
+    num_iterations: int | None = None,
+    tol: float = 1e-6,
+    max_iterations: int = 10_000,
+) -> DPResult:
+    """Return law of ``policy`` on the MDP ``(P, R)``; see the module docstring.
+
+    ``policy``: ``int[S]`` actions or ``float[S, A]`` action probabilities (with the batch axis
+    of ``P`` if any). ``num_iterations``: a fixed number of backups (finite horizon) instead of
+    iterating to ``tol``. Returns a :class:`DPResult`; ``state_dist`` is the law under ``policy``.
+    """
+    rep = _check_rep(rep)
+    _check_count("num_iterations", num_iterations, allow_none=True)
+    _check_count("max_iterations", max_iterations)
+    batched, P, r_atoms, r_probs, pi = _prepare(P, R, reward_probs, policy, gamma)
+    fn = partial(_evaluate, num_iterations=num_iterations, max_iterations=max_iterations)
+    if batched:
+        fn = jax.vmap(fn, in_axes=(0, 0, 0, 0, None, None, None))
+    return fn(P, r_atoms, r_probs, pi, jnp.float32(gamma), rep, jnp.float32(tol))
+
+
+def value_iteration(
+    P,
+    R,
+    gamma,
+    rep: Representation,
+    *,
+    reward_probs=None,
+    num_iterations: int | None = None,
+    tol: float = 1e-6,
+    max_iterations: int = 10_000,
+) -> DPResult:
+    """Distributional value iteration, greedy in the mean, on the MDP ``(P, R)``.
+
+    Each backup uses the policy greedy for the current table. With ``num_iterations`` it is
+    finite-horizon backward induction of that many steps. Returns a :class:`DPResult` whose
+    ``state_dist`` is under the final greedy ``policy``.
+    """
+    rep = _check_rep(rep)
+    _check_count("num_iterations", num_iterations, allow_none=True)
+    _check_count("max_iterations", max_iterations)
+    batched, P, r_atoms, r_probs, _ = _prepare(P, R, reward_probs, None, gamma)
+    fn = partial(_value_iteration, num_iterations=num_iterations, max_iterations=max_iterations)
+    if batched:
+        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
+    return fn(P, r_atoms, r_probs, jnp.float32(gamma), rep, jnp.float32(tol))
+
+
+def policy_iteration(
+    P,
+    R,
+    gamma,
+    rep: Representation,
+    *,
+    reward_probs=None,
+    tol: float = 1e-6,
+    max_iterations: int = 10_000,
+    max_policy_iterations: int = 100,
+) -> DPResult:
+    """Distributional policy iteration, greedy in the mean, from the all-zeros policy.
+
+    Each round evaluates the current deterministic policy to ``tol`` (warm-started from the
+    previous table) and switches an action only where another is strictly better in the mean.
+    Stops when the policy is stable or after ``max_policy_iterations`` rounds. Needs
+    ``gamma < 1`` or a problem where every policy's evaluation converges.
+    """
+    rep = _check_rep(rep)
+    _check_count("max_iterations", max_iterations)
+    _check_count("max_policy_iterations", max_policy_iterations)
+    batched, P, r_atoms, r_probs, _ = _prepare(P, R, reward_probs, None, gamma)
+    fn = partial(
+        _policy_iteration,
+        max_iterations=max_iterations,
+        max_policy_iterations=max_policy_iterations,
+    )
+    if batched:
+        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
+    return fn(P, r_atoms, r_probs, jnp.float32(gamma), rep, jnp.float32(tol))
+
