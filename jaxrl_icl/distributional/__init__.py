@@ -20,6 +20,13 @@ from jaxrl_icl.distributional.dp import (
     policy_iteration,
     value_iteration,
 )
+from jaxrl_icl.distributional.monte_carlo import (
+    cvar,
+    mc_returns,
+    mc_stock_returns,
+    nearest_index,
+    threshold_probability,
+)
 from jaxrl_icl.distributional.quantile import (
     quantile_levels,
     quantile_project,
@@ -38,8 +45,9 @@ from jaxrl_icl.distributional.stock import (
 
 __all__ = [
     "Categorical", "DPResult", "Quantile", "StockResult", "categorical_mean",
-    "categorical_project", "check_support", "cvar_utility", "expectation_utility",
-    "homeostatic_utility", "optimal_cvar", "policy_evaluation", "policy_iteration",
+    "categorical_project", "check_support", "cvar", "cvar_utility", "expectation_utility",
+    "homeostatic_utility", "mc_returns", "mc_stock_returns", "nearest_index", "optimal_cvar",
+    "policy_evaluation", "policy_iteration", "threshold_probability",
     "project_matrix", "quantile_levels", "quantile_project", "quantile_regression_loss",
     "stock_backward_induction", "stock_value", "threshold_utility", "value_iteration",
 ]
