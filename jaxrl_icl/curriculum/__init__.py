@@ -1,0 +1,50 @@
+"""Curriculum teachers as pure JAX functions (Portelas et al. 2019).
+
+Every teacher is a module with the same three jittable functions, its state a
+fixed-capacity pytree that carries its (static) config::
+
+    state = alp_gmm.init(key, ALPGMMConfig(low=(0.0, 0.0), high=(1.0, 1.0)))
+    task, state = alp_gmm.sample(key, state)
+    state = alp_gmm.update(state, task, competence)
+
+:func:`teacher_for` returns the :class:`Teacher` triple for a config, for code that is
+generic over teachers. :mod:`jaxrl_icl.curriculum.gmm` is the jitted EM + AIC/BIC model
+selection underneath ALP-GMM and Covar-GMM.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from jaxrl_icl.curriculum import alp_gmm, covar_gmm, gmm, random_teacher, riac
+from jaxrl_icl.curriculum.alp_gmm import ALPGMMConfig
+from jaxrl_icl.curriculum.covar_gmm import CovarGMMConfig
+from jaxrl_icl.curriculum.gmm import GaussianMixture, fit_gmm, select_gmm
+from jaxrl_icl.curriculum.random_teacher import RandomConfig
+from jaxrl_icl.curriculum.riac import RIACConfig
+
+__all__ = [
+    "ALPGMMConfig", "CovarGMMConfig", "GaussianMixture", "RIACConfig", "RandomConfig", "Teacher",
+    "alp_gmm", "covar_gmm", "fit_gmm", "gmm", "random_teacher", "riac", "select_gmm", "teacher_for",
+]
+
+
+class Teacher(NamedTuple):
+    """The teacher interface: ``init(key, config) -> state``, ``sample(key, state) -> (task, state)``,
+    ``update(state, task, competence) -> state``."""
+
+    init: Callable[[Any, Any], Any]
+    sample: Callable[[Any, Any], Any]
+    update: Callable[[Any, Any, Any], Any]
+
+
+_MODULES = {RandomConfig: random_teacher, ALPGMMConfig: alp_gmm, CovarGMMConfig: covar_gmm,
+            RIACConfig: riac}
+
+
+def teacher_for(config: Any) -> Teacher:
+    """The :class:`Teacher` whose ``init`` takes ``config`` (TypeError for an unknown config type)."""
+    module = _MODULES.get(type(config))
+    if module is None:
+        raise TypeError(f"config: no teacher for {type(config).__name__}")
+    return Teacher(module.init, module.sample, module.update)

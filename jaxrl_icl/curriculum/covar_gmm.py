@@ -1,0 +1,132 @@
+"""Covar-GMM teacher (Moulin-Frier et al. 2014, as a baseline in Portelas et al. 2019).
+
+A Gaussian mixture over ``(time, task, competence)``: time is the position of the task in
+the current batch of ``fit_rate`` tasks, scaled to [0, 1). The covariance between time and
+competence inside a Gaussian measures its learning progress. The first ``fit_rate`` tasks
+are uniform; after every ``fit_rate`` tasks, mixtures with k = 2..max_k are fitted to the
+last ``fit_rate`` points and the lowest AIC (or BIC) is kept. Sampling: with probability
+``random_task_ratio`` uniform, else a Gaussian chosen with probability proportional to its
+positive (or absolute, ``absolute_lp``) time-competence covariance, a draw from it without
+the time and competence coordinates, clipped to the box. The refit runs in :func:`update`
+under ``lax.cond``, as in :mod:`jaxrl_icl.curriculum.alp_gmm`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl_icl.curriculum import gmm as gmm_lib
+from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
+from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
+
+
+@dataclasses.dataclass(frozen=True)
+class CovarGMMConfig:
+    """Covar-GMM hyper-parameters.
+
+    Attributes:
+      low: lower corner of the task box.
+      high: upper corner of the task box (``low < high`` in every dimension).
+      fit_rate: tasks between two GMM fits; also the bootstrap length and the fit window.
+      max_k: largest number of Gaussians tried (k = 2..max_k).
+      random_task_ratio: probability of a uniform task after the bootstrap.
+      nb_em_init: EM restarts per k (best log-likelihood kept).
+      criterion: model selection criterion, "aic" or "bic".
+      absolute_lp: rank Gaussians by |covariance| instead of max(covariance, 0).
+      max_em_iter: EM iteration cap per fit.
+      reg_covar: added to every covariance diagonal.
+    """
+
+    low: tuple[float, ...] = (0.0, 0.0)
+    high: tuple[float, ...] = (1.0, 1.0)
+    fit_rate: int = 250
+    max_k: int = 10
+    random_task_ratio: float = 0.2
+    nb_em_init: int = 1
+    criterion: Literal["aic", "bic"] = "aic"
+    absolute_lp: bool = False
+    max_em_iter: int = 100
+    reg_covar: float = 1e-6
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        validate_box(self)
+        for name in ("fit_rate", "nb_em_init", "max_em_iter", "reg_covar"):
+            require_positive(self, name)
+        if self.max_k < 2:
+            raise ConfigError("max_k", f"must be >= 2, got {self.max_k}")
+        require_in(self, "random_task_ratio", 0.0, 1.0)
+
+
+@struct.dataclass
+class CovarGMMState:
+    """Teacher state, fixed capacity.
+
+    Attributes:
+      config: the (static) config.
+      count: int32[] tasks reported so far.
+      window: float32[fit_rate, d + 2] ring buffer of the last ``(time, task, competence)``.
+      gmm: current mixture over (time, task, competence), ``max_k`` slots.
+      key: PRNG key for the EM initialisations.
+    """
+
+    config: CovarGMMConfig = struct.field(pytree_node=False)
+    count: jax.Array
+    window: jax.Array
+    gmm: gmm_lib.GaussianMixture
+    key: jax.Array
+
+
+def init(key: jax.Array, config: CovarGMMConfig) -> CovarGMMState:
+    """Empty window and a placeholder mixture (unused until the first fit)."""
+    d = len(config.low)
+    return CovarGMMState(config, jnp.int32(0), jnp.zeros((config.fit_rate, d + 2), jnp.float32),
+                         gmm_lib.placeholder_gmm(config.max_k, d + 2), key)
+
+
+def learning_progress(state: CovarGMMState) -> jax.Array:
+    """Per-Gaussian time-competence covariance, float32[max_k] (absolute if ``absolute_lp``)."""
+    lp = state.gmm.covariances[:, 0, -1]
+    return jnp.abs(lp) if state.config.absolute_lp else lp
+
+
+def sample(key: jax.Array, state: CovarGMMState) -> tuple[jax.Array, CovarGMMState]:
+    """Next task float32[d] in the box; the state is unchanged."""
+    cfg = state.config
+    k_uniform, k_coin, k_comp, k_draw = jax.random.split(key, 4)
+    uniform = uniform_in_box(k_uniform, cfg.low, cfg.high)
+    component = gmm_lib.proportional_choice(k_comp, state.gmm, learning_progress(state))
+    draw = gmm_lib.sample_component(k_draw, state.gmm, component)[1:-1]
+    use_uniform = (state.count < cfg.fit_rate) | (jax.random.uniform(k_coin) < cfg.random_task_ratio)
+    return jnp.where(use_uniform, uniform, clip_to_box(draw, cfg.low, cfg.high)), state
+
+
+def _refit(state: CovarGMMState) -> CovarGMMState:
+    cfg = state.config
+    key, fit_key = jax.random.split(state.key)
+    gmm, _ = gmm_lib.select_gmm(
+        fit_key, state.window, jnp.ones(cfg.fit_rate, bool), min_components=2,
+        max_components=cfg.max_k, num_inits=cfg.nb_em_init, criterion=cfg.criterion,
+        max_iter=cfg.max_em_iter, reg_covar=cfg.reg_covar,
+    )
+    return state.replace(gmm=gmm, key=key)
+
+
+def update(state: CovarGMMState, task: jax.Array, competence: jax.Array) -> CovarGMMState:
+    """Record ``task`` float32[d] with ``competence`` float32[]; refit every ``fit_rate`` tasks."""
+    cfg = state.config
+    task = jnp.asarray(task, jnp.float32)
+    competence = jnp.asarray(competence, jnp.float32)
+    chex.assert_shape(task, (len(cfg.low),))
+    chex.assert_shape(competence, ())
+    slot = state.count % cfg.fit_rate
+    time = slot.astype(jnp.float32) / cfg.fit_rate
+    row = jnp.concatenate([time[None], task, competence[None]])
+    state = state.replace(count=state.count + 1, window=state.window.at[slot].set(row))
+    return jax.lax.cond(state.count % cfg.fit_rate == 0, _refit, lambda s: s, state)
