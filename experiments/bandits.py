@@ -29,7 +29,7 @@ from jaxrl_icl.rl.bandit_algorithms import (
 )
 from jaxrl_icl.run.config import parse_cli, require_in, require_positive, require_types
 from jaxrl_icl.run.plots import confidence_band, plot_curves
-from jaxrl_icl.run.rundir import RunDir, write_json
+from jaxrl_icl.run.rundir import open_run, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +96,7 @@ def summarize(regret: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> None:
     config, options = parse_cli(BanditsConfig, sys.argv[1:] if argv is None else argv,
                                 prog="python -m experiments.bandits")
-    if options.resume is not None:
-        sys.exit("--resume: this experiment runs in one call and has nothing to resume; run it again")
-    run_dir = RunDir.create("bandits", config, path=options.run_dir)
+    run_dir = open_run("bandits", config, options)
     regret = run(config)
     summary = summarize(regret)
     write_json(run_dir.path / "summary.json", {

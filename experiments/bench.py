@@ -7,6 +7,8 @@ prints where it is.
 
 Suites:
   envs   random-policy steps/s of every own environment vs gymnax CartPole-v1
+  ppo    PPO training steps/s on CartPole-v1, 1/16/256 seeds, vs a PureJaxRL-design reference
+  dp     distributional value iteration it/s vs vectorised NumPy; vmap over 64 MDPs; stock-grid cost
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from jaxrl_icl.run.rundir import RunDir, write_json
 # suite -> (module under experiments.benchmarks, config class name)
 SUITES = {
     "envs": ("envs", "EnvBenchConfig"),
+    "ppo": ("ppo", "PPOBenchConfig"),
+    "icl": ("icl", "ICLBenchConfig"),
+    "dp": ("dp", "DPBenchConfig"),
 }
 
 

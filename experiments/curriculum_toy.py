@@ -26,7 +26,7 @@ from envs import curriculum_toy as toy
 from jaxrl_icl.curriculum import ALPGMMConfig, CovarGMMConfig, RandomConfig, RIACConfig, teacher_for
 from jaxrl_icl.run.config import ConfigError, parse_cli, require_divides, require_positive, require_types
 from jaxrl_icl.run.plots import confidence_band, plot_curves
-from jaxrl_icl.run.rundir import RunDir, write_json
+from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
 
 # What Portelas et al. (2019, toy space, 2-D, 20k episodes) report, as a reading guide.
@@ -151,9 +151,7 @@ def summarize(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> None:
     config, options = parse_cli(CurriculumToyConfig, sys.argv[1:] if argv is None else argv,
                                 prog="python -m experiments.curriculum_toy")
-    if options.resume is not None:
-        sys.exit("--resume: this experiment runs in one call and has nothing to resume; run it again")
-    run_dir = RunDir.create("curriculum_toy", config, path=options.run_dir)
+    run_dir = open_run("curriculum_toy", config, options)
     scores, seconds = run(config)
     summary = summarize(scores)
     for name, row in summary.items():

@@ -50,7 +50,7 @@ from jaxrl_icl.distributional import (
     threshold_utility,
 )
 from jaxrl_icl.run.config import field, parse_cli, require_in, require_positive, require_types
-from jaxrl_icl.run.rundir import RunDir, write_atomic, write_json
+from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 
 ALPHAS = (0.1, 0.25, 0.5)
 
@@ -268,9 +268,7 @@ def run(config: DistributionalDPConfig) -> dict:
 def main(argv: list[str] | None = None) -> None:
     config, options = parse_cli(DistributionalDPConfig, sys.argv[1:] if argv is None else argv,
                                 prog="python -m experiments.distributional_dp")
-    if options.resume is not None:
-        sys.exit("--resume: this experiment runs in one call and has nothing to resume; run it again")
-    run_dir = RunDir.create("distributional_dp", config, path=options.run_dir)
+    run_dir = open_run("distributional_dp", config, options)
     results = run(config)
     summary = {}
     for name, (problem, _, table) in results.items():

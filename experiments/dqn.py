@@ -12,7 +12,6 @@ Algorithm flags are nested: ``--dqn.lr 1e-3 --dqn.double-dqn``.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +19,11 @@ import numpy as np
 
 import envs
 from jaxrl_icl.rl.dqn import DQNConfig, make_train
-from jaxrl_icl.run.config import ConfigError, parse_cli, require_positive, require_types
+from jaxrl_icl.run.config import ConfigError, cli_error, parse_cli, require_positive, require_types
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
-from jaxrl_icl.run.rundir import RunDir, write_json
+from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys
 
 PROG = "python -m experiments.dqn"
@@ -60,11 +59,6 @@ class DQNExperimentConfig:
             )
 
 
-def _fail(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> Path:
     """Run the sweep described by ``argv``; returns the run directory."""
     config, options = parse_cli(DQNExperimentConfig, argv, prog=PROG)
@@ -72,11 +66,8 @@ def main(argv: list[str] | None = None) -> Path:
         env, env_params = envs.make(config.env)
         trainer = make_train(config.dqn, env)
     except ValueError as err:  # unknown env, or one DQN cannot run (ConfigError)
-        _fail(f"argument --env: {config.env}: {err}")
-    if options.resume is not None:
-        run, _ = RunDir.open(options.resume, DQNExperimentConfig)
-    else:
-        run = RunDir.create("dqn", config, path=options.run_dir)
+        cli_error(PROG, f"argument --env: {config.env}: {err}")
+    run = open_run("dqn", config, options, resumable=True)
 
     start = time.perf_counter()
     train_in_chunks(

@@ -17,12 +17,14 @@ import numpy as np
 
 import envs
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
-from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive
+from jaxrl_icl.run.config import cli_error, field, parse_cli, require_nonnegative, require_positive
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
-from jaxrl_icl.run.rundir import RunDir, write_json
+from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 from jaxrl_icl.run.sweep import init_distributed, seed_keys
+
+PROG = "python -m experiments.ppo"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +56,14 @@ def final_returns(returns: np.ndarray, window: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> RunDir:
-    config, options = parse_cli(PPOExperimentConfig, argv, prog="python -m experiments.ppo")
+    config, options = parse_cli(PPOExperimentConfig, argv, prog=PROG)
     init_distributed()
-    env, env_params = envs.make(config.env)
-    trainer = make_train(config.ppo, env, env_params)  # validates env/algorithm fit first
-    if options.resume is not None:
-        run, _ = RunDir.open(options.resume, PPOExperimentConfig)
-    else:
-        run = RunDir.create("ppo", config, path=options.run_dir)
+    try:
+        env, env_params = envs.make(config.env)
+        trainer = make_train(config.ppo, env, env_params)  # checks the env fits PPO
+    except ValueError as err:  # unknown env, or spaces PPO cannot handle (ConfigError)
+        cli_error(PROG, f"argument --env: {config.env}: {err}")
+    run = open_run("ppo", config, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)
 
     train_in_chunks(

@@ -31,7 +31,6 @@ from envs.tabular import TabularMDP
 from jaxrl_icl.distributional import (
     Categorical,
     cvar_utility,
-    project_matrix,
     stock_backward_induction,
     value_iteration,
 )

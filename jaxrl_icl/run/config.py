@@ -35,6 +35,7 @@ import dataclasses
 import decimal
 import math
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -404,6 +405,16 @@ def _build(values: dict[str, Any], cls: type, prefix: tuple[str, ...], base: Any
         return cls(**kwargs)
     except ConfigError as err:
         raise ConfigError(".".join(prefix + (err.field_name,)), err.message) from None
+
+
+def cli_error(prog: str, message: str) -> typing.NoReturn:
+    """Exit like argparse does on a bad flag: ``<prog>: error: <message>`` on stderr, status 2.
+
+    For checks that need more than the config (an environment an algorithm cannot run on),
+    made after :func:`parse_cli` but before any compute or file is written.
+    """
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def parse_cli(

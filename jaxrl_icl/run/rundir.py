@@ -28,7 +28,7 @@ from typing import Any
 
 import jax
 
-from jaxrl_icl.run.config import ConfigError, config_from_dict, config_to_dict
+from jaxrl_icl.run.config import ConfigError, RunOptions, config_from_dict, config_to_dict
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
@@ -227,3 +227,18 @@ def _new_timestamped_dir(parent: Path) -> Path:
             continue
         return candidate
     raise FileExistsError(f"{parent}: no free run directory name for timestamp {stamp}")
+
+
+def open_run(experiment: str, config: Any, options: RunOptions, *, resumable: bool = False) -> RunDir:
+    """The run directory an experiment's CLI asked for (call it after validating inputs).
+
+    ``--resume DIR`` reopens ``DIR`` (only when the experiment is ``resumable``: one that
+    checkpoints; otherwise it exits with status 2 and a message); else a new directory is
+    made at ``--run-dir`` or ``runs/<experiment>/<timestamp>/``.
+    """
+    if options.resume is not None:
+        if not resumable:
+            raise SystemExit(f"--resume: {experiment} runs in one call and has nothing to resume; run it again")
+        run, _ = RunDir.open(options.resume, type(config))
+        return run
+    return RunDir.create(experiment, config, path=options.run_dir)

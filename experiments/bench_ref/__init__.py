@@ -1,0 +1,1 @@
+"""Reference implementations used only by the benchmarks in :mod:`experiments.benchmarks`."""

@@ -1,0 +1,188 @@
+"""In-context rollout speed: KV-cached ``step`` vs recomputing the whole context every step.
+
+A small causal transformer (default width 64, 4 layers, 4 heads, ALiBi) is rolled out
+autoregressively for every context length ``L`` in ``context_lengths``: each next token is
+the next row of a fixed random stream plus the softmax of the previous output, so steps
+cannot be batched together. Two ways, same parameters:
+
+* **cached**: ``lax.scan`` of :func:`jaxrl_icl.icl.step` over all ``L`` tokens from an
+  empty ``L``-slot cache, O(L) per token;
+* **recompute**: ``lax.scan`` whose body writes the token into a zero-padded ``[1, L]``
+  context and runs :func:`jaxrl_icl.icl.apply` over all of it, O(L^2) per token; only the
+  last ``min(recompute_steps, recompute_tokens // L)`` positions are timed (at least 2),
+  since its per-token cost does not depend on the position.
+
+Also timed: training tokens/s (``value_and_grad`` of a cross-entropy through ``apply`` on
+``max(1, train_tokens // L)`` sequences of length ``L``) and cached rollouts of
+``vmap_context`` tokens for every task count in ``num_tasks`` (``jax.vmap`` over tasks, one
+sequence each). Every function is compiled ahead of time; the best of ``repeats`` calls is
+reported as tokens/s (all sequences together).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.run.config import ConfigError, field, require_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class ICLBenchConfig:
+    """Cached vs recomputed in-context rollouts, training and vmapped-task throughput."""
+
+    context_lengths: tuple[int, ...] = field((256, 1024, 4096), help="context lengths in tokens")
+    width: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    positions: tr.Positions = field("alibi", help="position scheme")
+    d_in: int = field(16, help="features per input token")
+    d_out: int = field(8, help="outputs per token (action logits)")
+    recompute_steps: int = field(64, help="most timed steps of the recompute rollout")
+    recompute_tokens: int = field(32768, help="timed recompute steps are at most this // context length")
+    train_tokens: int = field(8192, help="tokens per training batch (sequences = this // length)")
+    num_tasks: tuple[int, ...] = field((1, 64), help="task counts for the vmapped cached rollout")
+    vmap_context: int = field(1024, help="context length of the vmapped cached rollout")
+    repeats: int = field(3, help="timed calls per measurement; the best is kept")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("recompute_steps", "recompute_tokens", "train_tokens", "vmap_context", "repeats"):
+            require_positive(self, name)
+        for name in ("context_lengths", "num_tasks"):
+            values = getattr(self, name)
+            if not values or min(values) < 1:
+                raise ConfigError(name, f"must be a non-empty tuple of positive ints, got {values}")
+        self.model(max(self.context_lengths))  # validates width/heads/positions
+
+    def model(self, max_len: int) -> tr.TransformerConfig:
+        return tr.TransformerConfig(
+            d_in=self.d_in, d_out=self.d_out, width=self.width, num_layers=self.num_layers,
+            num_heads=self.num_heads, max_len=max_len, positions=self.positions,
+        )
+
+
+def _feedback(row: jax.Array, out: jax.Array) -> jax.Array:
+    """Next token ``[B, d_in]``: a stream row plus the softmax of the last output in its first slots."""
+    return row.at[:, : out.shape[-1]].add(jax.nn.softmax(out, axis=-1))
+
+
+def cached_rollout(model: tr.TransformerConfig, params, stream: jax.Array) -> jax.Array:
+    """Autoregressive cached rollout over ``stream [B, T, d_in]``; returns the last output ``[B, d_out]``."""
+    batch = stream.shape[0]
+
+    def body(carry, row):
+        cache, out = carry
+        out, cache = tr.step(model, params, cache, _feedback(row, out))
+        return (cache, out), None
+
+    init = (tr.init_cache(model, batch), jnp.zeros((batch, model.d_out)))
+    (_, out), _ = jax.lax.scan(body, init, jnp.swapaxes(stream, 0, 1))
+    return out
+
+
+def recompute_rollout(model: tr.TransformerConfig, params, stream: jax.Array, start: int) -> jax.Array:
+    """The same rollout for positions ``start..T-1``, re-running ``apply`` on the padded context each step."""
+    batch, length, _ = stream.shape
+    context = jnp.zeros_like(stream).at[:, :start].set(stream[:, :start])
+
+    def body(carry, inputs):
+        context, out = carry
+        pos, row = inputs
+        context = jax.lax.dynamic_update_slice_in_dim(context, _feedback(row, out)[:, None], pos, axis=1)
+        out = jax.lax.dynamic_index_in_dim(tr.apply(model, params, context), pos, axis=1, keepdims=False)
+        return (context, out), None
+
+    positions = jnp.arange(start, length)
+    init = (context, jnp.zeros((batch, model.d_out)))
+    (_, out), _ = jax.lax.scan(body, init, (positions, jnp.swapaxes(stream[:, start:], 0, 1)))
+    return out
+
+
+def train_step(model: tr.TransformerConfig, params, tokens: jax.Array, targets: jax.Array):
+    """Cross-entropy of ``apply`` outputs against int ``targets [B, T]`` and its gradient."""
+
+    def loss(p):
+        logits = tr.apply(model, p, tokens)
+        log_p = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(log_p, targets[..., None], axis=-1))
+
+    return jax.value_and_grad(loss)(params)
+
+
+def _time(fn, args, repeats: int) -> tuple[float, float]:
+    """``(best seconds per call, compile seconds)`` of ``jax.jit(fn)(*args)``."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best, compile_s
+
+
+def _row(name: str, length: int, tokens: int, timing: tuple[float, float], **extra) -> dict:
+    seconds, compile_s = timing
+    return {"name": name, "context": length, "tokens": tokens, "seconds": seconds,
+            "tokens_per_s": tokens / seconds, "compile_s": compile_s, **extra}
+
+
+def run(cfg: ICLBenchConfig) -> tuple[list[dict], str]:
+    """Measure every rollout/training variant; return the rows and a printable table."""
+    key = jax.random.PRNGKey(cfg.seed)
+    rows = []
+    for length in cfg.context_lengths:
+        model = cfg.model(length)
+        params = tr.init(model, key)
+        stream = jax.random.normal(jax.random.fold_in(key, length), (1, length, cfg.d_in))
+        rows.append(_row("cached", length, length,
+                         _time(lambda p, s, m=model: cached_rollout(m, p, s), (params, stream), cfg.repeats)))
+        steps = max(2, min(cfg.recompute_steps, cfg.recompute_tokens // length, length))
+        rows.append(_row("recompute", length, steps, _time(
+            lambda p, s, m=model, st=length - steps: recompute_rollout(m, p, s, st), (params, stream), cfg.repeats)))
+        rows[-1]["cached_speedup"] = rows[-2]["tokens_per_s"] / rows[-1]["tokens_per_s"]
+        batch = max(1, cfg.train_tokens // length)
+        tokens = jax.random.normal(jax.random.fold_in(key, 1), (batch, length, cfg.d_in))
+        targets = jax.random.randint(jax.random.fold_in(key, 2), (batch, length), 0, cfg.d_out)
+        rows.append(_row("train", length, batch * length, _time(
+            lambda p, x, y, m=model: train_step(m, p, x, y), (params, tokens, targets), cfg.repeats), batch=batch))
+    model = cfg.model(cfg.vmap_context)
+    params = tr.init(model, key)
+    for tasks in cfg.num_tasks:
+        streams = jax.random.normal(jax.random.fold_in(key, 3), (tasks, 1, cfg.vmap_context, cfg.d_in))
+        fn = jax.vmap(lambda s, p=params: cached_rollout(model, p, s))
+        rows.append(_row(f"cached x{tasks} tasks", cfg.vmap_context, tasks * cfg.vmap_context,
+                         _time(fn, (streams,), cfg.repeats), tasks=tasks))
+    return rows, _table(cfg, rows)
+
+
+def _table(cfg: ICLBenchConfig, rows: list[dict]) -> str:
+    lines = [
+        f"causal transformer width {cfg.width}, {cfg.num_layers} layers, {cfg.num_heads} heads, {cfg.positions}; "
+        f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        f"{'variant':<20}{'context':>8}{'tokens':>8}{'tokens/s':>14}{'cached x':>10}{'compile s':>11}",
+    ]
+    for row in rows:
+        speedup = f"{row['cached_speedup']:>10.1f}" if "cached_speedup" in row else " " * 10
+        lines.append(f"{row['name']:<20}{row['context']:>8}{row['tokens']:>8}{row['tokens_per_s']:>14,.1f}"
+                     f"{speedup}{row['compile_s']:>11.1f}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path) -> None:
+    """Log-scale bar chart of tokens/s for every variant and context length."""
+    from jaxrl_icl.run.plots import plot_bars
+
+    plot_bars(
+        {f"{row['name']} @ {row['context']}": row["tokens_per_s"] for row in rows},
+        path,
+        ylabel="tokens / s",
+        title="In-context transformer: KV cache vs recompute",
+        log_scale=True,
+    )

@@ -1,0 +1,132 @@
+"""PPO training speed: our ``make_train`` against a PureJaxRL-design reference, same process.
+
+Both train PPO on gymnax CartPole-v1 with PureJaxRL's default config (4 envs x 128 steps,
+4 epochs, 4 minibatches, lr 2.5e-4 annealed) for every seed count in ``num_seeds``, each
+as one ``jax.jit(jax.vmap(train))`` over seeds. Each function is compiled ahead of time
+(``lower(...).compile()``, the reported compile time) and then timed over ``repeats``
+calls; the best call gives env steps/s (all seeds together) and wall time per seed
+(``seconds / seeds``). The reference is :mod:`experiments.bench_ref.purejaxrl_ppo`.
+
+Steps per seed are ``min(total_timesteps, max_total_steps // seeds)`` rounded down to whole
+rollouts (at least one), so large seed counts stay affordable on a CPU; the table prints
+what was used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+
+import envs
+from experiments.bench_ref import purejaxrl_ppo
+from jaxrl_icl.rl.ppo import PPOConfig, make_train
+from jaxrl_icl.run.config import ConfigError, field, require_positive
+
+ENV = "gymnax:CartPole-v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOBenchConfig:
+    """PPO steps/s on CartPole-v1: ours vs the PureJaxRL-design reference."""
+
+    num_seeds: tuple[int, ...] = field((1, 16, 256), help="seed counts to time (vmapped)")
+    total_timesteps: int = field(100_000, help="env steps per seed (at most)")
+    max_total_steps: int = field(
+        2_000_000, help="cap on env steps per call over all seeds (per-seed steps shrink for many seeds)"
+    )
+    repeats: int = field(2, help="timed calls per implementation and seed count; the best is kept")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("total_timesteps", "max_total_steps", "repeats"):
+            require_positive(self, name)
+        if not self.num_seeds or min(self.num_seeds) < 1:
+            raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
+        batch = PPOConfig().batch_size
+        if self.total_timesteps < batch:
+            raise ConfigError("total_timesteps", f"must be at least one rollout ({batch} steps), got {self.total_timesteps}")
+
+
+def steps_per_seed(cfg: PPOBenchConfig, seeds: int) -> int:
+    """Env steps per seed used for ``seeds`` seeds: whole rollouts, at least one."""
+    batch = PPOConfig().batch_size
+    steps = min(cfg.total_timesteps, cfg.max_total_steps // seeds)
+    return max(batch, steps // batch * batch)
+
+
+def _reference_config(ppo: PPOConfig) -> dict:
+    return {
+        "ENV_NAME": "CartPole-v1", "NUM_ENVS": ppo.num_envs, "NUM_STEPS": ppo.num_steps,
+        "TOTAL_TIMESTEPS": ppo.total_timesteps, "UPDATE_EPOCHS": ppo.update_epochs,
+        "NUM_MINIBATCHES": ppo.num_minibatches, "LR": ppo.lr, "ANNEAL_LR": ppo.anneal_lr,
+        "GAMMA": ppo.gamma, "GAE_LAMBDA": ppo.gae_lambda, "CLIP_EPS": ppo.clip_eps,
+        "ENT_COEF": ppo.ent_coef, "VF_COEF": ppo.vf_coef, "MAX_GRAD_NORM": ppo.max_grad_norm,
+    }
+
+
+def _time(fn, args: tuple, repeats: int) -> tuple[float, float]:
+    """``(compile seconds, best seconds per call)`` of ``jax.jit(fn)`` on ``args``."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - t0)
+    return compile_s, best
+
+
+def measure(cfg: PPOBenchConfig, seeds: int) -> dict:
+    """Time ours and the reference for ``seeds`` vmapped seeds; one result row."""
+    ppo = PPOConfig(total_timesteps=steps_per_seed(cfg, seeds))
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), seeds)
+    env, env_params = envs.make(ENV)
+    ours = jax.vmap(make_train(ppo, env, env_params), in_axes=(0, None))
+    reference = jax.vmap(purejaxrl_ppo.make_train(_reference_config(ppo)))
+    ours_compile, ours_s = _time(ours, (keys, env_params), cfg.repeats)
+    ref_compile, ref_s = _time(reference, (keys,), cfg.repeats)
+    steps = seeds * ppo.num_updates * ppo.batch_size  # env steps actually taken per call
+    return {
+        "seeds": seeds,
+        "steps_per_seed": ppo.num_updates * ppo.batch_size,
+        "ours_steps_per_s": steps / ours_s,
+        "reference_steps_per_s": steps / ref_s,
+        "ratio": ref_s / ours_s,
+        "ours_s_per_seed": ours_s / seeds,
+        "reference_s_per_seed": ref_s / seeds,
+        "ours_compile_s": ours_compile,
+        "reference_compile_s": ref_compile,
+    }
+
+
+def run(cfg: PPOBenchConfig) -> tuple[list[dict], str]:
+    """Measure every seed count; return the rows and a printable table."""
+    rows = [measure(cfg, seeds) for seeds in cfg.num_seeds]
+    lines = [
+        f"PPO on {ENV}, PureJaxRL defaults (4 envs x 128 steps, 4 epochs x 4 minibatches), "
+        f"{jax.devices()[0].device_kind} ({jax.default_backend()}); best of {cfg.repeats}, compile excluded",
+        f"{'seeds':>6}{'steps/seed':>12}{'ours steps/s':>15}{'ref steps/s':>14}{'ours/ref':>10}"
+        f"{'ours s/seed':>13}{'ref s/seed':>12}{'compile s (ours/ref)':>22}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['seeds']:>6}{r['steps_per_seed']:>12,}{r['ours_steps_per_s']:>15,.0f}"
+            f"{r['reference_steps_per_s']:>14,.0f}{r['ratio']:>10.2f}{r['ours_s_per_seed']:>13.3f}"
+            f"{r['reference_s_per_seed']:>12.3f}{r['ours_compile_s']:>13.1f} /{r['reference_compile_s']:>5.1f}"
+        )
+    return rows, "\n".join(lines)
+
+
+def plot(rows: list[dict], path) -> None:
+    """Bars of env steps/s for ours and the reference at each seed count (log axis)."""
+    from jaxrl_icl.run.plots import plot_bars
+
+    values = {}
+    for r in rows:
+        values[f"ours, {r['seeds']} seeds"] = r["ours_steps_per_s"]
+        values[f"reference, {r['seeds']} seeds"] = r["reference_steps_per_s"]
+    plot_bars(values, path, ylabel="env steps / s (all seeds, compile excluded)",
+              title="PPO on CartPole-v1: ours vs PureJaxRL design", log_scale=True)

@@ -1,0 +1,38 @@
+"""In-context agents: the causal transformer backbone and in-context RL token layouts.
+
+::
+
+    from jaxrl_icl.icl import TransformerConfig, init, apply, init_cache, step, step_tokens
+"""
+
+from jaxrl_icl.icl.tokens import (
+    STEP_TOKENS_PER_STEP,
+    TRIPLET_TOKENS_PER_STEP,
+    action_logits,
+    step_token,
+    step_token_dim,
+    step_tokens,
+    triplet_action_token,
+    triplet_obs_token,
+    triplet_reward_token,
+    triplet_token_dim,
+    triplet_tokens,
+)
+from jaxrl_icl.icl.transformer import (
+    KVCache,
+    Transformer,
+    TransformerConfig,
+    alibi_slopes,
+    apply,
+    init,
+    init_cache,
+    rope,
+    step,
+)
+
+__all__ = [
+    "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
+    "action_logits", "alibi_slopes", "apply", "init", "init_cache", "rope", "step", "step_token",
+    "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",
+    "triplet_token_dim", "triplet_tokens",
+]

@@ -1,0 +1,347 @@
+"""GPT-style causal transformer with a full-sequence face and a KV-cached one-token face.
+
+One set of parameters, two ways to run it:
+
+* ``apply(config, params, tokens [B, T, d_in]) -> [B, T, d_out]``: the whole sequence at
+  once under a causal mask (training);
+* ``init_cache(config, B)`` then ``step(config, params, cache, token [B, d_in]) ->
+  (out [B, d_out], cache)``: one token at a time against a fixed-size key/value cache,
+  O(cache length) per step, jittable inside ``lax.scan`` and vmappable over tasks.
+
+Both faces compute the same function: the output at position ``t`` depends on tokens
+``max(0, t - window + 1) .. t`` (all of ``0 .. t`` when ``window == 0``). Blocks are
+pre-LayerNorm: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` with a GELU MLP, a final
+LayerNorm and a linear head. Positions are ``"learned"`` (absolute embeddings added to the
+input), ``"alibi"`` (a per-head linear distance penalty on the attention logits, Press et
+al. 2022) or ``"rope"`` (rotary embeddings of queries and keys, Su et al. 2021).
+
+Context limits: with ``window == 0`` (or learned positions, whose table has ``max_len``
+rows) a sequence may hold at most ``max_len`` tokens: ``apply`` raises ValueError at trace
+time for a longer one, and ``step`` raises at run time (a host callback that fires only on
+overflow) rather than silently dropping old tokens. With ``window > 0`` and ALiBi/RoPE the
+cache is a ring buffer of ``window`` slots and a rollout may run for any number of steps.
+
+Example::
+
+    cfg = TransformerConfig(d_in=12, d_out=4, width=64, num_layers=4, num_heads=4)
+    params = init(cfg, jax.random.PRNGKey(0))
+    logits = apply(cfg, params, tokens)                      # [B, T, 4]
+    cache = init_cache(cfg, batch_size=B)
+    out, cache = step(cfg, params, cache, tokens[:, 0])      # out == logits[:, 0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Literal
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxrl_icl.run.config import ConfigError, require_divides, require_in, require_positive, require_types
+
+Positions = Literal["learned", "alibi", "rope"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Shape of the causal transformer.
+
+    Attributes:
+      d_in: features per input token.
+      d_out: features per output (e.g. number of action logits).
+      width: residual stream width; ``head_dim = width // num_heads``.
+      num_layers: transformer blocks.
+      num_heads: attention heads per block.
+      max_len: longest context in tokens (learned-position table size; cache size without a window).
+      positions: ``"learned"``, ``"alibi"`` or ``"rope"``.
+      window: attend only to the last ``window`` tokens (self included); 0 = whole context.
+      mlp_ratio: MLP hidden width is ``mlp_ratio * width``.
+      dropout: dropout rate on attention weights and residual branches (training only).
+      rope_base: RoPE frequency base; pair ``i`` of a head turns by ``pos * base^(-2i/head_dim)``.
+    """
+
+    d_in: int
+    d_out: int
+    width: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    max_len: int = 1024
+    positions: Positions = "alibi"
+    window: int = 0
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("d_in", "d_out", "width", "num_layers", "num_heads", "max_len", "mlp_ratio", "rope_base"):
+            require_positive(self, name)
+        require_divides(self, "num_heads", "width")
+        require_in(self, "window", 0, self.max_len)
+        require_in(self, "dropout", 0.0, 1.0 - 1e-9)
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ConfigError("num_heads", f"rope needs an even head_dim; width/num_heads = {self.head_dim}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def cache_len(self) -> int:
+        """Key/value slots per layer: ``window`` (a ring buffer) or ``max_len``."""
+        return self.window or self.max_len
+
+    @property
+    def context_limit(self) -> int | None:
+        """Most tokens a sequence may hold, or None when unbounded (window with ALiBi/RoPE)."""
+        return None if self.window and self.positions != "learned" else self.max_len
+
+
+@struct.dataclass
+class KVCache:
+    """Per-layer keys and values of the last ``cache_len`` tokens.
+
+    ``keys``/``values`` are float32 ``[B, num_layers, num_heads, cache_len, head_dim]``; the
+    token at position ``p`` lives in slot ``p % cache_len`` (keys already RoPE-rotated).
+    ``pos`` is the int32 scalar position of the next token (= tokens seen so far).
+    """
+
+    keys: jax.Array
+    values: jax.Array
+    pos: jax.Array
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+def alibi_slopes(num_heads: int) -> np.ndarray:
+    """ALiBi head slopes, float32 ``[num_heads]``.
+
+    For ``n`` a power of two, head ``h = 1..n`` has slope ``2^(-8h/n)``. Otherwise the
+    slopes of the nearest lower power of two ``m`` are followed by every other slope of
+    ``2m`` (``2^(-4(2k-1)/m)``, k = 1..n-m), as in the ALiBi paper's code.
+    """
+    if num_heads < 1:
+        raise ValueError(f"num_heads must be >= 1, got {num_heads}")
+    m = 2 ** int(math.floor(math.log2(num_heads)))
+    slopes = [2.0 ** (-8.0 * h / m) for h in range(1, m + 1)]
+    slopes += [2.0 ** (-4.0 * (2 * k - 1) / m) for k in range(1, num_heads - m + 1)]
+    return np.asarray(slopes, dtype=np.float32)
+
+
+def rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
+    """Rotate ``x [..., T, H, D]`` by its positions ``[T]`` (RoPE, half-split pairing).
+
+    Feature ``i`` and ``i + D/2`` form pair ``i``, turned by angle ``pos * base^(-2i/D)``.
+    Norms are kept, and ``rope(q, m) . rope(k, n)`` depends on ``m - n`` only.
+    """
+    half = x.shape[-1] // 2
+    freqs = base ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / x.shape[-1])
+    angles = positions.astype(jnp.float32)[:, None] * freqs  # [T, D/2]
+    cos, sin = jnp.cos(angles)[:, None, :], jnp.sin(angles)[:, None, :]  # [T, 1, D/2]
+    x1, x2 = x[..., :half], x[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def _attention_weights(config: TransformerConfig, scores, q_pos, k_pos):
+    """Softmax attention weights ``[B, H, Tq, Tk]`` from raw ``q.k`` scores of the same shape.
+
+    ``q_pos [Tq]`` / ``k_pos [Tk]`` are absolute int positions; a key is visible when
+    ``0 <= k_pos <= q_pos`` and, with a window, ``q_pos - k_pos < window`` (each query sees
+    at least itself). Scores are scaled by ``1/sqrt(head_dim)``; ALiBi subtracts
+    ``slope_h * (q_pos - k_pos)``.
+    """
+    scores = scores / math.sqrt(config.head_dim)
+    offset = q_pos[:, None] - k_pos[None, :]  # [Tq, Tk]
+    visible = (k_pos[None, :] >= 0) & (offset >= 0)
+    if config.window:
+        visible &= offset < config.window
+    if config.positions == "alibi":
+        slopes = jnp.asarray(alibi_slopes(config.num_heads))
+        scores = scores - slopes[:, None, None] * offset.astype(jnp.float32)
+    scores = jnp.where(visible, scores, -jnp.inf)
+    return jax.nn.softmax(scores, axis=-1)
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+class _Attention(nn.Module):
+    config: TransformerConfig
+
+    def setup(self):
+        self.qkv = nn.Dense(3 * self.config.width, name="qkv")
+        self.proj = nn.Dense(self.config.width, name="proj")
+        self.drop = nn.Dropout(self.config.dropout)
+
+    def _qkv(self, x, positions):
+        """``x [B, T, W]`` -> q, k, v each ``[B, T, H, D]`` (q, k rotated under RoPE)."""
+        cfg = self.config
+        q, k, v = jnp.split(self.qkv(x).reshape(*x.shape[:-1], 3 * cfg.num_heads, cfg.head_dim), 3, axis=-2)
+        if cfg.positions == "rope":
+            q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
+        return q, k, v
+
+    def __call__(self, x, deterministic: bool):
+        positions = jnp.arange(x.shape[1])
+        q, k, v = self._qkv(x, positions)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        weights = self.drop(_attention_weights(self.config, scores, positions, positions), deterministic=deterministic)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.proj(out.reshape(x.shape))
+
+    def step(self, x, keys, values, layer: int, pos):
+        """One token ``x [B, W]`` at position ``pos`` through layer ``layer`` of the full cache
+        ``keys/values [B, L, H, S, D]``; writes this token's key/value in place (slot ``pos % S``)."""
+        q, k, v = self._qkv(x[:, None], pos[None])  # [B, 1, H, D]
+        slots = keys.shape[3]
+        start = (0, layer, 0, pos % slots, 0)
+        keys = jax.lax.dynamic_update_slice(keys, k[:, None].transpose(0, 1, 3, 2, 4), start)
+        values = jax.lax.dynamic_update_slice(values, v[:, None].transpose(0, 1, 3, 2, 4), start)
+        # Slot s holds the latest position p' <= pos with p' = s (mod S); negative = empty.
+        slot_pos = pos - jnp.mod(pos - jnp.arange(slots), slots)
+        scores = jnp.einsum("bhd,bhkd->bhk", q[:, 0], keys[:, layer])[:, :, None]
+        weights = _attention_weights(self.config, scores, pos[None], slot_pos)[:, :, 0]
+        out = jnp.einsum("bhk,bhkd->bhd", weights, values[:, layer])
+        return self.proj(out.reshape(x.shape)), keys, values
+
+
+class _Block(nn.Module):
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        self.ln1 = nn.LayerNorm(name="ln1")
+        self.attn = _Attention(cfg, name="attn")
+        self.ln2 = nn.LayerNorm(name="ln2")
+        self.fc = nn.Dense(cfg.mlp_ratio * cfg.width, name="fc")
+        self.out = nn.Dense(cfg.width, name="out")
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def _mlp(self, x, deterministic: bool):
+        return self.drop(self.out(nn.gelu(self.fc(self.ln2(x)))), deterministic=deterministic)
+
+    def __call__(self, x, deterministic: bool):
+        x = x + self.drop(self.attn(self.ln1(x), deterministic), deterministic=deterministic)
+        return x + self._mlp(x, deterministic)
+
+    def step(self, x, keys, values, layer: int, pos):
+        h, keys, values = self.attn.step(self.ln1(x), keys, values, layer, pos)
+        x = x + h
+        return x + self._mlp(x, True), keys, values
+
+
+class Transformer(nn.Module):
+    """The causal transformer; use the module-level ``init``/``apply``/``step`` functions."""
+
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        self.embed = nn.Dense(cfg.width, name="embed")
+        if cfg.positions == "learned":
+            self.pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (cfg.max_len, cfg.width))
+        self.blocks = [_Block(cfg, name=f"block_{i}") for i in range(cfg.num_layers)]
+        self.ln_f = nn.LayerNorm(name="ln_f")
+        self.head = nn.Dense(cfg.d_out, name="head")
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def __call__(self, tokens, deterministic: bool = True):
+        x = self.embed(tokens)
+        if self.config.positions == "learned":
+            x = x + self.pos_embed[: tokens.shape[1]]
+        x = self.drop(x, deterministic=deterministic)
+        for block in self.blocks:
+            x = block(x, deterministic)
+        return self.head(self.ln_f(x))
+
+    def step(self, cache: KVCache, token):
+        x = self.embed(token)
+        if self.config.positions == "learned":
+            x = x + jax.lax.dynamic_index_in_dim(self.pos_embed, cache.pos, keepdims=False)
+        keys, values = cache.keys, cache.values
+        for layer, block in enumerate(self.blocks):
+            x, keys, values = block.step(x, keys, values, layer, cache.pos)
+        return self.head(self.ln_f(x)), KVCache(keys=keys, values=values, pos=cache.pos + 1)
+
+
+# ----------------------------------------------------------------------------- functional API
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init(config: TransformerConfig, key: jax.Array):
+    """Parameters (a pytree of float32 arrays) for ``config`` (jitted; compiled once per config)."""
+    return Transformer(config).init(key, jnp.zeros((1, 1, config.d_in), jnp.float32))
+
+
+def apply(config: TransformerConfig, params, tokens: jax.Array, *, dropout_key: jax.Array | None = None):
+    """Outputs ``[B, T, d_out]`` float32 for ``tokens [B, T, d_in]`` under the causal (window) mask.
+
+    Dropout is active only when ``dropout_key`` is given (training) and ``config.dropout > 0``.
+    Raises ValueError at trace time if ``T`` exceeds ``config.context_limit``.
+    """
+    chex.assert_rank(tokens, 3)
+    if tokens.shape[-1] != config.d_in:
+        raise ValueError(f"tokens: last axis must be d_in={config.d_in}, got shape {tokens.shape}")
+    limit = config.context_limit
+    if limit is not None and tokens.shape[1] > limit:
+        raise ValueError(
+            f"tokens: {tokens.shape[1]} tokens exceed max_len={config.max_len}"
+            + (" (learned positions)" if config.window else "; set a window or raise max_len")
+        )
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
+    return Transformer(config).apply(params, tokens, deterministic=dropout_key is None, rngs=rngs)
+
+
+def init_cache(config: TransformerConfig, batch_size: int) -> KVCache:
+    """An empty cache for ``batch_size`` sequences (zeros, ``pos = 0``)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    shape = (batch_size, config.num_layers, config.num_heads, config.cache_len, config.head_dim)
+    return KVCache(keys=jnp.zeros(shape, jnp.float32), values=jnp.zeros(shape, jnp.float32), pos=jnp.int32(0))
+
+
+def step(config: TransformerConfig, params, cache: KVCache, token: jax.Array) -> tuple[jax.Array, KVCache]:
+    """Feed one token ``[B, d_in]`` at position ``cache.pos``; returns ``(out [B, d_out], cache)``.
+
+    ``out`` equals ``apply(config, params, tokens)[:, cache.pos]`` for the same token stream.
+    No dropout. Running past ``config.context_limit`` tokens raises a runtime error (host
+    callback, taken only on overflow; under ``vmap`` the check is reduced over the batch).
+    """
+    chex.assert_rank(token, 2)
+    if token.shape[-1] != config.d_in:
+        raise ValueError(f"token: last axis must be d_in={config.d_in}, got shape {token.shape}")
+    if cache.keys.shape[0] != token.shape[0] or cache.keys.shape[1:] != (
+        config.num_layers, config.num_heads, config.cache_len, config.head_dim
+    ):
+        raise ValueError(f"cache: keys shape {cache.keys.shape} does not fit batch {token.shape[0]} and config")
+    limit = config.context_limit
+    if limit is not None:
+        _overflow_guard(cache.pos >= limit, jnp.int32(limit))
+    return Transformer(config).apply(params, cache, token, method=Transformer.step)
+
+
+def _raise_overflow(over, limit):
+    if np.any(over):
+        raise ValueError(f"step: context exceeds max_len={int(limit)} tokens; set a window or raise max_len")
+
+
+@jax.custom_batching.custom_vmap
+def _overflow_guard(over: jax.Array, limit: jax.Array) -> jax.Array:
+    """Raise (through a host callback) iff the bool scalar ``over`` is true."""
+    jax.lax.cond(over, lambda: jax.debug.callback(_raise_overflow, over, limit), lambda: None)
+    return over
+
+
+@_overflow_guard.def_vmap
+def _overflow_guard_vmap(axis_size, in_batched, over, limit):
+    # One check for the whole batch, so the callback still runs only on overflow.
+    _overflow_guard(jnp.any(over) if in_batched[0] else over, jnp.max(limit) if in_batched[1] else limit)
+    return over, in_batched[0]

@@ -1,0 +1,228 @@
+"""Causal transformer: cached and full-sequence faces agree, causality, windows, ALiBi, RoPE."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.run.config import ConfigError
+
+D_IN, D_OUT, B = 5, 3, 2
+
+
+def _config(positions, window=0, max_len=16, num_layers=2, **kw):
+    return tr.TransformerConfig(
+        d_in=D_IN, d_out=D_OUT, width=16, num_layers=num_layers, num_heads=4, max_len=max_len,
+        positions=positions, window=window, **kw,
+    )
+
+
+def _tokens(t, seed=1):
+    return jax.random.normal(jax.random.PRNGKey(seed), (B, t, D_IN))
+
+
+_apply = jax.jit(tr.apply, static_argnums=0)
+
+
+def _scan_steps(cfg, params, tokens, cache=None):
+    """``(outputs [B, T, d_out], cache)`` from a ``lax.scan`` of ``step`` over ``tokens [B, T, d_in]``."""
+
+    def body(cache, token):
+        out, cache = tr.step(cfg, params, cache, token)
+        return cache, out
+
+    cache = tr.init_cache(cfg, tokens.shape[0]) if cache is None else cache
+    cache, outs = jax.lax.scan(body, cache, jnp.swapaxes(tokens, 0, 1))
+    return jnp.swapaxes(outs, 0, 1), cache
+
+
+_rollout = jax.jit(_scan_steps, static_argnums=0)
+
+
+@pytest.mark.parametrize("positions", ["learned", "alibi", "rope"])
+@pytest.mark.parametrize("window", [0, 5])
+def test_cached_steps_match_full_sequence(positions, window):
+    cfg = _config(positions, window)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    # With a window and relative positions the ring buffer wraps several times past max_len.
+    length = 16 if cfg.context_limit else 37
+    tokens = _tokens(length)
+    full = _apply(cfg, params, tokens)
+    cached, cache = _rollout(cfg, params, tokens)
+    assert full.shape == cached.shape == (B, length, D_OUT)
+    np.testing.assert_allclose(cached, full, atol=1e-5, rtol=0)
+    assert int(cache.pos) == length
+    assert cache.keys.shape == (B, 2, 4, window or 16, 4)
+
+
+@pytest.mark.parametrize("positions", ["alibi", "rope"])
+def test_window_equals_truncated_context(positions):
+    # Independent check of the window mask: with relative positions and one layer (so the
+    # receptive field is the window itself), the output at t under window w equals the last
+    # output of the model run on tokens t-w+1..t alone.
+    w = 4
+    windowed = _config(positions, window=w, num_layers=1)
+    plain = _config(positions, num_layers=1)
+    params = tr.init(plain, jax.random.PRNGKey(0))
+    tokens = _tokens(12)
+    full = _apply(windowed, params, tokens)
+    for t in (2, 11):
+        alone = _apply(plain, params, tokens[:, max(0, t - w + 1): t + 1])[:, -1]
+        np.testing.assert_allclose(full[:, t], alone, atol=1e-5, rtol=0)
+    # ...and the window matters: without it the late outputs differ.
+    assert np.abs(_apply(plain, params, tokens)[:, -1] - full[:, -1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("positions", ["learned", "alibi", "rope"])
+def test_future_tokens_do_not_change_past_outputs(positions):
+    cfg = _config(positions)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    tokens = _tokens(10)
+    base = _apply(cfg, params, tokens)
+    for t in (0, 4, 9):
+        changed = tokens.at[:, t].add(3.0)
+        out = _apply(cfg, params, changed)
+        np.testing.assert_array_equal(out[:, :t], base[:, :t])
+        assert np.abs(out[:, t:] - base[:, t:]).max(axis=(0, 2)).min() > 1e-4
+
+
+def test_vmapped_step_matches_batched_step():
+    cfg = _config("alibi", window=5)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    tokens = _tokens(7)
+    batched, _ = _rollout(cfg, params, tokens)
+    per_task = jax.jit(jax.vmap(lambda x: _scan_steps(cfg, params, x[None])[0][0]))(tokens)
+    np.testing.assert_allclose(per_task, batched, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("num_heads", [1, 2, 4, 8, 16])
+def test_alibi_slopes_power_of_two_closed_form(num_heads):
+    # Geometric sequence starting at 2^(-8/n) with ratio 2^(-8/n): slope_h = 2^(-8h/n).
+    expected = np.array([2.0 ** (-8.0 * h / num_heads) for h in range(1, num_heads + 1)])
+    np.testing.assert_allclose(tr.alibi_slopes(num_heads), expected, rtol=1e-7)
+    if num_heads == 8:
+        np.testing.assert_allclose(tr.alibi_slopes(8), [1 / 2 ** h for h in range(1, 9)], rtol=1e-7)
+
+
+def test_alibi_slopes_non_power_of_two_interleave():
+    # 6 heads: the 4 slopes of n=4, then slopes 1 and 3 (1-based) of n=8.
+    np.testing.assert_allclose(
+        tr.alibi_slopes(6), [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3], rtol=1e-7
+    )
+
+
+def test_alibi_bias_is_minus_slope_times_distance():
+    # One layer, one head, zero query/key weights: logits are the bias alone, so the attention
+    # weights must be softmax(-slope * (t - j)) over j <= t, here slope 2^-8 for one head.
+    cfg = tr.TransformerConfig(d_in=2, d_out=2, width=4, num_layers=1, num_heads=1, max_len=8, positions="alibi")
+    attn = tr._Attention(cfg)
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 6, 4))
+    params = attn.init(jax.random.PRNGKey(1), x, True)
+    kernel = params["params"]["qkv"]["kernel"]
+    params["params"]["qkv"]["kernel"] = kernel.at[:, :8].set(0.0)  # q and k columns
+    params["params"]["qkv"]["bias"] = jnp.zeros(12)
+    q, k, _ = attn.apply(params, x, jnp.arange(6), method=tr._Attention._qkv)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+    np.testing.assert_array_equal(scores, 0.0)
+    weights = tr._attention_weights(cfg, scores, jnp.arange(6), jnp.arange(6))[0, 0]
+    slope = 2.0**-8
+    for t in range(6):
+        logits = -slope * (t - np.arange(t + 1))
+        expected = np.exp(logits) / np.exp(logits).sum()
+        np.testing.assert_allclose(weights[t, : t + 1], expected, rtol=1e-5)
+        np.testing.assert_array_equal(weights[t, t + 1:], 0.0)
+
+
+def test_rope_preserves_norms_and_matches_complex_rotation():
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 2, 8))
+    pos = jnp.arange(7) * 5
+    rotated = tr.rope(x, pos, base=100.0)
+    np.testing.assert_allclose(jnp.linalg.norm(rotated, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-5)
+    # Independent form: pair (x_i, x_{i+4}) as a complex number times exp(i * pos * 100^(-i/4)).
+    xn = np.asarray(x, np.float64)
+    z = xn[..., :4] + 1j * xn[..., 4:]
+    angle = np.asarray(pos, np.float64)[:, None, None] * 100.0 ** (-np.arange(4) / 4.0)
+    zr = z * np.exp(1j * angle)
+    np.testing.assert_allclose(rotated, np.concatenate([zr.real, zr.imag], axis=-1), atol=1e-4)
+
+
+def test_rope_dot_product_depends_only_on_offset():
+    q = jax.random.normal(jax.random.PRNGKey(0), (1, 1, 16))
+    k = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 16))
+
+    def score(m, n):
+        return float(jnp.sum(tr.rope(q, jnp.array([m]), 10000.0) * tr.rope(k, jnp.array([n]), 10000.0)))
+
+    for m, n in [(3, 1), (10, 2), (0, 0), (7, 9)]:
+        for shift in (1, 17, 250):
+            assert score(m + shift, n + shift) == pytest.approx(score(m, n), abs=1e-4)
+    # ...while a different offset gives a different score.
+    assert abs(score(5, 0) - score(6, 0)) > 1e-3
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="^num_heads"):
+        tr.TransformerConfig(d_in=2, d_out=2, width=10, num_heads=4)
+    with pytest.raises(ConfigError, match="^num_heads.*even head_dim"):
+        tr.TransformerConfig(d_in=2, d_out=2, width=12, num_heads=4, positions="rope")
+    with pytest.raises(ConfigError, match="^window"):
+        tr.TransformerConfig(d_in=2, d_out=2, max_len=8, window=9)
+    with pytest.raises(ConfigError, match="^positions"):
+        tr.TransformerConfig(d_in=2, d_out=2, positions="sinusoid")
+    with pytest.raises(ConfigError, match="^dropout"):
+        tr.TransformerConfig(d_in=2, d_out=2, dropout=1.0)
+
+
+def test_context_longer_than_max_len_is_an_error():
+    cfg = _config("alibi", max_len=8)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="max_len=8"):
+        _apply(cfg, params, _tokens(9))
+    with pytest.raises(ValueError, match="d_in"):
+        _apply(cfg, params, jnp.zeros((1, 4, D_IN + 1)))
+    # Learned positions bound the context even with a window.
+    learned = _config("learned", window=4, max_len=8)
+    with pytest.raises(ValueError, match="max_len=8"):
+        _apply(learned, tr.init(learned, jax.random.PRNGKey(0)), _tokens(9))
+    # The cached face raises at run time on the first token past max_len, not silently:
+    # two tokens from position 6 fit, from position 7 the second one overflows.
+    def from_pos(pos):
+        return tr.init_cache(cfg, B).replace(pos=jnp.int32(pos))
+
+    jax.block_until_ready(_rollout(cfg, params, _tokens(2), from_pos(6)))
+    with pytest.raises(Exception, match="max_len=8"):
+        jax.block_until_ready(_rollout(cfg, params, _tokens(2), from_pos(7)))
+    # Under vmap over tasks too, where only one task overflows.
+    per_task = jax.jit(jax.vmap(lambda x, c: _scan_steps(cfg, params, x[None], c)[0]))
+    caches = jax.vmap(lambda p: tr.init_cache(cfg, 1).replace(pos=p))(jnp.array([6, 7], jnp.int32))
+    with pytest.raises(Exception, match="max_len=8"):
+        jax.block_until_ready(per_task(_tokens(2), caches))
+    caches = caches.replace(pos=jnp.array([6, 6], jnp.int32))
+    jax.block_until_ready(per_task(_tokens(2), caches))
+
+
+def test_dropout_only_with_a_key():
+    cfg = _config("rope", dropout=0.3)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    tokens = _tokens(6)
+    plain = _apply(cfg, params, tokens)
+    np.testing.assert_array_equal(plain, _apply(cfg, params, tokens))
+    a = _apply(cfg, params, tokens, dropout_key=jax.random.PRNGKey(1))
+    b = _apply(cfg, params, tokens, dropout_key=jax.random.PRNGKey(2))
+    assert np.abs(a - plain).max() > 1e-3 and np.abs(a - b).max() > 1e-3
+
+
+def test_benchmark_rollouts_compute_the_same_autoregressive_outputs():
+    # The two rollouts timed by `python -m experiments.bench icl` feed each output back into
+    # the next token; from an empty context both must end at the same output.
+    from experiments.benchmarks import icl
+
+    cfg = _config("rope", max_len=12)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    stream = jax.random.normal(jax.random.PRNGKey(1), (B, 12, D_IN))
+    cached = jax.jit(lambda p, s: icl.cached_rollout(cfg, p, s))(params, stream)
+    recomputed = jax.jit(lambda p, s: icl.recompute_rollout(cfg, p, s, 0))(params, stream)
+    np.testing.assert_allclose(cached, recomputed, atol=1e-5, rtol=0)
