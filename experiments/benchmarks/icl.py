@@ -22,13 +22,13 @@ reported as tokens/s (all sequences together).
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
 
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.run.config import ConfigError, field, require_positive
+from experiments.benchmarks.timing import time_jitted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,19 +114,6 @@ def train_step(model: tr.TransformerConfig, params, tokens: jax.Array, targets: 
     return jax.value_and_grad(loss)(params)
 
 
-def _time(fn, args, repeats: int) -> tuple[float, float]:
-    """``(best seconds per call, compile seconds)`` of ``jax.jit(fn)(*args)``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best, compile_s
-
-
 def _row(name: str, length: int, tokens: int, timing: tuple[float, float], **extra) -> dict:
     seconds, compile_s = timing
     return {"name": name, "context": length, "tokens": tokens, "seconds": seconds,
@@ -142,15 +129,15 @@ def run(cfg: ICLBenchConfig) -> tuple[list[dict], str]:
         params = tr.init(model, key)
         stream = jax.random.normal(jax.random.fold_in(key, length), (1, length, cfg.d_in))
         rows.append(_row("cached", length, length,
-                         _time(lambda p, s, m=model: cached_rollout(m, p, s), (params, stream), cfg.repeats)))
+                         time_jitted(lambda p, s, m=model: cached_rollout(m, p, s), (params, stream), cfg.repeats)))
         steps = max(2, min(cfg.recompute_steps, cfg.recompute_tokens // length, length))
-        rows.append(_row("recompute", length, steps, _time(
+        rows.append(_row("recompute", length, steps, time_jitted(
             lambda p, s, m=model, st=length - steps: recompute_rollout(m, p, s, st), (params, stream), cfg.repeats)))
         rows[-1]["cached_speedup"] = rows[-2]["tokens_per_s"] / rows[-1]["tokens_per_s"]
         batch = max(1, cfg.train_tokens // length)
         tokens = jax.random.normal(jax.random.fold_in(key, 1), (batch, length, cfg.d_in))
         targets = jax.random.randint(jax.random.fold_in(key, 2), (batch, length), 0, cfg.d_out)
-        rows.append(_row("train", length, batch * length, _time(
+        rows.append(_row("train", length, batch * length, time_jitted(
             lambda p, x, y, m=model: train_step(m, p, x, y), (params, tokens, targets), cfg.repeats), batch=batch))
     model = cfg.model(cfg.vmap_context)
     params = tr.init(model, key)
@@ -158,7 +145,7 @@ def run(cfg: ICLBenchConfig) -> tuple[list[dict], str]:
         streams = jax.random.normal(jax.random.fold_in(key, 3), (tasks, 1, cfg.vmap_context, cfg.d_in))
         fn = jax.vmap(lambda s, p=params: cached_rollout(model, p, s))
         rows.append(_row(f"cached x{tasks} tasks", cfg.vmap_context, tasks * cfg.vmap_context,
-                         _time(fn, (streams,), cfg.repeats), tasks=tasks))
+                         time_jitted(fn, (streams,), cfg.repeats), tasks=tasks))
     return rows, _table(cfg, rows)
 
 

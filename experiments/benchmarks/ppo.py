@@ -15,7 +15,6 @@ what was used.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 
@@ -23,6 +22,7 @@ import envs
 from experiments.bench_ref import purejaxrl_ppo
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.run.config import ConfigError, field, require_positive
+from experiments.benchmarks.timing import time_jitted
 
 ENV = "gymnax:CartPole-v1"
 
@@ -66,19 +66,6 @@ def _reference_config(ppo: PPOConfig) -> dict:
     }
 
 
-def _time(fn, args: tuple, repeats: int) -> tuple[float, float]:
-    """``(compile seconds, best seconds per call)`` of ``jax.jit(fn)`` on ``args``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        best = min(best, time.perf_counter() - t0)
-    return compile_s, best
-
-
 def measure(cfg: PPOBenchConfig, seeds: int) -> dict:
     """Time ours and the reference for ``seeds`` vmapped seeds; one result row."""
     ppo = PPOConfig(total_timesteps=steps_per_seed(cfg, seeds))
@@ -86,8 +73,8 @@ def measure(cfg: PPOBenchConfig, seeds: int) -> dict:
     env, env_params = envs.make(ENV)
     ours = jax.vmap(make_train(ppo, env, env_params), in_axes=(0, None))
     reference = jax.vmap(purejaxrl_ppo.make_train(_reference_config(ppo)))
-    ours_compile, ours_s = _time(ours, (keys, env_params), cfg.repeats)
-    ref_compile, ref_s = _time(reference, (keys,), cfg.repeats)
+    ours_s, ours_compile = time_jitted(ours, (keys, env_params), cfg.repeats)
+    ref_s, ref_compile = time_jitted(reference, (keys,), cfg.repeats)
     steps = seeds * ppo.num_updates * ppo.batch_size  # env steps actually taken per call
     return {
         "seeds": seeds,
