@@ -97,7 +97,8 @@ def episode_returns(reward: np.ndarray, done: np.ndarray) -> np.ndarray:
     per_history = []
     for r, d in zip(np.asarray(reward, np.float64), np.asarray(done, bool)):
         ends = np.flatnonzero(d)
-        sums = np.add.reduceat(r, np.concatenate([[0], ends[:-1] + 1])) if ends.size else np.zeros(0)
+        # cut the unfinished tail so the last segment ends at the last done step
+        sums = np.add.reduceat(r[: ends[-1] + 1], np.concatenate([[0], ends[:-1] + 1])) if ends.size else np.zeros(0)
         per_history.append(sums)
     num = min(len(x) for x in per_history)
     return np.stack([x[:num] for x in per_history])

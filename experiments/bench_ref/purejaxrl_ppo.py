@@ -24,6 +24,9 @@ import optax
 from flax.training.train_state import TrainState
 from gymnax.wrappers.purerl import LogWrapper
 
+# PureJaxRL uses flax's LAPACK-backed orthogonal init; same draws, but LAPACK-free (see linalg).
+from jaxrl_icl.linalg import orthogonal
+
 
 class ActorCritic(nn.Module):
     """Two tanh hidden layers of 64 for the actor and the critic; ``obs -> (logits, value)``."""
@@ -33,7 +36,7 @@ class ActorCritic(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         def dense(features: int, scale: float) -> nn.Dense:
-            return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale),
+            return nn.Dense(features, kernel_init=orthogonal(scale),
                             bias_init=nn.initializers.constant(0.0))
 
         actor = nn.tanh(dense(64, np.sqrt(2))(x))

@@ -24,8 +24,9 @@ import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
+
+from jaxrl_icl.linalg import cholesky, solve_lower
 
 _EPS_MASS = 10 * float(jnp.finfo(jnp.float32).eps)
 
@@ -76,9 +77,9 @@ def information_criterion(
 
 def component_log_probs(gmm: GaussianMixture, x: jax.Array) -> jax.Array:
     """``log w_k + log N(x_i | mu_k, Sigma_k)``: float32[n, K] (``-inf`` for inactive slots)."""
-    chol = jnp.linalg.cholesky(gmm.covariances)  # [K, d, d]
+    chol = cholesky(gmm.covariances)  # [K, d, d]
     diff = x[None, :, :] - gmm.means[:, None, :]  # [K, n, d]
-    z = jax.vmap(lambda c, r: solve_triangular(c, r.T, lower=True).T)(chol, diff)
+    z = jnp.swapaxes(solve_lower(chol, jnp.swapaxes(diff, -1, -2)), -1, -2)  # [K, n, d]
     maha = jnp.sum(z**2, axis=-1)  # [K, n]
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # [K]
     d = x.shape[-1]
@@ -272,7 +273,7 @@ def select_gmm(
 
 def sample_component(key: jax.Array, gmm: GaussianMixture, component: jax.Array) -> jax.Array:
     """One draw from Gaussian ``component`` of ``gmm``: float32[d]."""
-    chol = jnp.linalg.cholesky(gmm.covariances[component])
+    chol = cholesky(gmm.covariances[component])
     return gmm.means[component] + chol @ jax.random.normal(key, gmm.means.shape[-1:])
 
 

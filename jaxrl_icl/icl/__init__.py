@@ -2,7 +2,7 @@
 
 ::
 
-    from jaxrl_icl.icl import TransformerConfig, init, apply, init_cache, step, step_tokens
+    from jaxrl_icl.icl import TransformerConfig, init, apply, apply_queries, init_cache, step, peek
 """
 
 from jaxrl_icl.icl.tokens import (
@@ -24,15 +24,17 @@ from jaxrl_icl.icl.transformer import (
     TransformerConfig,
     alibi_slopes,
     apply,
+    apply_queries,
     init,
     init_cache,
+    peek,
     rope,
     step,
 )
 
 __all__ = [
     "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
-    "action_logits", "alibi_slopes", "apply", "init", "init_cache", "rope", "step", "step_token",
+    "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step", "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",
     "triplet_token_dim", "triplet_tokens",
 ]

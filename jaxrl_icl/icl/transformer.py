@@ -150,19 +150,21 @@ def rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
-def _attention_weights(config: TransformerConfig, scores, q_pos, k_pos):
+def _attention_weights(config: TransformerConfig, scores, q_pos, k_pos, allowed=None):
     """Softmax attention weights ``[B, H, Tq, Tk]`` from raw ``q.k`` scores of the same shape.
 
     ``q_pos [Tq]`` / ``k_pos [Tk]`` are absolute int positions; a key is visible when
     ``0 <= k_pos <= q_pos`` and, with a window, ``q_pos - k_pos < window`` (each query sees
-    at least itself). Scores are scaled by ``1/sqrt(head_dim)``; ALiBi subtracts
-    ``slope_h * (q_pos - k_pos)``.
+    at least itself), and ``allowed [Tq, Tk]`` (bool, optional) is true. Scores are scaled
+    by ``1/sqrt(head_dim)``; ALiBi subtracts ``slope_h * (q_pos - k_pos)``.
     """
     scores = scores / math.sqrt(config.head_dim)
     offset = q_pos[:, None] - k_pos[None, :]  # [Tq, Tk]
     visible = (k_pos[None, :] >= 0) & (offset >= 0)
     if config.window:
         visible &= offset < config.window
+    if allowed is not None:
+        visible &= allowed
     if config.positions == "alibi":
         slopes = jnp.asarray(alibi_slopes(config.num_heads))
         scores = scores - slopes[:, None, None] * offset.astype(jnp.float32)
@@ -189,11 +191,12 @@ class _Attention(nn.Module):
             q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
         return q, k, v
 
-    def __call__(self, x, deterministic: bool):
-        positions = jnp.arange(x.shape[1])
+    def __call__(self, x, deterministic: bool, positions=None, allowed=None):
+        positions = jnp.arange(x.shape[1]) if positions is None else positions
         q, k, v = self._qkv(x, positions)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
-        weights = self.drop(_attention_weights(self.config, scores, positions, positions), deterministic=deterministic)
+        weights = _attention_weights(self.config, scores, positions, positions, allowed)
+        weights = self.drop(weights, deterministic=deterministic)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return self.proj(out.reshape(x.shape))
 
@@ -228,8 +231,8 @@ class _Block(nn.Module):
     def _mlp(self, x, deterministic: bool):
         return self.drop(self.out(nn.gelu(self.fc(self.ln2(x)))), deterministic=deterministic)
 
-    def __call__(self, x, deterministic: bool):
-        x = x + self.drop(self.attn(self.ln1(x), deterministic), deterministic=deterministic)
+    def __call__(self, x, deterministic: bool, positions, allowed):
+        x = x + self.drop(self.attn(self.ln1(x), deterministic, positions, allowed), deterministic=deterministic)
         return x + self._mlp(x, deterministic)
 
     def step(self, x, keys, values, layer: int, pos):
@@ -253,13 +256,22 @@ class Transformer(nn.Module):
         self.head = nn.Dense(cfg.d_out, name="head")
         self.drop = nn.Dropout(cfg.dropout)
 
-    def __call__(self, tokens, deterministic: bool = True):
+    def __call__(self, tokens, deterministic: bool = True, num_queries: int = 0):
+        """``tokens [B, T, d_in]``; the last ``num_queries`` of them are queries (see ``apply_queries``)."""
+        length = tokens.shape[1]
+        num_context = length - num_queries
+        positions = jnp.concatenate([jnp.arange(num_context), jnp.arange(num_queries)])
+        allowed = None
+        if num_queries:  # context keys only (strictly earlier for a query), plus itself
+            is_query = jnp.arange(length) >= num_context
+            allowed = ~is_query[None, :] & ~(is_query[:, None] & (positions[None, :] >= positions[:, None]))
+            allowed |= jnp.eye(length, dtype=bool)
         x = self.embed(tokens)
         if self.config.positions == "learned":
-            x = x + self.pos_embed[: tokens.shape[1]]
+            x = x + self.pos_embed[positions]
         x = self.drop(x, deterministic=deterministic)
         for block in self.blocks:
-            x = block(x, deterministic)
+            x = block(x, deterministic, positions, allowed)
         return self.head(self.ln_f(x))
 
     def step(self, cache: KVCache, token):
@@ -281,23 +293,58 @@ def init(config: TransformerConfig, key: jax.Array):
     return Transformer(config).init(key, jnp.zeros((1, 1, config.d_in), jnp.float32))
 
 
+def _check_tokens(config: TransformerConfig, tokens: jax.Array, length: int) -> None:
+    """Rank, feature size and a sequence of ``length`` positions within ``context_limit``."""
+    chex.assert_rank(tokens, 3)
+    if tokens.shape[-1] != config.d_in:
+        raise ValueError(f"tokens: last axis must be d_in={config.d_in}, got shape {tokens.shape}")
+    limit = config.context_limit
+    if limit is not None and length > limit:
+        raise ValueError(
+            f"tokens: {length} positions exceed max_len={config.max_len}"
+            + (" (learned positions)" if config.window else "; set a window or raise max_len")
+        )
+
+
 def apply(config: TransformerConfig, params, tokens: jax.Array, *, dropout_key: jax.Array | None = None):
     """Outputs ``[B, T, d_out]`` float32 for ``tokens [B, T, d_in]`` under the causal (window) mask.
 
     Dropout is active only when ``dropout_key`` is given (training) and ``config.dropout > 0``.
     Raises ValueError at trace time if ``T`` exceeds ``config.context_limit``.
     """
-    chex.assert_rank(tokens, 3)
-    if tokens.shape[-1] != config.d_in:
-        raise ValueError(f"tokens: last axis must be d_in={config.d_in}, got shape {tokens.shape}")
-    limit = config.context_limit
-    if limit is not None and tokens.shape[1] > limit:
-        raise ValueError(
-            f"tokens: {tokens.shape[1]} tokens exceed max_len={config.max_len}"
-            + (" (learned positions)" if config.window else "; set a window or raise max_len")
-        )
+    _check_tokens(config, tokens, tokens.shape[1])
     rngs = None if dropout_key is None else {"dropout": dropout_key}
     return Transformer(config).apply(params, tokens, deterministic=dropout_key is None, rngs=rngs)
+
+
+def apply_queries(
+    config: TransformerConfig,
+    params,
+    context: jax.Array,
+    queries: jax.Array,
+    *,
+    dropout_key: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Outputs for ``context [B, T, d_in]`` and for ``queries [B, M, d_in]`` (``M <= T + 1``).
+
+    Query ``i`` sits at position ``i`` and sees context tokens ``0 .. i-1`` and itself (not
+    other queries): it equals ``peek`` after stepping the first ``i`` context tokens, and
+    the last output of ``apply`` on ``concat(context[:, :i], queries[:, i:i+1])``. One call
+    trains "predict from every prefix" targets such as DPT's. Returns ``(context_out [B, T,
+    d_out], query_out [B, M, d_out])``.
+    """
+    chex.assert_rank([context, queries], 3)
+    if queries.shape[0] != context.shape[0] or queries.shape[-1] != context.shape[-1]:
+        raise ValueError(f"queries: shape {queries.shape} must match context {context.shape} in batch and d_in")
+    if queries.shape[1] > context.shape[1] + 1:
+        raise ValueError(f"queries: at most T + 1 = {context.shape[1] + 1} queries, got {queries.shape[1]}")
+    tokens = jnp.concatenate([context, queries], axis=1)
+    _check_tokens(config, tokens, context.shape[1] + 1)
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
+    out = Transformer(config).apply(
+        params, tokens, deterministic=dropout_key is None, num_queries=queries.shape[1], rngs=rngs
+    )
+    return out[:, : context.shape[1]], out[:, context.shape[1] :]
 
 
 def init_cache(config: TransformerConfig, batch_size: int) -> KVCache:
@@ -326,6 +373,16 @@ def step(config: TransformerConfig, params, cache: KVCache, token: jax.Array) ->
     if limit is not None:
         _overflow_guard(cache.pos >= limit, jnp.int32(limit))
     return Transformer(config).apply(params, cache, token, method=Transformer.step)
+
+
+def peek(config: TransformerConfig, params, cache: KVCache, token: jax.Array) -> jax.Array:
+    """Output ``[B, d_out]`` for ``token`` at position ``cache.pos`` without keeping it.
+
+    The cache is left as it was, so a query (e.g. DPT's current state) can be asked after
+    any number of context tokens: ``peek`` after stepping ``context[:, :i]`` equals
+    ``apply_queries(config, params, context, queries)[1][:, i]``.
+    """
+    return step(config, params, cache, token)[0]
 
 
 def _raise_overflow(over, limit):

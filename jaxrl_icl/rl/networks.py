@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxrl_icl.linalg import orthogonal
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -76,9 +78,9 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for _ in range(self.num_layers):
-            x = nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
+            x = nn.Dense(self.hidden, kernel_init=orthogonal(np.sqrt(2.0)))(x)
             x = act(x)
-        return nn.Dense(self.out, kernel_init=nn.initializers.orthogonal(self.head_scale))(x)
+        return nn.Dense(self.out, kernel_init=orthogonal(self.head_scale))(x)
 
 
 class ActorCritic(nn.Module):

@@ -16,10 +16,6 @@ from envs.darkroom import all_goals
 from experiments import collect_histories
 from jaxrl_icl.rl.histories import load_histories
 
-# Slow: the PPO collection hangs inside XLA's CPU executable under pytest (all threads
-# parked; not reproduced outside pytest); kept out of the default suite until understood.
-pytestmark = pytest.mark.slow
-
 H, TASKS, K = 20, 81, 2
 
 CASES = {

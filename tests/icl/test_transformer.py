@@ -176,6 +176,29 @@ def test_config_errors_name_the_field():
         tr.TransformerConfig(d_in=2, d_out=2, dropout=1.0)
 
 
+@pytest.mark.parametrize("positions", ["learned", "alibi", "rope"])
+@pytest.mark.parametrize("window", [0, 4])
+def test_queries_match_peek_and_prefix_sequences(positions, window):
+    """Two oracles for query i: ``peek`` after i cached context tokens, and the last output of
+    the plain causal ``apply`` on ``context[:i] + [query i]``."""
+    cfg = _config(positions, window, max_len=12)
+    params = tr.init(cfg, jax.random.PRNGKey(0))
+    context, queries = _tokens(7, seed=2), _tokens(8, seed=3)
+    ctx_out, q_out = jax.jit(tr.apply_queries, static_argnums=0)(cfg, params, context, queries)
+    assert ctx_out.shape == (B, 7, D_OUT) and q_out.shape == (B, 8, D_OUT)
+    np.testing.assert_allclose(ctx_out, _apply(cfg, params, context), atol=1e-5, rtol=0)
+    peek = jax.jit(tr.peek, static_argnums=0)
+    cache = tr.init_cache(cfg, B)
+    for i in range(8):
+        np.testing.assert_allclose(peek(cfg, params, cache, queries[:, i]), q_out[:, i], atol=1e-5, rtol=0)
+        prefix = jnp.concatenate([context[:, :i], queries[:, i : i + 1]], axis=1)
+        np.testing.assert_allclose(_apply(cfg, params, prefix)[:, -1], q_out[:, i], atol=1e-5, rtol=0)
+        if i < 7:
+            _, cache = tr.step(cfg, params, cache, context[:, i])
+    with pytest.raises(ValueError, match="at most T \\+ 1"):
+        tr.apply_queries(cfg, params, context, _tokens(9))
+
+
 def test_context_longer_than_max_len_is_an_error():
     cfg = _config("alibi", max_len=8)
     params = tr.init(cfg, jax.random.PRNGKey(0))

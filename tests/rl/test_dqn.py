@@ -153,9 +153,16 @@ def test_vmap_over_seeds_equals_each_seed_alone(cartpole, tiny):
     trainer, single = tiny
     keys = jax.random.split(jax.random.PRNGKey(7), 2)
     batched = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, params)
+    # Integer leaves (env state, counters) are bitwise equal; floats agree to rounding only,
+    # since XLA on CPU may sum the batched matrix products of the orthogonal init and the
+    # gradients in a different order under vmap.
     for i in range(2):
         alone = single(keys[i], params)
-        assert _tree_equal(jax.tree.map(lambda x: x[i], batched), alone)
+        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], batched)), jax.tree.leaves(alone)):
+            if np.issubdtype(x.dtype, np.floating):
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(x, y)
 
 
 def test_buffer_holds_true_transitions_and_terminated_not_truncated(tiny):
