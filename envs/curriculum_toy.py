@@ -64,7 +64,7 @@ def _previous_offsets(nb_dims: int) -> np.ndarray:
 def episode(state: ToyState, task: jax.Array) -> tuple[ToyState, jax.Array]:
     """Play one episode on ``task`` float32[nb_dims]: ``(new_state, reward float32[])``, reward in [0, 1]."""
     comp = state.competence
-    nb_dims, nb_cubes = comp.ndim, comp.shape[0]
+    nb_dims = comp.ndim
     chex.assert_shape(task, (nb_dims,))
     idx = cube_index(task, nb_cubes)
     neighbours = jnp.maximum(idx[None, :] - _previous_offsets(nb_dims), 0)  # [2^n - 1, n]
@@ -77,6 +77,24 @@ def episode(state: ToyState, task: jax.Array) -> tuple[ToyState, jax.Array]:
     return new_state, new_value.astype(jnp.float32) / MAX_COMPETENCE
 
 
+def unlocked(state: ToyState) -> jax.Array:
+    """Which cubes an episode would train: bool[nb_cubes] * nb_dims (the origin, or a previous
+    neighbour at competence >= 75)."""
+    comp = state.competence
+    nb_dims = comp.ndim
+    idx = jnp.indices(comp.shape).reshape(nb_dims, -1).T  # [cubes, n]
+    neighbours = jnp.maximum(idx[:, None, :] - _previous_offsets(nb_dims)[None], 0)  # [cubes, 2^n - 1, n]
+    is_self = jnp.all(neighbours == idx[:, None, :], axis=-1)
+    neighbour_comp = comp[tuple(jnp.moveaxis(neighbours, -1, 0))]
+    ok = jnp.all(idx == 0, axis=-1) | jnp.any((neighbour_comp >= UNLOCK_COMPETENCE) & ~is_self, axis=-1)
+    return ok.reshape(comp.shape)
+
+
+def mastered(state: ToyState) -> jax.Array:
+    """Which cubes count as mastered (competence > 75): bool[nb_cubes] * nb_dims."""
+    return state.competence > MASTERED_COMPETENCE
+
+
 def score(state: ToyState) -> jax.Array:
     """Percentage (0..100) of cubes with competence > 75, float32[]."""
-    return 100.0 * jnp.mean(state.competence > MASTERED_COMPETENCE)
+    return 100.0 * jnp.mean(mastered(state))

@@ -109,7 +109,7 @@ class KeyToDoorParams:
     max_steps_in_episode: Any
 
 
-def _move(pos: jax.Array, action: jax.Array, size: int) -> jax.Array:
+def move(pos: jax.Array, action: jax.Array, size: int) -> jax.Array:
     """Apply ``action`` to ``pos`` (int32[2]) with moves clipped at the walls; branch-free."""
     dx = (action == RIGHT).astype(jnp.int32) - (action == LEFT).astype(jnp.int32)
     dy = (action == UP).astype(jnp.int32) - (action == DOWN).astype(jnp.int32)
@@ -198,7 +198,7 @@ class DarkRoom(_GridEnv):
     def step_env(
         self, key: jax.Array, state: DarkRoomState, action: jax.Array, params: DarkRoomParams
     ) -> tuple[jax.Array, DarkRoomState, jax.Array, jax.Array, dict]:
-        pos = _move(state.pos, action, self.size)
+        pos = move(state.pos, action, self.size)
         reward = _at(pos, params.goal).astype(jnp.float32)
         state = DarkRoomState(pos=pos, time=state.time + 1)
         return pos, state, reward, jnp.bool_(False), {}
@@ -254,7 +254,7 @@ class KeyToDoor(_GridEnv):
     def step_env(
         self, key: jax.Array, state: KeyToDoorState, action: jax.Array, params: KeyToDoorParams
     ) -> tuple[jax.Array, KeyToDoorState, jax.Array, jax.Array, dict]:
-        pos = _move(state.pos, action, self.size)
+        pos = move(state.pos, action, self.size)
         got_key = jnp.logical_and(_at(pos, params.key), jnp.logical_not(state.has_key))
         opens = jnp.logical_and(
             jnp.logical_and(_at(pos, params.door), state.has_key), jnp.logical_not(state.opened)

@@ -23,7 +23,14 @@ import jax
 import numpy as np
 
 from envs import curriculum_toy as toy
-from jaxrl_icl.curriculum import ALPGMMConfig, CovarGMMConfig, RandomConfig, RIACConfig, teacher_for
+from jaxrl_icl.curriculum import (
+    ALPGMMConfig,
+    CovarGMMConfig,
+    OracleConfig,
+    RandomConfig,
+    RIACConfig,
+    teacher_for,
+)
 from jaxrl_icl.run.config import ConfigError, parse_cli, require_divides, require_positive, require_types
 from jaxrl_icl.run.plots import confidence_band, plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
@@ -35,8 +42,9 @@ PAPER_GUIDE = {
     "riac": "between Random and ALP-GMM",
     "alp-gmm": "~ 1/3 of the cubes (best)",
     "covar-gmm": "between Random and ALP-GMM",
+    "oracle": "(not in the toy figure; hand-made upper reference)",
 }
-TEACHER_NAMES = ("random", "riac", "alp-gmm", "covar-gmm")
+TEACHER_NAMES = ("random", "riac", "alp-gmm", "covar-gmm", "oracle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +52,8 @@ class CurriculumToyConfig:
     """Teachers on the toy competence grid.
 
     Attributes:
-      teachers: which teachers to run, in plotting order (random, riac, alp-gmm, covar-gmm).
+      teachers: which teachers to run, in plotting order (random, riac, alp-gmm, covar-gmm,
+        oracle: knows the grid and trains unlocked, unmastered cubes).
       num_episodes: episodes per run.
       score_every: episodes between two scores (must divide num_episodes).
       num_seeds: independent runs per teacher, vmapped together.
@@ -88,6 +97,8 @@ class CurriculumToyConfig:
         box = {"low": (0.0,) * self.nb_dims, "high": (1.0,) * self.nb_dims}
         if name == "random":
             return RandomConfig(**box)
+        if name == "oracle":
+            return OracleConfig(nb_dims=self.nb_dims, nb_cubes=self.nb_cubes)
         if name == "riac":
             return RIACConfig(**box, random_task_ratio=self.random_task_ratio)
         if name == "covar-gmm":

@@ -9,23 +9,27 @@ fixed-capacity pytree that carries its (static) config::
 
 :func:`teacher_for` returns the :class:`Teacher` triple for a config, for code that is
 generic over teachers. :mod:`jaxrl_icl.curriculum.gmm` is the jitted EM + AIC/BIC model
-selection underneath ALP-GMM and Covar-GMM.
+selection underneath ALP-GMM and Covar-GMM, whose shared window/refit/sampling core is
+:mod:`jaxrl_icl.curriculum.gmm_teacher`. :mod:`jaxrl_icl.curriculum.oracle` is the toy
+task space's hand-made reference teacher.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from jaxrl_icl.curriculum import alp_gmm, covar_gmm, gmm, random_teacher, riac
+from jaxrl_icl.curriculum import alp_gmm, covar_gmm, gmm, gmm_teacher, oracle, random_teacher, riac
 from jaxrl_icl.curriculum.alp_gmm import ALPGMMConfig
 from jaxrl_icl.curriculum.covar_gmm import CovarGMMConfig
 from jaxrl_icl.curriculum.gmm import GaussianMixture, fit_gmm, select_gmm
+from jaxrl_icl.curriculum.oracle import OracleConfig
 from jaxrl_icl.curriculum.random_teacher import RandomConfig
 from jaxrl_icl.curriculum.riac import RIACConfig
 
 __all__ = [
-    "ALPGMMConfig", "CovarGMMConfig", "GaussianMixture", "RIACConfig", "RandomConfig", "Teacher",
-    "alp_gmm", "covar_gmm", "fit_gmm", "gmm", "random_teacher", "riac", "select_gmm", "teacher_for",
+    "ALPGMMConfig", "CovarGMMConfig", "GaussianMixture", "OracleConfig", "RIACConfig", "RandomConfig",
+    "Teacher", "alp_gmm", "covar_gmm", "fit_gmm", "gmm", "gmm_teacher", "oracle", "random_teacher", "riac",
+    "select_gmm", "teacher_for",
 ]
 
 
@@ -39,7 +43,7 @@ class Teacher(NamedTuple):
 
 
 _MODULES = {RandomConfig: random_teacher, ALPGMMConfig: alp_gmm, CovarGMMConfig: covar_gmm,
-            RIACConfig: riac}
+            RIACConfig: riac, OracleConfig: oracle}
 
 
 def teacher_for(config: Any) -> Teacher:

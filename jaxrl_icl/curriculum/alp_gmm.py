@@ -9,7 +9,7 @@ task|`` (Euclidean nearest neighbour over the history buffer, which keeps the la
 ``random_task_ratio`` uniform in the box, else a Gaussian chosen with probability
 proportional to its mean ALP, a draw from it without the ALP coordinate, clipped to the box.
 
-The refit runs inside :func:`update` under ``lax.cond`` on the task count. When the state
+The refit runs inside :func:`update` under ``lax.cond`` on the task count (:mod:`jaxrl_icl.curriculum.gmm_teacher`). When the state
 comes from :func:`init` inside the same ``vmap`` (seeds as a batch axis), the count stays
 unbatched and the cond stays a real branch; a state vmapped in from outside turns it into a
 select that fits on every call (same result, slower).
@@ -26,8 +26,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_icl.curriculum import gmm as gmm_lib
-from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
-from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
+from jaxrl_icl.curriculum import gmm_teacher
+from jaxrl_icl.run.config import require_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +59,8 @@ class ALPGMMConfig:
     reg_covar: float = 1e-6
 
     def __post_init__(self) -> None:
-        require_types(self)
-        validate_box(self)
-        for name in ("fit_rate", "nb_em_init", "history_capacity", "max_em_iter", "reg_covar"):
-            require_positive(self, name)
-        if self.max_k < 2:
-            raise ConfigError("max_k", f"must be >= 2, got {self.max_k}")
-        require_in(self, "random_task_ratio", 0.0, 1.0)
+        gmm_teacher.validate_config(self)
+        require_positive(self, "history_capacity")
 
 
 @struct.dataclass
@@ -107,13 +102,7 @@ def init(key: jax.Array, config: ALPGMMConfig) -> ALPGMMState:
 
 def sample(key: jax.Array, state: ALPGMMState) -> tuple[jax.Array, ALPGMMState]:
     """Next task float32[d] in the box; the state is unchanged."""
-    cfg = state.config
-    k_uniform, k_coin, k_comp, k_draw = jax.random.split(key, 4)
-    uniform = uniform_in_box(k_uniform, cfg.low, cfg.high)
-    component = gmm_lib.proportional_choice(k_comp, state.gmm, state.gmm.means[:, -1])
-    guided = clip_to_box(gmm_lib.sample_component(k_draw, state.gmm, component)[:-1], cfg.low, cfg.high)
-    use_uniform = (state.count < cfg.fit_rate) | (jax.random.uniform(k_coin) < cfg.random_task_ratio)
-    return jnp.where(use_uniform, uniform, guided), state
+    return gmm_teacher.sample(key, state, state.gmm.means[:, -1], slice(None, -1)), state
 
 
 def absolute_learning_progress(state: ALPGMMState, task: jax.Array, competence: jax.Array) -> jax.Array:
@@ -126,17 +115,6 @@ def absolute_learning_progress(state: ALPGMMState, task: jax.Array, competence: 
     return jnp.where(state.count > 5, alp, 0.0)
 
 
-def _refit(state: ALPGMMState) -> ALPGMMState:
-    cfg = state.config
-    key, fit_key = jax.random.split(state.key)
-    gmm, _ = gmm_lib.select_gmm(
-        fit_key, state.window, jnp.ones(cfg.fit_rate, bool), min_components=2,
-        max_components=cfg.max_k, num_inits=cfg.nb_em_init, criterion=cfg.criterion,
-        max_iter=cfg.max_em_iter, reg_covar=cfg.reg_covar,
-    )
-    return state.replace(gmm=gmm, key=key)
-
-
 def update(state: ALPGMMState, task: jax.Array, competence: jax.Array) -> ALPGMMState:
     """Record ``task`` float32[d] with ``competence`` float32[]; refit every ``fit_rate`` tasks."""
     cfg = state.config
@@ -146,10 +124,8 @@ def update(state: ALPGMMState, task: jax.Array, competence: jax.Array) -> ALPGMM
     chex.assert_shape(competence, ())
     alp = absolute_learning_progress(state, task, competence)
     slot = state.count % cfg.history_capacity
-    state = state.replace(
-        count=state.count + 1,
+    return gmm_teacher.record(
+        state, jnp.append(task, alp),
         history_tasks=state.history_tasks.at[slot].set(task),
         history_rewards=state.history_rewards.at[slot].set(competence),
-        window=state.window.at[state.count % cfg.fit_rate].set(jnp.append(task, alp)),
     )
-    return jax.lax.cond(state.count % cfg.fit_rate == 0, _refit, lambda s: s, state)

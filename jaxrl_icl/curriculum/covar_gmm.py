@@ -8,7 +8,7 @@ last ``fit_rate`` points and the lowest AIC (or BIC) is kept. Sampling: with pro
 ``random_task_ratio`` uniform, else a Gaussian chosen with probability proportional to its
 positive (or absolute, ``absolute_lp``) time-competence covariance, a draw from it without
 the time and competence coordinates, clipped to the box. The refit runs in :func:`update`
-under ``lax.cond``, as in :mod:`jaxrl_icl.curriculum.alp_gmm`.
+under ``lax.cond``; the window, refit and sampling are :mod:`jaxrl_icl.curriculum.gmm_teacher`'s.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_icl.curriculum import gmm as gmm_lib
-from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
-from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
+from jaxrl_icl.curriculum import gmm_teacher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +54,7 @@ class CovarGMMConfig:
     reg_covar: float = 1e-6
 
     def __post_init__(self) -> None:
-        require_types(self)
-        validate_box(self)
-        for name in ("fit_rate", "nb_em_init", "max_em_iter", "reg_covar"):
-            require_positive(self, name)
-        if self.max_k < 2:
-            raise ConfigError("max_k", f"must be >= 2, got {self.max_k}")
-        require_in(self, "random_task_ratio", 0.0, 1.0)
+        gmm_teacher.validate_config(self)
 
 
 @struct.dataclass
@@ -98,24 +91,7 @@ def learning_progress(state: CovarGMMState) -> jax.Array:
 
 def sample(key: jax.Array, state: CovarGMMState) -> tuple[jax.Array, CovarGMMState]:
     """Next task float32[d] in the box; the state is unchanged."""
-    cfg = state.config
-    k_uniform, k_coin, k_comp, k_draw = jax.random.split(key, 4)
-    uniform = uniform_in_box(k_uniform, cfg.low, cfg.high)
-    component = gmm_lib.proportional_choice(k_comp, state.gmm, learning_progress(state))
-    draw = gmm_lib.sample_component(k_draw, state.gmm, component)[1:-1]
-    use_uniform = (state.count < cfg.fit_rate) | (jax.random.uniform(k_coin) < cfg.random_task_ratio)
-    return jnp.where(use_uniform, uniform, clip_to_box(draw, cfg.low, cfg.high)), state
-
-
-def _refit(state: CovarGMMState) -> CovarGMMState:
-    cfg = state.config
-    key, fit_key = jax.random.split(state.key)
-    gmm, _ = gmm_lib.select_gmm(
-        fit_key, state.window, jnp.ones(cfg.fit_rate, bool), min_components=2,
-        max_components=cfg.max_k, num_inits=cfg.nb_em_init, criterion=cfg.criterion,
-        max_iter=cfg.max_em_iter, reg_covar=cfg.reg_covar,
-    )
-    return state.replace(gmm=gmm, key=key)
+    return gmm_teacher.sample(key, state, learning_progress(state), slice(1, -1)), state
 
 
 def update(state: CovarGMMState, task: jax.Array, competence: jax.Array) -> CovarGMMState:
@@ -125,8 +101,5 @@ def update(state: CovarGMMState, task: jax.Array, competence: jax.Array) -> Cova
     competence = jnp.asarray(competence, jnp.float32)
     chex.assert_shape(task, (len(cfg.low),))
     chex.assert_shape(competence, ())
-    slot = state.count % cfg.fit_rate
-    time = slot.astype(jnp.float32) / cfg.fit_rate
-    row = jnp.concatenate([time[None], task, competence[None]])
-    state = state.replace(count=state.count + 1, window=state.window.at[slot].set(row))
-    return jax.lax.cond(state.count % cfg.fit_rate == 0, _refit, lambda s: s, state)
+    time = (state.count % cfg.fit_rate).astype(jnp.float32) / cfg.fit_rate
+    return gmm_teacher.record(state, jnp.concatenate([time[None], task, competence[None]]))

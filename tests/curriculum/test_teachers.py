@@ -10,6 +10,7 @@ import pytest
 from jaxrl_icl.curriculum import (
     ALPGMMConfig,
     CovarGMMConfig,
+    OracleConfig,
     RandomConfig,
     RIACConfig,
     alp_gmm,
@@ -24,6 +25,7 @@ SMALL = {
     "alp-gmm": ALPGMMConfig(low=(-1.0, 2.0), high=(0.0, 5.0), fit_rate=20, max_k=3, history_capacity=64),
     "covar-gmm": CovarGMMConfig(low=(-1.0, 2.0), high=(0.0, 5.0), fit_rate=20, max_k=3),
     "riac": RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), max_region_size=15, max_regions=6),
+    "oracle": OracleConfig(nb_dims=2, nb_cubes=4),
 }
 
 
@@ -223,6 +225,6 @@ def test_experiment_writes_summary_and_plot(tmp_path, capsys):
     assert (run_dir / "mastered.png").stat().st_size > 0
     assert str(run_dir) in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        curriculum_toy.main(["--teachers", "oracle", "--run-dir", str(tmp_path / "bad")])
+        curriculum_toy.main(["--teachers", "nope", "--run-dir", str(tmp_path / "bad")])
     assert "--teachers" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

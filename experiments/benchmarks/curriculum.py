@@ -1,0 +1,147 @@
+"""ALP-GMM teacher throughput: the jitted JAX teacher vs a scikit-learn host one, same process.
+
+Each teacher runs ``num_updates`` rounds of ``sample`` then ``update`` against a fixed
+synthetic student whose competence on task ``p`` at round ``t`` is
+``clip(2 t / num_updates - p_0, 0, 1)`` (progress sweeps the box along the first axis), so
+the GMM is refitted ``num_updates // fit_rate`` times (k = 2..max_k, AIC) at the reference
+``fit_rate``. Ours is one ``jax.jit(jax.vmap(run))`` over seeds, the whole loop a
+``lax.scan`` with the refits inside; compiled ahead of time (the reported compile time) and
+timed as the best of ``repeats`` calls. The reference is
+:class:`experiments.bench_ref.alp_gmm_sklearn.SklearnALPGMM`: a Python loop over rounds,
+and ``n`` seeds are ``n`` teachers run one after the other; it is timed once per seed
+count. Throughput is teacher updates per second over all seeds (sample + update + refits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from experiments.bench_ref.alp_gmm_sklearn import SklearnALPGMM
+from experiments.benchmarks.timing import time_jitted
+from jaxrl_icl.curriculum import ALPGMMConfig, alp_gmm
+from jaxrl_icl.run.config import ConfigError, field, require_positive
+
+LOW, HIGH = (0.0, 0.0), (1.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurriculumBenchConfig:
+    """ALP-GMM sample+update throughput: ours (jitted, vmapped seeds) vs scikit-learn on the host."""
+
+    num_seeds: tuple[int, ...] = field((1, 64), help="seed counts to time (vmapped / sequential)")
+    num_updates: int = field(1000, help="sample+update rounds per teacher")
+    fit_rate: int = field(250, help="rounds between GMM refits (the reference's 250)")
+    max_k: int = field(10, help="largest number of Gaussians tried per refit (k = 2..max_k)")
+    repeats: int = field(2, help="timed calls of ours per seed count; the best is kept")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_updates", "fit_rate", "repeats"):
+            require_positive(self, name)
+        if not self.num_seeds or min(self.num_seeds) < 1:
+            raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
+        if self.fit_rate > self.num_updates:
+            raise ConfigError("fit_rate", f"must be <= num_updates ({self.num_updates}) so that the GMM "
+                              f"is refitted at least once, got {self.fit_rate}")
+        self.teacher_config()  # max_k and the rest checked by the teacher's config
+
+    def teacher_config(self) -> ALPGMMConfig:
+        """The ALP-GMM config timed (history as long as the run)."""
+        return ALPGMMConfig(low=LOW, high=HIGH, fit_rate=self.fit_rate, max_k=self.max_k,
+                            history_capacity=self.num_updates)
+
+
+def _competence(task, step, num_updates: int, xp=jnp):
+    return xp.clip(2.0 * step / num_updates - task[0], 0.0, 1.0)
+
+
+def make_ours(cfg: CurriculumBenchConfig):
+    """``run(key) -> tasks float32[num_updates, 2]``: one teacher's whole loop (vmap over keys)."""
+    teacher_cfg = cfg.teacher_config()
+
+    def run(key: jax.Array) -> jax.Array:
+        init_key, run_key = jax.random.split(key)
+
+        def step(state, xs):
+            k, t = xs
+            task, state = alp_gmm.sample(k, state)
+            return alp_gmm.update(state, task, _competence(task, t, cfg.num_updates)), task
+
+        xs = (jax.random.split(run_key, cfg.num_updates), jnp.arange(cfg.num_updates, dtype=jnp.float32))
+        return jax.lax.scan(step, alp_gmm.init(init_key, teacher_cfg), xs)[1]
+
+    return jax.vmap(run)
+
+
+def run_reference(cfg: CurriculumBenchConfig, seeds: int) -> float:
+    """Seconds for ``seeds`` scikit-learn teachers run one after the other.
+
+    BLAS is limited to one thread: on tiny (d + 1) x (d + 1) matrices a multi-threaded
+    OpenBLAS is many times slower (thread hand-off per call), and the reference should be
+    timed at its best.
+    """
+    with threadpool_limits(limits=1):
+        t0 = time.perf_counter()
+        for s in range(seeds):
+            teacher = SklearnALPGMM(LOW, HIGH, seed=cfg.seed + s, fit_rate=cfg.fit_rate, max_k=cfg.max_k)
+            for t in range(cfg.num_updates):
+                task = teacher.sample()
+                teacher.update(task, float(_competence(task, t, cfg.num_updates, np)))
+        return time.perf_counter() - t0
+
+
+def measure(cfg: CurriculumBenchConfig, seeds: int) -> dict:
+    """Time ours and the reference for ``seeds`` seeds; one result row."""
+    keys = jax.random.split(jax.random.key(cfg.seed), seeds)
+    ours_s, ours_compile = time_jitted(make_ours(cfg), (keys,), cfg.repeats)
+    ref_s = run_reference(cfg, seeds)
+    updates = seeds * cfg.num_updates
+    return {
+        "seeds": seeds,
+        "updates_per_seed": cfg.num_updates,
+        "refits_per_seed": cfg.num_updates // cfg.fit_rate,
+        "ours_updates_per_s": updates / ours_s,
+        "reference_updates_per_s": updates / ref_s,
+        "ratio": ref_s / ours_s,
+        "ours_s": ours_s,
+        "reference_s": ref_s,
+        "ours_compile_s": ours_compile,
+    }
+
+
+def run(cfg: CurriculumBenchConfig) -> tuple[list[dict], str]:
+    """Measure every seed count; return the rows and a printable table."""
+    rows = [measure(cfg, seeds) for seeds in cfg.num_seeds]
+    lines = [
+        f"ALP-GMM sample+update, {cfg.num_updates} rounds per seed, refit every {cfg.fit_rate} "
+        f"(k = 2..{cfg.max_k}, AIC), {jax.devices()[0].device_kind} ({jax.default_backend()}); "
+        f"ours best of {cfg.repeats}, compile excluded; reference (scikit-learn, sequential seeds) timed once",
+        f"{'seeds':>6}{'refits/seed':>13}{'ours upd/s':>13}{'sklearn upd/s':>15}{'ours/ref':>10}"
+        f"{'ours s':>9}{'ref s':>9}{'compile s':>11}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['seeds']:>6}{r['refits_per_seed']:>13}{r['ours_updates_per_s']:>13,.0f}"
+            f"{r['reference_updates_per_s']:>15,.0f}{r['ratio']:>10.1f}{r['ours_s']:>9.2f}"
+            f"{r['reference_s']:>9.2f}{r['ours_compile_s']:>11.1f}"
+        )
+    lines.append("ours/ref: teacher updates per second, ours over scikit-learn (target >= 20x at 64 seeds)")
+    return rows, "\n".join(lines)
+
+
+def plot(rows: list[dict], path) -> None:
+    """Bars of teacher updates/s for ours and scikit-learn at each seed count (log axis)."""
+    from jaxrl_icl.run.plots import plot_bars
+
+    values = {}
+    for r in rows:
+        values[f"ours (jax), {r['seeds']} seeds"] = r["ours_updates_per_s"]
+        values[f"scikit-learn, {r['seeds']} seeds"] = r["reference_updates_per_s"]
+    plot_bars(values, path, ylabel="teacher updates / s (all seeds, compile excluded)",
+              title="ALP-GMM: jitted JAX vs scikit-learn host loop", log_scale=True)

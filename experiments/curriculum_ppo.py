@@ -1,0 +1,313 @@
+"""A PPO student on CartPole tasks chosen by a curriculum teacher, teacher and student in one jit.
+
+``python -m experiments.curriculum_ppo [--num-seeds 4] [--num-rounds 40] [--run-dir DIR]``
+
+The task is a CartPole-v1 with two continuous parameters, the pole's half-length (m) and the
+push force (N), in the box ``length_range x force_range``; episodes last at most
+``max_steps`` steps, so a task's competence is the episode return / ``max_steps`` in [0, 1].
+One teacher round (a ``lax.scan`` step): the teacher samples ``tasks_per_round`` tasks; every
+episode the student starts during the round plays one of them (uniform, drawn at reset);
+PPO (:func:`jaxrl_icl.rl.ppo.make_train`) makes ``updates_per_round`` updates; the greedy
+policy then plays one episode on each proposed task and the teacher is told each competence.
+Every ``eval_every`` rounds the greedy policy is scored on a fixed ``grid_size^2`` grid over
+the whole box (one episode per cell); that grid competence is the comparison. Per teacher,
+seeds are vmapped and the whole run is one jitted scan.
+
+Writes ``config.json``, ``versions.json``, ``summary.json`` (final grid competence per teacher
+and seed, mean and 95% interval, seconds), ``competence.png`` (grid competence vs env steps,
+95% bands) and ``grid.png`` (final per-cell competence per teacher, mean over seeds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment
+
+from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, teacher_for
+from jaxrl_icl.rl.networks import ActorCritic
+from jaxrl_icl.rl.ppo import PPOConfig, make_train
+from jaxrl_icl.run.config import ConfigError, field, parse_cli, require_divides, require_positive, require_types
+from jaxrl_icl.run.plots import confidence_band, plot_curves
+from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
+from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
+
+TEACHER_NAMES = ("random", "alp-gmm")
+
+
+@struct.dataclass
+class TaskPoolParams:
+    """A pool of CartPole tasks: ``tasks`` float32[M, 2] rows ``(pole half-length m, force N)``."""
+
+    tasks: jax.Array
+    max_steps_in_episode: int = struct.field(pytree_node=False, default=200)
+
+
+@struct.dataclass
+class TaskPoolState:
+    """The inner CartPole state and the task float32[2] its episode plays."""
+
+    inner: Any
+    task: jax.Array
+
+
+class TaskPoolCartPole(environment.Environment):
+    """CartPole-v1 whose every episode plays a task drawn uniformly from ``params.tasks`` at reset.
+
+    Dynamics, reward and termination are gymnax's CartPole-v1 with ``length`` and
+    ``force_mag`` set from the task (``polemass_length`` kept consistent); the time limit is
+    ``params.max_steps_in_episode``. Changing ``params.tasks`` affects episodes started
+    afterwards; a running episode keeps its task.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cartpole = gymnax.environments.CartPole()
+
+    @property
+    def default_params(self) -> TaskPoolParams:
+        base = self._cartpole.default_params
+        return TaskPoolParams(jnp.array([[base.length, base.force_mag]], jnp.float32))
+
+    def task_params(self, task: jax.Array, max_steps: int) -> Any:
+        """CartPole params of ``task`` float32[2]."""
+        base = self._cartpole.default_params
+        return base.replace(length=task[0], force_mag=task[1], polemass_length=base.masspole * task[0],
+                            max_steps_in_episode=max_steps)
+
+    def reset_env(self, key: jax.Array, params: TaskPoolParams) -> tuple[jax.Array, TaskPoolState]:
+        k_task, k_reset = jax.random.split(key)
+        task = params.tasks[jax.random.randint(k_task, (), 0, params.tasks.shape[0])]
+        obs, inner = self._cartpole.reset_env(k_reset, self.task_params(task, params.max_steps_in_episode))
+        return obs, TaskPoolState(inner, task)
+
+    def step_env(self, key, state: TaskPoolState, action, params: TaskPoolParams):
+        inner_params = self.task_params(state.task, params.max_steps_in_episode)
+        obs, inner, reward, done, info = self._cartpole.step_env(key, state.inner, action, inner_params)
+        return obs, TaskPoolState(inner, state.task), reward, done, info
+
+    def is_truncated(self, state: TaskPoolState, params: TaskPoolParams) -> jax.Array:
+        return state.inner.time >= params.max_steps_in_episode
+
+    def action_space(self, params: TaskPoolParams | None = None):
+        return self._cartpole.action_space(None)
+
+    def observation_space(self, params: TaskPoolParams):
+        return self._cartpole.observation_space(self._cartpole.default_params)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurriculumPPOConfig:
+    """ALP-GMM vs Random teaching a PPO student on a 2-D family of CartPole tasks."""
+
+    teachers: tuple[str, ...] = field(TEACHER_NAMES, help="teachers to compare: random, alp-gmm")
+    num_seeds: int = field(4, help="seeds per teacher, vmapped")
+    seed: int = field(0, help="base PRNG seed")
+    num_rounds: int = field(40, help="teacher rounds per run")
+    updates_per_round: int = field(2, help="PPO updates between two teacher rounds")
+    tasks_per_round: int = field(16, help="tasks the teacher proposes (and is told about) per round")
+    eval_every: int = field(5, help="rounds between two grid evaluations (divides num_rounds)")
+    grid_size: int = field(8, help="grid cells per task dimension for the evaluation")
+    max_steps: int = field(200, help="episode time limit; competence = return / max_steps")
+    length_range: tuple[float, ...] = field((0.01, 1.0), help="pole half-length box (m)")
+    force_range: tuple[float, ...] = field((0.1, 10.0), help="push force box (N)")
+    fit_rate: int = field(64, help="ALP-GMM: reports between GMM fits (and bootstrap length)")
+    max_k: int = field(6, help="ALP-GMM: largest number of Gaussians tried")
+    random_task_ratio: float = field(0.2, help="ALP-GMM: probability of a uniform task")
+    ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=64, num_minibatches=4, update_epochs=4, lr=1e-3,
+                               total_timesteps=1024)
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("num_seeds", "num_rounds", "updates_per_round", "tasks_per_round", "grid_size",
+                     "max_steps"):
+            require_positive(self, name)
+        require_divides(self, "eval_every", "num_rounds")
+        if not self.teachers or len(set(self.teachers)) != len(self.teachers):
+            raise ConfigError("teachers", f"need distinct teachers, got {self.teachers}")
+        for name in self.teachers:
+            if name not in TEACHER_NAMES:
+                raise ConfigError("teachers", f"unknown teacher {name!r}, expected one of {TEACHER_NAMES}")
+        for name in ("length_range", "force_range"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
+                raise ConfigError(name, f"must be (low, high) with 0 < low < high, got {lo_hi}")
+        self.teacher_config("alp-gmm")
+
+    @property
+    def low(self) -> tuple[float, float]:
+        return (self.length_range[0], self.force_range[0])
+
+    @property
+    def high(self) -> tuple[float, float]:
+        return (self.length_range[1], self.force_range[1])
+
+    def teacher_config(self, name: str) -> Any:
+        """The teacher config of ``name`` on this task box."""
+        if name == "random":
+            return RandomConfig(low=self.low, high=self.high)
+        return ALPGMMConfig(low=self.low, high=self.high, fit_rate=self.fit_rate, max_k=self.max_k,
+                            random_task_ratio=self.random_task_ratio,
+                            history_capacity=self.num_rounds * self.tasks_per_round)
+
+    def ppo_config(self) -> PPOConfig:
+        """The PPO config with ``total_timesteps`` set to the whole run (learning-rate annealing)."""
+        steps = self.num_rounds * self.updates_per_round * self.ppo.batch_size
+        return dataclasses.replace(self.ppo, total_timesteps=steps)
+
+    def grid_tasks(self) -> np.ndarray:
+        """float32[grid_size^2, 2]: cell centres of the evaluation grid, length-major."""
+        edges = [np.linspace(lo, hi, self.grid_size + 1) for lo, hi in zip(self.low, self.high)]
+        centres = [(e[:-1] + e[1:]) / 2 for e in edges]
+        return np.stack(np.meshgrid(*centres, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
+
+
+def make_evaluate(config: CurriculumPPOConfig, env: TaskPoolCartPole):
+    """``evaluate(params, tasks [M, 2], key) -> competence float32[M]``: one greedy episode per task."""
+    ppo = config.ppo
+    network = ActorCritic(action_dim=2, continuous=False, hidden=ppo.hidden_size,
+                          num_layers=ppo.num_layers, activation=ppo.activation)
+    cartpole = env._cartpole
+
+    def episode(params: Any, task: jax.Array, key: jax.Array) -> jax.Array:
+        task_params = env.task_params(task, config.max_steps)
+        reset_key, step_key = jax.random.split(key)
+        obs, state = cartpole.reset_env(reset_key, task_params)
+
+        def step(carry, k):
+            obs, state, alive, total = carry
+            dist, _ = network.apply(params, obs)
+            action = jnp.argmax(dist.logits, axis=-1)
+            obs, state, reward, terminated, truncated, _ = cartpole.step(k, state, action, task_params)
+            total = total + alive * reward
+            return (obs, state, alive & ~(terminated | truncated), total), None
+
+        carry = (obs, state, jnp.bool_(True), jnp.float32(0))
+        (_, _, _, total), _ = jax.lax.scan(step, carry, jax.random.split(step_key, config.max_steps))
+        return total / config.max_steps
+
+    def evaluate(params: Any, tasks: jax.Array, key: jax.Array) -> jax.Array:
+        return jax.vmap(episode, in_axes=(None, 0, 0))(params, tasks, jax.random.split(key, tasks.shape[0]))
+
+    return evaluate
+
+
+def make_run(config: CurriculumPPOConfig, name: str):
+    """``run(key) -> (grid competence float32[num_evals + 1], final grid float32[grid_size^2])``."""
+    env = TaskPoolCartPole()
+    trainer = make_train(config.ppo_config(), env)
+    teacher_config = config.teacher_config(name)
+    teacher = teacher_for(teacher_config)
+    evaluate = make_evaluate(config, env)
+    grid = jnp.asarray(config.grid_tasks())
+    pool = lambda tasks: TaskPoolParams(tasks, config.max_steps)  # noqa: E731
+
+    def one_round(carry: tuple, key: jax.Array) -> tuple[tuple, None]:
+        ppo_state, teacher_state = carry
+        k_sample, k_eval = jax.random.split(key)
+        sample_keys = jax.random.split(k_sample, config.tasks_per_round)
+        tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(sample_keys, teacher_state)
+        ppo_state = ppo_state.replace(env_params=pool(tasks))
+        ppo_state, _ = jax.lax.scan(lambda s, _: trainer.update(s), ppo_state, None, config.updates_per_round)
+        competence = evaluate(ppo_state.params, tasks, k_eval)
+        teacher_state, _ = jax.lax.scan(lambda s, tc: (teacher.update(s, *tc), None), teacher_state,
+                                        (tasks, competence))
+        return (ppo_state, teacher_state), None
+
+    def block(carry: tuple, key: jax.Array) -> tuple[tuple, jax.Array]:
+        k_rounds, k_eval = jax.random.split(key)
+        carry, _ = jax.lax.scan(one_round, carry, jax.random.split(k_rounds, config.eval_every))
+        return carry, evaluate(carry[0].params, grid, k_eval)
+
+    def run(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        k_ppo, k_teacher, k_first, k_blocks = jax.random.split(key, 4)
+        # init inside the vmap: the teacher's count stays unbatched (real lax.cond refits)
+        teacher_state = teacher.init(k_teacher, teacher_config)
+        first_tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(
+            jax.random.split(k_first, config.tasks_per_round), teacher_state)
+        ppo_state = trainer.init(k_ppo, pool(first_tasks))
+        first = evaluate(ppo_state.params, grid, k_first)
+        num_blocks = config.num_rounds // config.eval_every
+        _, grids = jax.lax.scan(block, (ppo_state, teacher_state), jax.random.split(k_blocks, num_blocks))
+        curve = jnp.concatenate([first.mean()[None], grids.mean(axis=-1)])
+        return curve, grids[-1]
+
+    return run
+
+
+def run(config: CurriculumPPOConfig) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, float]]:
+    """``(results, seconds)``: teacher -> (grid competence [num_seeds, num_evals + 1], final grid
+    [num_seeds, grid_size^2]) and teacher -> wall-clock seconds (compilation included)."""
+    keys = seed_keys(config.seed, config.num_seeds)
+    results, seconds = {}, {}
+    for name in config.teachers:
+        start = time.perf_counter()
+        curve, final = sweep_seeds(make_run(config, name), keys)
+        results[name] = (np.asarray(curve), np.asarray(final))
+        seconds[name] = time.perf_counter() - start
+    return results, seconds
+
+
+def plot_grids(config: CurriculumPPOConfig, finals: dict[str, np.ndarray], path) -> None:
+    """One heat map per teacher of the final per-cell competence, mean over seeds."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * len(finals) + 0.8, 3.8), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(finals), squeeze=False)[0]
+    extent = (config.force_range[0], config.force_range[1], config.length_range[0], config.length_range[1])
+    for ax, (name, final) in zip(axes, finals.items()):
+        grid = final.mean(axis=0).reshape(config.grid_size, config.grid_size)
+        image = ax.imshow(grid, origin="lower", extent=extent, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(f"{name}: mean {grid.mean():.2f}")
+        ax.set_xlabel("push force (N)")
+        ax.set_ylabel("pole half-length (m)")
+    fig.colorbar(image, ax=list(axes), label="competence (return / max steps)")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, options = parse_cli(CurriculumPPOConfig, sys.argv[1:] if argv is None else argv,
+                                prog="python -m experiments.curriculum_ppo")
+    run_dir = open_run("curriculum_ppo", config, options)
+    results, seconds = run(config)
+    summary = {}
+    for name, (curve, final) in results.items():
+        per_seed = final.mean(axis=-1)
+        mean, low, high = confidence_band(per_seed[:, None])
+        summary[name] = {"mean": float(mean[0]), "ci95_low": float(low[0]), "ci95_high": float(high[0]),
+                         "per_seed": [float(x) for x in per_seed],
+                         "cells_above_0.9": float(np.mean(final > 0.9)), "seconds": seconds[name]}
+    steps_per_round = config.updates_per_round * config.ppo.batch_size
+    write_json(run_dir.path / "summary.json", {
+        "task_space": {"pole_half_length_m": list(config.length_range), "force_N": list(config.force_range)},
+        "env_steps_per_seed": config.num_rounds * steps_per_round, "num_seeds": config.num_seeds,
+        "grid_cells": config.grid_size**2, "final_grid_competence": summary,
+    })
+    x = np.arange(0, config.num_rounds + 1, config.eval_every) * steps_per_round
+    plot_curves({name: (x, curve) for name, (curve, _) in results.items()}, run_dir.plot_path("competence"),
+                xlabel="student env steps per seed", ylabel="competence over the task grid",
+                title=f"PPO on CartPole tasks, {config.num_seeds} seeds, 95% bands")
+    plot_grids(config, {name: final for name, (_, final) in results.items()}, run_dir.plot_path("grid"))
+    print(f"{'teacher':<8}  grid competence (95% CI)   cells > 0.9   seconds")
+    for name, row in summary.items():
+        band = f"{row['mean']:.3f} ({row['ci95_low']:.3f}, {row['ci95_high']:.3f})"
+        print(f"{name:<8}  {band:<25} {100 * row['cells_above_0.9']:>9.1f}%   {row['seconds']:>7.1f}")
+    print(f"run directory: {run_dir.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""DPT on Dark Room 10x10: pretrain on 80 goals, evaluate in context on the 20 held-out ones.
+
+``python -m experiments.darkroom_dpt [--scale paper] [--optim.num-updates N] [--run-dir DIR]``
+
+Pretraining contexts are uniformly random transitions, labels the optimal action at a
+random query cell (:mod:`jaxrl_icl.icl.dpt`). Evaluation on the held-out goals of
+:func:`envs.darkroom.dpt_goal_split`, no weight updates, every goal x trial in one jitted
+vmapped call:
+
+* offline, random context: ``context_len`` random transitions of the goal's task, then
+  one greedy episode (paper: 61.5 from data whose own return is 1.1);
+* offline, expert context: one optimal episode's transitions, then one greedy episode;
+* online: empty context, sampled actions, every transition enters the context, for
+  ``online_episodes`` episodes (the context window holds the last ``context_len``).
+
+Writes ``config.json``, ``metrics.jsonl`` (loss per update), checkpoints (``--resume``),
+``online_return.png`` and ``summary.json``; prints a table against the optimum (90.9).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
+from jaxrl_icl.icl import dpt
+from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill
+from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
+from jaxrl_icl.run.loop import train_in_chunks
+from jaxrl_icl.run.metrics import read_metrics
+from jaxrl_icl.run.plots import confidence_band, plot_curves
+from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.sweep import seed_keys
+
+PROG = "python -m experiments.darkroom_dpt"
+PAPER_RANDOM_CONTEXT_RETURN = 61.5
+PRESETS = {"paper": ["--optim.num-updates", "100000", "--optim.batch-size", "128", "--optim.warmup-updates", "2000",
+                     "--trials", "20", "--online-episodes", "40"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class DarkroomDPTConfig:
+    """DPT on Dark Room 10x10 with the paper's 80/20 goal split."""
+
+    seed: int = field(0, help="seed of pretraining and evaluation")
+    trials: int = field(4, help="evaluation runs per held-out goal (paper: 20)")
+    online_episodes: int = field(10, help="episodes of online in-context evaluation")
+    chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
+    checkpoint_every_chunks: int = field(5, help="checkpoint every this many chunks")
+    dpt: dpt.DPTConfig = dpt.DPTConfig()
+    optim: OptimConfig = OptimConfig(num_updates=3000, batch_size=64, lr=1e-3, warmup_updates=200)
+
+    def __post_init__(self) -> None:
+        for name in ("trials", "online_episodes", "chunk_updates", "checkpoint_every_chunks"):
+            require_positive(self, name)
+        require_nonnegative(self, "seed")
+
+
+def random_transitions(key: jax.Array, goal: jax.Array, size: int, n: int) -> Transition:
+    """``n`` uniformly random transitions of the task with ``goal`` (raw int positions)."""
+    k_pos, k_act = jax.random.split(key)
+    pos = jax.random.randint(k_pos, (n, 2), 0, size)
+    action = jax.random.randint(k_act, (n,), 0, 5)
+    nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
+    reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
+    return Transition(pos, action, reward, nxt, jnp.zeros(n, bool))
+
+
+def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> Transition:
+    """The first ``n`` transitions of the optimal policy from ``start``."""
+
+    def body(pos, _):
+        action = optimal_action(pos, goal)
+        nxt = move(pos, action, size)
+        return nxt, Transition(pos, action, jnp.all(nxt == goal).astype(jnp.float32), nxt, jnp.bool_(False))
+
+    return jax.lax.scan(body, start, None, n)[1]
+
+
+def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[str, np.ndarray]:
+    """Returns per goal x trial: ``offline_random``/``offline_expert`` [N*T] (one greedy
+    episode), ``online`` [N*T, episodes], and ``random_data`` (the random contexts' own return)."""
+    env, base = envs.make("darkroom-10x10")
+    n, horizon = config.dpt.context_len, env.horizon
+    model = dpt.make_model(config.dpt, 2, 5)
+    state = dpt.darkroom_state(env.size)
+    tasks_goals = jnp.repeat(goals, config.trials, axis=0)
+    tasks = jax.vmap(lambda g: base.replace(goal=g))(tasks_goals)
+    keys = jax.random.split(jax.random.key(config.seed + 1), 4)
+    start = jnp.asarray(env.start, jnp.int32)
+
+    @jax.jit
+    def run(params):
+        greedy = dpt.make_agent(model, 5, state, greedy=True)
+        sampled = dpt.make_agent(model, 5, state, greedy=False)
+        data = jax.vmap(lambda k, g: random_transitions(k, g, env.size, n))(
+            jax.random.split(keys[0], tasks_goals.shape[0]), tasks_goals)
+        expert = jax.vmap(lambda g: expert_transitions(g, start, env.size, n))(tasks_goals)
+        out = {}
+        for name, ctx in (("offline_random", data), ("offline_expert", expert)):
+            contexts = jax.vmap(lambda t: prefill(greedy, params, t))(ctx)
+            out[name] = evaluate(env, tasks, greedy, params, keys[1], num_steps=horizon, learn=False,
+                                 contexts=contexts)
+        out["online"] = evaluate(env, tasks, sampled, params, keys[2], num_steps=horizon * config.online_episodes)
+        return out, data.reward.sum(axis=-1)
+
+    out, data_return = run(params)
+    result = {name: episode_returns(o["reward"][:, 0], o["done"][:, 0], horizon) for name, o in out.items()}
+    return {"offline_random": result["offline_random"][:, 0], "offline_expert": result["offline_expert"][:, 0],
+            "online": result["online"], "random_data": np.asarray(data_return)}
+
+
+def main(argv: list[str] | None = None):
+    argv, scale = with_scale(argv, PRESETS, PROG)
+    config, options = parse_cli(DarkroomDPTConfig, argv, prog=PROG)
+    env, _ = envs.make("darkroom-10x10")
+    train_goals, test_goals = dpt_goal_split()
+    model = dpt.make_model(config.dpt, 2, 5)
+    trainer = dpt.make_train(
+        config.dpt, config.optim, model,
+        lambda key, b: dpt.darkroom_batch(key, train_goals, env.size, config.dpt.context_len, b),
+    )
+    run = open_run("darkroom_dpt", config, options, resumable=True)
+    print(f"run directory: {run.path}  (scale: {scale})", file=sys.stderr)
+    state, _ = train_in_chunks(
+        trainer, seed_keys(config.seed, 1), None, chunk_updates=config.chunk_updates, run=run,
+        checkpoint_every_chunks=config.checkpoint_every_chunks, resume=options.resume is not None,
+        progress=options.progress,
+    )
+    params = jax.tree.map(lambda x: x[0], state.params)
+    result = evaluate_dpt(config, params, test_goals)
+
+    start = jnp.asarray(env.start, jnp.int32)
+    optimum = float(jnp.mean(jax.vmap(lambda g: optimal_return(g, start, env.horizon))(test_goals)))
+    online_mean = result["online"].mean(axis=0)
+    log = read_metrics(run.metrics_path)
+    summary = {
+        "scale": scale, "held_out_goals": int(test_goals.shape[0]), "trials": config.trials,
+        "optimal_return": optimum,
+        "offline_random_context": float(result["offline_random"].mean()),
+        "offline_expert_context": float(result["offline_expert"].mean()),
+        "random_context_own_return": float(result["random_data"].mean()),
+        "online_first_episode": float(online_mean[0]),
+        "online_last_episode": float(online_mean[-1]),
+        "online_best_episode": float(online_mean.max()),
+        "paper_offline_random_context": PAPER_RANDOM_CONTEXT_RETURN,
+        "final_train_loss": float(np.mean(log.values["loss"][:, -10:])),
+        "final_train_accuracy": float(np.mean(log.values["accuracy"][:, -10:])),
+    }
+    summary["offline_expert_fraction_of_optimal"] = summary["offline_expert_context"] / optimum
+    summary["online_last_fraction_of_optimal"] = summary["online_last_episode"] / optimum
+    write_json(run.path / "summary.json", summary)
+
+    episodes = np.arange(1, config.online_episodes + 1)
+    plot_curves(
+        {"DPT online (sampled, own transitions in context)": (episodes, result["online"])},
+        run.plot_path("online_return"), xlabel="episode", ylabel="return (held-out goals)",
+        title=f"DPT, Dark Room 10x10, {test_goals.shape[0]} held-out goals x {config.trials} trials",
+        hlines={f"optimal ({optimum:.1f})": optimum,
+                f"offline, expert context ({summary['offline_expert_context']:.1f})": summary["offline_expert_context"],
+                f"offline, random context ({summary['offline_random_context']:.1f})": summary["offline_random_context"],
+                f"paper, random context ({PAPER_RANDOM_CONTEXT_RETURN})": PAPER_RANDOM_CONTEXT_RETURN},
+    )
+    mean, low, high = confidence_band(result["online"][:, -1:])
+    print(f"DPT on Dark Room 10x10 held-out goals (optimal {optimum:.1f}):")
+    print(f"  offline, random context  {summary['offline_random_context']:6.1f}   (paper {PAPER_RANDOM_CONTEXT_RETURN};"
+          f" the contexts' own return {summary['random_context_own_return']:.1f})")
+    print(f"  offline, expert context  {summary['offline_expert_context']:6.1f}")
+    print(f"  online, episode 1 -> {config.online_episodes}   {online_mean[0]:6.1f} -> {mean[0]:.1f}"
+          f" (95% CI {low[0]:.1f}-{high[0]:.1f})")
+    print(f"run directory: {run.path}")
+    return run
+
+
+if __name__ == "__main__":
+    main()

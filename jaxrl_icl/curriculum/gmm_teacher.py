@@ -1,0 +1,77 @@
+"""The core shared by the GMM teachers (ALP-GMM and Covar-GMM).
+
+Both keep a ring buffer ``window`` float32[fit_rate, D] of the last ``fit_rate`` data rows,
+a task count, a mixture over the rows and a PRNG key for EM; both refit the mixture every
+``fit_rate`` tasks (k = 2..max_k, lowest AIC/BIC) and sample either uniformly (bootstrap
+phase, or with probability ``random_task_ratio``) or from one Gaussian chosen by a
+per-Gaussian learning-progress score. They differ only in what a row holds and how a
+Gaussian's score is read from the mixture; this module holds everything else.
+
+A state here is any ``flax.struct`` dataclass with fields ``config`` (with ``low``,
+``high``, ``fit_rate``, ``max_k``, ``random_task_ratio``, ``nb_em_init``, ``criterion``,
+``max_em_iter``, ``reg_covar``), ``count`` int32[], ``window``, ``gmm`` and ``key``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl_icl.curriculum import gmm as gmm_lib
+from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
+from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
+
+State = TypeVar("State")
+
+
+def validate_config(cfg: Any) -> None:
+    """Checks common to the GMM teacher configs: types, box, positive sizes, max_k >= 2, ratio in [0, 1]."""
+    require_types(cfg)
+    validate_box(cfg)
+    for name in ("fit_rate", "nb_em_init", "max_em_iter", "reg_covar"):
+        require_positive(cfg, name)
+    if cfg.max_k < 2:
+        raise ConfigError("max_k", f"must be >= 2, got {cfg.max_k}")
+    require_in(cfg, "random_task_ratio", 0.0, 1.0)
+
+
+def sample(key: jax.Array, state: Any, scores: jax.Array, task_slice: slice) -> jax.Array:
+    """Next task float32[d] in the box.
+
+    Uniform during the first ``fit_rate`` tasks and with probability ``random_task_ratio``;
+    otherwise a Gaussian drawn with probability proportional to ``max(scores, 0)``
+    (float32[max_k]), a point drawn from it, its ``task_slice`` coordinates clipped to the box.
+    """
+    cfg = state.config
+    k_uniform, k_coin, k_comp, k_draw = jax.random.split(key, 4)
+    uniform = uniform_in_box(k_uniform, cfg.low, cfg.high)
+    component = gmm_lib.proportional_choice(k_comp, state.gmm, scores)
+    guided = clip_to_box(gmm_lib.sample_component(k_draw, state.gmm, component)[task_slice], cfg.low, cfg.high)
+    use_uniform = (state.count < cfg.fit_rate) | (jax.random.uniform(k_coin) < cfg.random_task_ratio)
+    return jnp.where(use_uniform, uniform, guided)
+
+
+def refit(state: State) -> State:
+    """The mixture with the lowest criterion over k = 2..max_k fitted to the whole window."""
+    cfg = state.config
+    key, fit_key = jax.random.split(state.key)
+    gmm, _ = gmm_lib.select_gmm(
+        fit_key, state.window, jnp.ones(cfg.fit_rate, bool), min_components=2,
+        max_components=cfg.max_k, num_inits=cfg.nb_em_init, criterion=cfg.criterion,
+        max_iter=cfg.max_em_iter, reg_covar=cfg.reg_covar,
+    )
+    return state.replace(gmm=gmm, key=key)
+
+
+def record(state: State, row: jax.Array, **fields: jax.Array) -> State:
+    """Write ``row`` float32[D] at ``count % fit_rate``, count it, set ``fields``; refit every fit_rate.
+
+    The refit runs under ``lax.cond`` on the count: a real branch when the count is
+    unbatched (state built by ``init`` inside the same ``vmap``), a select otherwise.
+    """
+    fit_rate = state.config.fit_rate
+    state = state.replace(count=state.count + 1,
+                          window=state.window.at[state.count % fit_rate].set(row), **fields)
+    return jax.lax.cond(state.count % fit_rate == 0, refit, lambda s: s, state)

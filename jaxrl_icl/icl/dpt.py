@@ -1,0 +1,205 @@
+"""Decision-Pretrained Transformer (Lee et al. 2023): predict the optimal action from a context.
+
+Pretraining data is generated on the fly inside ``jit``: a random task, ``n`` context
+transitions ``(s, a, r, s')`` and a query state labelled with the task's optimal action.
+The model is trained to predict that label from every prefix of the context (0..n
+transitions), which :func:`jaxrl_icl.icl.transformer.apply_queries` computes in one pass.
+
+Tokens have ``2 * state_dim + num_actions + 2`` features: ``[s | onehot(a) | s' | r | is_query]``;
+a query token is ``[s | 0 | 0 | 0 | 1]``. Dark Room states are the agent position scaled
+to [0, 1]; bandits have no state (``state_dim = 0``), so their transitions are ``(a, r)``.
+
+At evaluation a query never enters the context: the KV cache holds the transitions
+(``step``) and each decision is a ``peek`` with the current state, so one decision costs
+O(context) and a rollout can run for any number of episodes (the cache is a sliding
+window over the last ``context_len`` transitions). Online, actions are sampled and every
+transition is added as it happens; offline, the context is a fixed dataset and actions
+are the argmax (as in the paper).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from envs.darkroom import move, optimal_action
+from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.icl.evaluate import InContextAgent, Transition
+from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
+from jaxrl_icl.run.config import require_in, require_positive, require_types
+from jaxrl_icl.run.trainer import Trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class DPTConfig:
+    """Model and context size of a DPT.
+
+    Attributes:
+      context_len: transitions in a pretraining context (and the evaluation window).
+      width: transformer width (the paper's embedding size is 32).
+      num_layers: transformer blocks (paper: 4).
+      num_heads: attention heads (real multi-head; the public code's n_head is stuck at 1).
+      dropout: dropout rate during pretraining.
+      positions: ``"alibi"`` or ``"rope"`` (relative, so the evaluation window can slide).
+    """
+
+    context_len: int = 100
+    width: int = 32
+    num_layers: int = 4
+    num_heads: int = 4
+    dropout: float = 0.0
+    positions: str = "alibi"
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("context_len", "width", "num_layers", "num_heads"):
+            require_positive(self, name)
+        require_in(self, "dropout", 0.0, 1.0 - 1e-9)
+        if self.positions not in ("alibi", "rope"):
+            raise ValueError(f"positions: must be 'alibi' or 'rope' (a sliding window), got {self.positions!r}")
+
+
+def token_dim(state_dim: int, num_actions: int) -> int:
+    return 2 * state_dim + num_actions + 2
+
+
+def make_model(config: DPTConfig, state_dim: int, num_actions: int) -> tr.TransformerConfig:
+    """The transformer: ``context_len`` transitions plus the query fit one window."""
+    window = config.context_len + 1
+    return tr.TransformerConfig(
+        d_in=token_dim(state_dim, num_actions), d_out=num_actions, width=config.width,
+        num_layers=config.num_layers, num_heads=config.num_heads, max_len=window, window=window,
+        positions=config.positions, dropout=config.dropout,
+    )
+
+
+def transition_tokens(state, action, reward, next_state, num_actions: int) -> jax.Array:
+    """Tokens ``[..., d]`` of transitions: ``state/next_state [..., S]`` float, ``action [...]`` int, ``reward [...]``."""
+    reward = jnp.asarray(reward, jnp.float32)
+    return jnp.concatenate([
+        state.astype(jnp.float32), jax.nn.one_hot(action, num_actions), next_state.astype(jnp.float32),
+        reward[..., None], jnp.zeros_like(reward)[..., None],
+    ], axis=-1)
+
+
+def query_tokens(state, num_actions: int) -> jax.Array:
+    """Query tokens ``[..., d]`` for ``state [..., S]``."""
+    lead = state.shape[:-1]
+    return jnp.concatenate([
+        state.astype(jnp.float32), jnp.zeros((*lead, num_actions + state.shape[-1] + 1)), jnp.ones((*lead, 1)),
+    ], axis=-1)
+
+
+# ----------------------------------------------------------------------------- pretraining data
+
+
+def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int, batch: int):
+    """``(context [B, n, d], query [B, d], label [B])`` for Dark Room ``size x size``.
+
+    Each sample: a goal drawn from ``goals [G, 2]``, ``n`` uniformly random transitions
+    (random cell, random action, the grid's move, reward 1 iff the next cell is the goal),
+    a uniformly random query cell and its optimal action (x gap first, as
+    :func:`envs.darkroom.optimal_action`).
+    """
+    scale = 1.0 / (size - 1)
+
+    def one(k):
+        k_goal, k_pos, k_act, k_query = jax.random.split(k, 4)
+        goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
+        pos = jax.random.randint(k_pos, (context_len, 2), 0, size)
+        action = jax.random.randint(k_act, (context_len,), 0, 5)
+        nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
+        reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
+        query = jax.random.randint(k_query, (2,), 0, size)
+        context = transition_tokens(pos * scale, action, reward, nxt * scale, 5)
+        return context, query_tokens(query * scale, 5), optimal_action(query, goal)
+
+    return jax.vmap(one)(jax.random.split(key, batch))
+
+
+def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: int, batch: int):
+    """``(context [B, n, d], query [B, d], label [B])`` for Gaussian bandits.
+
+    Each sample: arm means ~ U(0, 1), a behaviour distribution over arms ~ Dirichlet(1)
+    (from nearly uniform to nearly one arm), ``n`` pulls from it with rewards
+    ``mean + noise_std * N(0, 1)``; the label is the best arm.
+    """
+
+    def one(k):
+        k_mean, k_pi, k_act, k_noise = jax.random.split(k, 4)
+        means = jax.random.uniform(k_mean, (num_arms,))
+        probs = jax.random.dirichlet(k_pi, jnp.ones(num_arms))
+        action = jax.random.categorical(k_act, jnp.log(probs), shape=(context_len,))
+        reward = means[action] + noise_std * jax.random.normal(k_noise, (context_len,))
+        empty = jnp.zeros((context_len, 0))
+        context = transition_tokens(empty, action, reward, empty, num_arms)
+        return context, query_tokens(jnp.zeros((0,)), num_arms), jnp.argmax(means).astype(jnp.int32)
+
+    return jax.vmap(one)(jax.random.split(key, batch))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+BatchFn = Callable[[jax.Array, int], tuple[jax.Array, jax.Array, jax.Array]]
+
+
+def prefix_loss(model: tr.TransformerConfig, params, context, query, label, *, compute_dtype=jnp.float32,
+                dropout_key=None):
+    """Cross-entropy and accuracy of predicting ``label [B]`` from every prefix 0..n of ``context``."""
+    queries = jnp.broadcast_to(query[:, None], (query.shape[0], context.shape[1] + 1, query.shape[-1]))
+    _, logits = tr.apply_queries(model, params, context.astype(compute_dtype), queries.astype(compute_dtype),
+                                 dropout_key=dropout_key)
+    labels = jnp.broadcast_to(label[:, None], logits.shape[:2])
+    return cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels),
+                                           "accuracy_full_context": accuracy(logits[:, -1], label)}
+
+
+def make_train(config: DPTConfig, optim: OptimConfig, model: tr.TransformerConfig, batch_fn: BatchFn) -> Trainer:
+    """Pretraining as a :class:`Trainer`; ``batch_fn(key, batch_size) -> (context, query, label)``."""
+
+    def loss(params, key, compute_dtype):
+        data_key, dropout_key = jax.random.split(key)
+        context, query, label = batch_fn(data_key, optim.batch_size)
+        return prefix_loss(model, params, context, query, label, compute_dtype=compute_dtype,
+                           dropout_key=dropout_key if config.dropout else None)
+
+    return make_supervised_trainer(optim, lambda k: tr.init(model, k), loss)
+
+
+# ----------------------------------------------------------------------------- acting
+
+
+def make_agent(model: tr.TransformerConfig, num_actions: int, state_fn: Callable[[jax.Array], jax.Array],
+               *, greedy: bool) -> InContextAgent:
+    """DPT as an :class:`InContextAgent`; ``state_fn(obs) -> state [S]`` (e.g. scaled position).
+
+    ``greedy``: argmax action (offline evaluation) instead of sampling (online).
+    """
+
+    def init():
+        return tr.init_cache(model, 1)
+
+    def act(params, cache, obs, key):
+        logits = tr.peek(model, params, cache, query_tokens(state_fn(obs), num_actions)[None])[0]
+        action = jnp.argmax(logits) if greedy else jax.random.categorical(key, logits)
+        return action.astype(jnp.int32), cache
+
+    def observe(params, cache, t: Transition):
+        token = transition_tokens(state_fn(t.obs), t.action, t.reward, state_fn(t.next_obs), num_actions)
+        return tr.step(model, params, cache, token[None])[1]
+
+    return InContextAgent(init=init, act=act, observe=observe)
+
+
+def darkroom_state(size: int) -> Callable[[jax.Array], jax.Array]:
+    """Dark Room observation (int position) -> state in [0, 1]^2."""
+    return lambda obs: obs.astype(jnp.float32) / (size - 1)
+
+
+def no_state(obs: Any) -> jax.Array:
+    """Bandits: an empty state vector."""
+    return jnp.zeros((0,), jnp.float32)

@@ -1,0 +1,137 @@
+"""In-context evaluation: roll a frozen model out in new tasks, jitted and vmapped over tasks.
+
+An in-context agent is three pure functions over a per-task ``carry`` (its context, e.g. a
+KV cache plus the previous action and reward), bundled in :class:`InContextAgent`:
+
+* ``init() -> carry``: the empty context;
+* ``act(params, carry, obs, key) -> (action, carry)``: choose an action in state ``obs``;
+* ``observe(params, carry, transition) -> carry``: add one :class:`Transition` to the context.
+
+:func:`rollout` runs one task for ``num_steps`` environment steps inside ``lax.scan``:
+online (``learn=True``: every transition enters the context as it happens, across
+episodes) or offline (``learn=False``: the context stays whatever ``carry`` held, e.g. a
+dataset pushed in with :func:`prefill`). :func:`evaluate` vmaps it over tasks and seeds.
+No weights change anywhere: all adaptation is in the context.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Transition(NamedTuple):
+    """One step ``(obs, action, reward, next_obs, done)``; ``done = terminated | truncated``
+    and ``next_obs`` is the observation the agent sees next (the reset one after ``done``)."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    done: jax.Array
+
+
+class InContextAgent(NamedTuple):
+    """A frozen in-context policy; see the module docstring for the three functions."""
+
+    init: Callable[[], Any]
+    act: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+    observe: Callable[[Any, Any, Transition], Any]
+
+
+def rollout(
+    env: Any,
+    env_params: Any,
+    agent: InContextAgent,
+    params: Any,
+    key: jax.Array,
+    num_steps: int,
+    *,
+    learn: bool = True,
+    carry: Any = None,
+) -> dict[str, jax.Array]:
+    """One task, ``num_steps`` steps from a reset; returns ``{"reward", "action", "done"}``,
+    each ``[num_steps]`` (float32, int32, bool), plus ``"carry"`` (the final context).
+
+    ``carry`` defaults to ``agent.init()``; with ``learn=False`` it is never updated.
+    """
+    reset_key, key = jax.random.split(key)
+    obs, env_state = env.reset(reset_key, env_params)
+    carry = agent.init() if carry is None else carry
+
+    def body(state, step_key):
+        obs, env_state, carry = state
+        act_key, env_key = jax.random.split(step_key)
+        action, carry = agent.act(params, carry, obs, act_key)
+        next_obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action, env_params)
+        done = terminated | truncated
+        if learn:
+            carry = agent.observe(params, carry, Transition(obs, action, reward, next_obs, done))
+        out = {"reward": reward.astype(jnp.float32), "action": action.astype(jnp.int32), "done": done}
+        return (next_obs, env_state, carry), out
+
+    (_, _, carry), out = jax.lax.scan(body, (obs, env_state, carry), jax.random.split(key, num_steps))
+    return {**out, "carry": carry}
+
+
+def prefill(agent: InContextAgent, params: Any, transitions: Transition, carry: Any = None) -> Any:
+    """The context after observing ``transitions`` (each field with a leading ``[N]`` step axis) in order."""
+    carry = agent.init() if carry is None else carry
+    carry, _ = jax.lax.scan(lambda c, t: (agent.observe(params, c, t), None), carry, transitions)
+    return carry
+
+
+def evaluate(
+    env: Any,
+    task_params: Any,
+    agent: InContextAgent,
+    params: Any,
+    key: jax.Array,
+    *,
+    num_steps: int,
+    num_seeds: int = 1,
+    learn: bool = True,
+    contexts: Any = None,
+) -> dict[str, jax.Array]:
+    """:func:`rollout` on every task (leading axis ``[N]`` of ``task_params``) x ``num_seeds``.
+
+    ``contexts``: optional per-task starting carries (leading ``[N]``), e.g. from
+    :func:`prefill` under ``vmap``. Returns ``reward``, ``action``, ``done`` as
+    ``[N, num_seeds, num_steps]`` (the final carries are dropped).
+    """
+    num_tasks = jax.tree.leaves(task_params)[0].shape[0]
+    keys = jax.random.split(key, (num_tasks, num_seeds))
+
+    def one(task, task_keys, context):
+        def seed(k):
+            out = rollout(env, task, agent, params, k, num_steps, learn=learn, carry=context)
+            return {name: out[name] for name in ("reward", "action", "done")}
+
+        return jax.vmap(seed)(task_keys)
+
+    if contexts is None:
+        return jax.vmap(lambda t, k: one(t, k, None))(task_params, keys)
+    return jax.vmap(one)(task_params, keys, contexts)
+
+
+def episode_returns(reward: jax.Array | np.ndarray, done: jax.Array | np.ndarray, horizon: int) -> np.ndarray:
+    """Per-episode returns ``[..., num_steps // horizon]`` of fixed-length episodes.
+
+    Raises ValueError unless every episode ends (``done``) exactly at steps ``horizon - 1,
+    2 * horizon - 1, ...`` and nowhere else, which is what the Dark Room and bandit tasks
+    (time limit only, no termination) produce.
+    """
+    reward, done = np.asarray(reward), np.asarray(done)
+    chex.assert_equal_shape([reward, done])
+    steps = reward.shape[-1]
+    if horizon < 1 or steps % horizon:
+        raise ValueError(f"horizon: {steps} steps are not a whole number of {horizon}-step episodes")
+    expected = np.zeros(steps, bool)
+    expected[horizon - 1 :: horizon] = True
+    if not np.array_equal(done, np.broadcast_to(expected, done.shape)):
+        raise ValueError(f"done: episodes do not all last exactly horizon={horizon} steps")
+    return reward.reshape(*reward.shape[:-1], steps // horizon, horizon).sum(axis=-1)
