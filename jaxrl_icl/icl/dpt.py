@@ -120,17 +120,18 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
     return jax.vmap(one)(jax.random.split(key, batch))
 
 
-def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: int, batch: int):
+def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: int, batch: int,
+                 means: jax.Array | None = None):
     """``(context [B, n, d], query [B, d], label [B])`` for Gaussian bandits.
 
-    Each sample: arm means ~ U(0, 1), a behaviour distribution over arms ~ Dirichlet(1)
-    (from nearly uniform to nearly one arm), ``n`` pulls from it with rewards
-    ``mean + noise_std * N(0, 1)``; the label is the best arm.
+    Each sample: arm means ~ U(0, 1) (or row ``b`` of ``means [B, num_arms]``), a behaviour
+    distribution over arms ~ Dirichlet(1) (from nearly uniform to nearly one arm), ``n``
+    pulls from it with rewards ``mean + noise_std * N(0, 1)``; the label is the best arm.
     """
 
-    def one(k):
+    def one(k, given):
         k_mean, k_pi, k_act, k_noise = jax.random.split(k, 4)
-        means = jax.random.uniform(k_mean, (num_arms,))
+        means = jax.random.uniform(k_mean, (num_arms,)) if given is None else given
         probs = jax.random.dirichlet(k_pi, jnp.ones(num_arms))
         action = jax.random.categorical(k_act, jnp.log(probs), shape=(context_len,))
         reward = means[action] + noise_std * jax.random.normal(k_noise, (context_len,))
@@ -138,7 +139,8 @@ def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: i
         context = transition_tokens(empty, action, reward, empty, num_arms)
         return context, query_tokens(jnp.zeros((0,)), num_arms), jnp.argmax(means).astype(jnp.int32)
 
-    return jax.vmap(one)(jax.random.split(key, batch))
+    keys = jax.random.split(key, batch)
+    return jax.vmap(one)(keys, means) if means is not None else jax.vmap(lambda k: one(k, None))(keys)
 
 
 # ----------------------------------------------------------------------------- training

@@ -1,0 +1,59 @@
+"""experiments.darkroom_dpt and experiments.bandit_dpt end to end at tiny budgets.
+
+Oracles: the optimum in the Dark Room summary is the closed form over the 20 held-out
+goals, and the expert contexts are optimal episodes (their return is the closed form).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from envs.darkroom import dpt_goal_split, optimal_return
+from experiments import bandit_dpt, darkroom_dpt
+
+
+def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
+    run = tmp_path / "dr"
+    darkroom_dpt.main(["--optim.num-updates", "20", "--chunk-updates", "10", "--trials", "1",
+                       "--online-episodes", "2", "--dpt.context-len", "8", "--dpt.num-layers", "1",
+                       "--run-dir", str(run), "--no-progress"])
+    summary = json.loads((run / "summary.json").read_text())
+    _, test = dpt_goal_split()
+    optimum = float(jnp.mean(jax.vmap(lambda g: optimal_return(g, jnp.zeros(2, jnp.int32), 100))(test)))
+    assert summary["optimal_return"] == pytest.approx(optimum) and summary["held_out_goals"] == 20
+    for key in ("offline_random_context", "offline_expert_context", "online_first_episode", "online_last_episode"):
+        assert 0.0 <= summary[key] <= 100.0
+    assert (run / "online_return.png").stat().st_size > 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 20
+
+
+def test_expert_transitions_are_an_optimal_episode():
+    goal, start = jnp.array([7, 3], jnp.int32), jnp.array([0, 0], jnp.int32)
+    t = darkroom_dpt.expert_transitions(goal, start, 10, 100)
+    assert float(t.reward.sum()) == float(optimal_return(goal, start, 100))
+    np.testing.assert_array_equal(t.next_obs[:-1], t.obs[1:])
+
+
+def test_bandit_dpt_writes_regret_of_dpt_and_baselines(tmp_path):
+    run = tmp_path / "b"
+    bandit_dpt.main(["--optim.num-updates", "10", "--chunk-updates", "10", "--num-instances", "8",
+                     "--dpt.context-len", "12", "--dpt.num-layers", "1", "--run-dir", str(run), "--no-progress"])
+    summary = json.loads((run / "summary.json").read_text())
+    online = summary["online_regret_at_horizon"]
+    assert set(online) == {"DPT (online)", "UCB (c=1)", "Thompson (Gaussian)", "greedy"}
+    assert all(row["mean"] >= 0 for row in online.values())
+    offline = summary["offline_suboptimality_at_horizon"]
+    assert 0.0 <= offline["DPT (offline)"] <= 1.0 and 0.0 <= offline["empirical mean"] <= 1.0
+    for name in ("online_regret.png", "offline_suboptimality.png"):
+        assert (run / name).stat().st_size > 0
+
+
+def test_unknown_scale_is_a_cli_error(capsys):
+    with pytest.raises(SystemExit) as err:
+        bandit_dpt.main(["--scale", "huge"])
+    assert err.value.code == 2 and "--scale" in capsys.readouterr().err
