@@ -1,10 +1,16 @@
-"""In-context agents: the causal transformer backbone and in-context RL token layouts.
+"""In-context agents: the causal transformer backbone, token layouts, Algorithm
+Distillation (``ad``), the Decision-Pretrained Transformer (``dpt``), their supervised
+trainer (``train``) and jitted in-context evaluation (``evaluate``).
 
 ::
+
+    from jaxrl_icl.icl import ad, dpt, OptimConfig, InContextAgent, evaluate
 
     from jaxrl_icl.icl import TransformerConfig, init, apply, apply_queries, init_cache, step, peek
 """
 
+from jaxrl_icl.icl import ad, dpt
+from jaxrl_icl.icl.evaluate import InContextAgent, Transition, episode_returns, evaluate, prefill, rollout
 from jaxrl_icl.icl.tokens import (
     STEP_TOKENS_PER_STEP,
     TRIPLET_TOKENS_PER_STEP,
@@ -18,6 +24,7 @@ from jaxrl_icl.icl.tokens import (
     triplet_token_dim,
     triplet_tokens,
 )
+from jaxrl_icl.icl.train import OptimConfig, make_supervised_trainer
 from jaxrl_icl.icl.transformer import (
     KVCache,
     Transformer,
@@ -33,6 +40,8 @@ from jaxrl_icl.icl.transformer import (
 )
 
 __all__ = [
+    "InContextAgent", "OptimConfig", "Transition", "ad", "dpt", "episode_returns", "evaluate",
+    "make_supervised_trainer", "prefill", "rollout",
     "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
     "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step", "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",

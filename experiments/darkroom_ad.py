@@ -1,0 +1,229 @@
+"""Algorithm Distillation on Dark Room 9x9: ``python -m experiments.darkroom_ad [--scale paper]``.
+
+1. Learning histories: tabular Q-learning on every one of the 81 goals
+   (:func:`experiments.collect_histories.collect`, ``histories_per_goal`` independent runs
+   per goal), saved as ``histories.h5`` in the run directory; or ``--histories PATH`` to
+   distil an existing file (checked against the env on load).
+2. Goal split: a fixed permutation of the 81 goals (``np.random.RandomState(split_seed)``);
+   the first ``num_train_goals`` (65) train, the other 16 are held out. AD trains only on
+   the histories of training goals, in jitted chunks with checkpoints (``--resume DIR``).
+3. In-context evaluation on the held-out goals: ``eval_episodes`` episodes x ``eval_seeds``
+   seeds per goal, one jitted ``vmap`` over goals and seeds, no weight updates.
+
+Writes ``runs/darkroom_ad/<timestamp>/``: ``config.json``, ``versions.json``,
+``metrics.jsonl``, checkpoints, ``returns.png`` (mean return per episode with a 95% band:
+AD in context vs the source Q-learning's own learning curve on the same goals, and the
+optimum), ``loss.png`` and ``summary.json``. ``--scale paper`` sets the paper-sized run
+(:data:`PAPER_FLAGS`: 3 tokens per step, width 512, 4 layers, 4 heads, lr 3e-4, 100k updates,
+10 Q-learning runs per goal; meant for a GPU); flags given after it override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Literal
+
+import jax
+import numpy as np
+
+import envs
+from envs.darkroom import all_goals, optimal_return
+from experiments.collect_histories import CollectConfig, collect
+from jaxrl_icl.icl import ad
+from jaxrl_icl.icl.evaluate import episode_returns, evaluate
+from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.rl.histories import load_histories, save_histories
+from jaxrl_icl.rl.q_learning import QLearningConfig
+from jaxrl_icl.run.config import ConfigError, cli_error, field, parse_cli, require_in, require_nonnegative, \
+    require_positive, require_types
+from jaxrl_icl.run.loop import train_in_chunks
+from jaxrl_icl.run.metrics import read_metrics
+from jaxrl_icl.run.plots import plot_curves
+from jaxrl_icl.run.rundir import RunDir, open_run, write_json
+from jaxrl_icl.run.sweep import gather_seeds, seed_keys
+
+PROG = "python -m experiments.darkroom_ad"
+ENV = "darkroom-9x9"
+NUM_GOALS = 81
+
+# The paper-sized run (REFERENCES.md: public AD reimplementations use 3 tokens per step,
+# hidden 512, 4 layers, 4 heads, lr 3e-4, 300k updates); put before the user's flags, so
+# those override it.
+PAPER_FLAGS = (
+    "--ad.layout", "triplet", "--ad.width", "512", "--ad.num-layers", "4", "--ad.num-heads", "4",
+    "--ad.dropout", "0.1", "--optim.lr", "3e-4", "--optim.num-updates", "100000", "--optim.batch-size", "128",
+    "--optim.warmup-updates", "2000", "--optim.bf16", "--histories-per-goal", "10",
+    "--chunk-updates", "1000", "--eval-seeds", "16",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DarkroomADConfig:
+    """Algorithm Distillation on Dark Room 9x9 from Q-learning histories, evaluated on held-out goals."""
+
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (a few minutes) or paper (for a "
+                                           "GPU); other flags override it")
+    histories: str = field("", help="histories.h5 to distil (experiments.collect_histories); "
+                           "empty: collect Q-learning histories into the run directory")
+    histories_per_goal: int = field(1, help="independent Q-learning runs per goal when collecting")
+    seed: int = field(0, help="seed of collection (run i uses seed + i), training and evaluation")
+    split_seed: int = field(0, help="goals are permuted by np.random.RandomState(split_seed)")
+    num_train_goals: int = field(65, help="the first goals of the permutation train, the rest are held out")
+    eval_episodes: int = field(40, help="in-context evaluation episodes per held-out goal and seed")
+    eval_seeds: int = field(8, help="evaluation rollouts per held-out goal")
+    chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
+    checkpoint_every_chunks: int = field(5, help="checkpoint every this many chunks")
+    ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125)
+    optim: OptimConfig = OptimConfig(num_updates=1500, batch_size=32, lr=1e-3, warmup_updates=100)
+    q_learning: QLearningConfig = QLearningConfig(
+        num_episodes=100, lr=1.0, epsilon_decay_episodes=25, record_history=True
+    )
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("histories_per_goal", "eval_episodes", "eval_seeds", "chunk_updates",
+                     "checkpoint_every_chunks"):
+            require_positive(self, name)
+        require_nonnegative(self, "split_seed")
+        require_in(self, "num_train_goals", 1, NUM_GOALS - 1)
+        if not self.q_learning.record_history:
+            raise ConfigError("q_learning.record_history", "must be true to collect histories")
+
+
+def with_preset(argv: list[str]) -> list[str]:
+    """``argv`` with :data:`PAPER_FLAGS` in front when it asks for ``--scale paper``."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--scale")
+    known, _ = pre.parse_known_args(argv)
+    return [*PAPER_FLAGS, *argv] if known.scale == "paper" else list(argv)
+
+
+def goal_split(split_seed: int, num_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train int32[num_train, 2], held_out int32[81 - num_train, 2])`` goals: a permutation
+    of :func:`envs.darkroom.all_goals` by ``np.random.RandomState(split_seed)``."""
+    goals = np.asarray(all_goals(9))[np.random.RandomState(split_seed).permutation(NUM_GOALS)]
+    return goals[:num_train], goals[num_train:]
+
+
+def _collect(config: DarkroomADConfig, path) -> None:
+    """Q-learning histories on all 81 goals, ``histories_per_goal`` runs each, saved at ``path``."""
+    parts, meta = [], None
+    for i in range(config.histories_per_goal):
+        collect_config = CollectConfig(env=ENV, algo="q_learning", seed=config.seed + i, summary_episodes=1,
+                                       q_learning=config.q_learning)
+        histories, meta, _, _ = collect(collect_config)
+        parts.append((histories, meta["params"]))
+    keys = parts[0][0].keys()
+    histories = {k: np.concatenate([h[k] for h, _ in parts]) for k in keys}
+    params = {k: np.concatenate([p[k] for _, p in parts]) for k in parts[0][1]}
+    save_histories(path, histories, {**meta, "params": params})
+
+
+def _load(path, env, env_params, config: DarkroomADConfig):
+    histories, meta = ad.load_ad_histories(path, ENV, env, env_params, config.ad)
+    if "goal" not in meta["params"]:
+        raise ValueError(f"{path}: no params/goal: cannot tell which goal each history belongs to")
+    return histories, np.asarray(meta["params"]["goal"])
+
+
+def _belongs(goal: np.ndarray, goals: np.ndarray) -> np.ndarray:
+    """bool ``[N]``: whether each row of ``goal [N, 2]`` is one of ``goals [G, 2]``."""
+    return np.any(np.all(goal[:, None, :] == goals[None, :, :], axis=-1), axis=1)
+
+
+def source_returns(histories: dict[str, np.ndarray], horizon: int) -> np.ndarray:
+    """Per-episode returns ``[N, T // horizon]`` of histories made of whole ``horizon``-step episodes."""
+    done = histories["terminated"] | histories["truncated"]
+    steps = (done.shape[1] // horizon) * horizon
+    return episode_returns(histories["reward"][:, :steps].astype(np.float64), done[:, :steps], horizon)
+
+
+def main(argv: list[str] | None = None) -> RunDir:
+    argv = with_preset(sys.argv[1:] if argv is None else argv)
+    config, options = parse_cli(DarkroomADConfig, argv, prog=PROG)
+    env, base = envs.make(ENV)
+    train_goals, test_goals = goal_split(config.split_seed, config.num_train_goals)
+    if config.histories:
+        try:
+            histories, goal = _load(config.histories, env, base, config)
+        except (OSError, ValueError) as err:
+            cli_error(PROG, f"argument --histories: {err}")
+    run = open_run("darkroom_ad", config, options, resumable=True)
+    print(f"run directory: {run.path}", file=sys.stderr)
+    if not config.histories:
+        path = run.path / "histories.h5"
+        if not (options.resume is not None and path.is_file()):
+            _collect(config, path)
+        histories, goal = _load(path, env, base, config)
+
+    train_rows = _belongs(goal, train_goals)
+    if not train_rows.any():
+        raise ValueError(f"{config.histories or run.path / 'histories.h5'}: no history of a training goal")
+    trainer = ad.make_train(config.ad, config.optim, {k: v[train_rows] for k, v in histories.items()},
+                            env.num_actions, env.horizon)
+    state, _ = train_in_chunks(
+        trainer, seed_keys(config.seed, 1), None, chunk_updates=config.chunk_updates, run=run,
+        checkpoint_every_chunks=config.checkpoint_every_chunks, resume=options.resume is not None,
+        progress=options.progress,
+    )
+    params = jax.tree.map(lambda x: x[0], gather_seeds(state.params))
+
+    # In-context evaluation on the held-out goals: [goals, seeds, episodes].
+    model = ad.make_model(config.ad, int(np.prod(histories["obs"].shape[2:])), env.num_actions, env.horizon)
+    tasks = jax.vmap(lambda g: base.replace(goal=g))(jax.numpy.asarray(test_goals))
+    run_eval = jax.jit(lambda p, k: evaluate(env, tasks, ad.make_agent(config.ad, model), p, k,
+                                             num_steps=config.eval_episodes * env.horizon,
+                                             num_seeds=config.eval_seeds))
+    out = run_eval(params, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
+    returns = episode_returns(out["reward"], out["done"], env.horizon)
+    ad_rows = returns.reshape(-1, config.eval_episodes)
+
+    source = source_returns(histories, env.horizon)[_belongs(goal, test_goals), : config.eval_episodes]
+    start = np.asarray(env.start, np.int32)
+    optimum = float(np.mean([optimal_return(g, start, env.horizon) for g in test_goals]))
+    episodes = np.arange(1, config.eval_episodes + 1)
+    curves = {f"AD in context ({len(test_goals)} held-out goals x {config.eval_seeds} seeds)": (episodes, ad_rows)}
+    if source.shape[0]:
+        curves[f"Q-learning, source ({source.shape[0]} histories, same goals)"] = (
+            np.arange(1, source.shape[1] + 1), source)
+    plot_curves(curves, run.plot_path("returns"), xlabel="episode", ylabel="return",
+                title=f"Algorithm Distillation on {ENV}: held-out goals",
+                hlines={f"optimal ({optimum:.2f})": optimum})
+    log = read_metrics(run.metrics_path)
+    plot_curves({"train": (log.updates, log.values["loss"])}, run.plot_path("loss"), xlabel="update",
+                ylabel="cross-entropy", title="AD training loss (next action)")
+
+    mean_curve = ad_rows.mean(axis=0)
+    last_chunk = slice(-min(config.chunk_updates, log.updates.size), None)
+    summary = {
+        "env": ENV,
+        "num_train_goals": int(len(train_goals)),
+        "num_held_out_goals": int(len(test_goals)),
+        "num_train_histories": int(train_rows.sum()),
+        "history_steps": int(histories["reward"].shape[1]),
+        "eval_episodes": config.eval_episodes,
+        "eval_seeds": config.eval_seeds,
+        "first_episode_return": float(mean_curve[0]),
+        "last_episode_return": float(mean_curve[-1]),
+        "return_per_episode": [float(x) for x in mean_curve],
+        "optimal_return": optimum,
+        "last_percent_of_optimal": float(100 * mean_curve[-1] / optimum),
+        "source_first_episode_return": float(source[:, 0].mean()) if source.size else None,
+        "source_last_episode_return": float(source[:, -1].mean()) if source.size else None,
+        "source_episodes": int(source.shape[1]),
+        "train_loss_final": float(np.nanmean(log.values["loss"][0, last_chunk])),
+        "train_accuracy_final": float(np.nanmean(log.values["accuracy"][0, last_chunk])),
+    }
+    write_json(run.path / "summary.json", summary)
+    print(f"AD on {ENV}, {len(test_goals)} held-out goals: return {summary['first_episode_return']:.2f} "
+          f"(episode 1) -> {summary['last_episode_return']:.2f} (episode {config.eval_episodes}); optimal "
+          f"{optimum:.2f} ({summary['last_percent_of_optimal']:.0f}%); final train loss "
+          f"{summary['train_loss_final']:.3f}")
+    print(f"run directory: {run.path}")
+    return run
+
+
+if __name__ == "__main__":
+    main()
