@@ -4,6 +4,11 @@ losses, distributional dynamic programming on finite MDPs, stock-augmented risk 
     from jaxrl_icl.distributional import Categorical, value_iteration
     result = value_iteration(P, R, 0.9, Categorical(jnp.linspace(0.0, 10.0, 51)))
     result.dist      # float32[S, A, 51] return-law probabilities; result.policy int32[S]
+
+DηN (deep RL on stock-augmented observations) is exported as ``make_dqn_eta_train``::
+
+    from jaxrl_icl.distributional import DQNEtaConfig, make_dqn_eta_train
+    train = make_dqn_eta_train(DQNEtaConfig(objective="cvar", alpha=0.1), env, params)
 """
 
 from jaxrl_icl.distributional.categorical import (
@@ -12,6 +17,15 @@ from jaxrl_icl.distributional.categorical import (
     check_support,
     project_matrix,
 )
+from jaxrl_icl.distributional.dqn import (
+    DQNEtaAgent,
+    DQNEtaConfig,
+    DQNEtaState,
+    categorical_targets,
+    utility_scores,
+)
+from jaxrl_icl.distributional.dqn import make_agent as make_dqn_eta_agent
+from jaxrl_icl.distributional.dqn import make_train as make_dqn_eta_train
 from jaxrl_icl.distributional.dp import (
     Categorical,
     DPResult,
@@ -44,7 +58,9 @@ from jaxrl_icl.distributional.stock import (
 )
 
 __all__ = [
-    "Categorical", "DPResult", "Quantile", "StockResult", "categorical_mean",
+    "Categorical", "DPResult", "DQNEtaAgent", "DQNEtaConfig", "DQNEtaState", "Quantile",
+    "StockResult", "categorical_mean", "categorical_targets", "make_dqn_eta_agent", "make_dqn_eta_train",
+    "utility_scores",
     "categorical_project", "check_support", "cvar", "cvar_utility", "expectation_utility",
     "homeostatic_utility", "mc_returns", "mc_stock_returns", "nearest_index", "optimal_cvar",
     "policy_evaluation", "policy_iteration", "threshold_probability",

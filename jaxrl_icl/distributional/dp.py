@@ -4,7 +4,9 @@ iteration) with categorical or quantile return distributions.
 The MDP is ``P: float[S, A, S]`` (``P[s, a, s'] = Pr(s' | s, a)``) and a reward that is either
 deterministic, ``R: float[S, A]``, or a finite distribution given as atoms ``R: float[S, A, K]``
 with ``reward_probs: float[S, A, K]``. Any of these may carry one leading batch axis ``B`` (with
-``policy`` batched alike): the batch is run with ``jax.vmap`` in one compiled call.
+``policy`` batched alike): the batch is run in one compiled call, one MDP after another with
+``lax.map`` on CPU (about twice the throughput of ``jax.vmap`` there) and ``jax.vmap``-ed on
+accelerators.
 
 A representation says how a return law is stored, one row of ``m`` numbers per ``(s, a)``:
 
@@ -118,19 +120,40 @@ def _state_dist(rep: Representation, table: jax.Array, pi: jax.Array) -> jax.Arr
     return quantile_project(table.reshape(S, A * m), weights, m)
 
 
+def _two_neighbour(atoms: jax.Array, support: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The Cramér projection of each atom in sparse form: ``(lower, w)``, both ``[..., n]``.
+
+    Atom ``x`` (clipped into ``[z_1, z_m]``) puts weight ``w`` on ``support[lower]`` and
+    ``1 - w`` on ``support[lower + 1]`` (``lower: int32`` in ``[0, m - 2]``, ``w: float32`` in
+    ``[0, 1]``): the nonzero entries of the row of :func:`.categorical.project_matrix`.
+    """
+    z = support
+    x = jnp.clip(atoms, z[0], z[-1])
+    lower = jnp.clip(jnp.searchsorted(z, x, side="right") - 1, 0, z.shape[0] - 2)
+    w = (z[lower + 1] - x) / (z[lower + 1] - z[lower])
+    return lower.astype(jnp.int32), jnp.clip(w, 0.0, 1.0)
+
+
 def _make_backup(rep: Representation, P, r_atoms, r_probs, gamma):
     """``backup(table [S, A, m], pi [S, A]) -> table``, the projected distributional Bellman
     operator of policy ``pi`` (``r_atoms, r_probs: float32[S, A, K]``)."""
     S, A, _ = P.shape
     m = rep.size
     if isinstance(rep, Categorical):
-        # Phi[s, a, j, i]: weight on z_i of the target atom r + gamma z_j, averaged over r.
-        shifted = r_atoms[..., None] + gamma * rep.support  # [S, A, K, m]
-        Phi = jnp.einsum("sak,sakji->saji", r_probs, project_matrix(shifted, rep.support))
+        # The target atom r_k + gamma z_j of (s, a) splits its mass between two neighbouring
+        # support points, fixed for the whole iteration: one segment sum per backup instead of
+        # a dense [m, m] projection matrix per (s, a). Flat output slots, [S, A, K, m] each.
+        lower, w = _two_neighbour(r_atoms[..., None] + gamma * rep.support, rep.support)
+        base = (jnp.arange(S * A, dtype=jnp.int32) * m).reshape(S, A, 1, 1)
+        slots = jnp.concatenate([(base + lower).ravel(), (base + lower + 1).ravel()])
+        w_low = r_probs[..., None] * w
+        w_up = r_probs[..., None] * (1.0 - w)
 
         def backup(table, pi):
-            next_law = jnp.einsum("sat,tm->sam", P, jnp.einsum("tb,tbm->tm", pi, table))
-            return jnp.einsum("saj,saji->sai", next_law, Phi)
+            law = jnp.einsum("tb,tbm->tm", pi, table)
+            next_law = (P.reshape(S * A, S) @ law).reshape(S, A, 1, m)
+            mass = jnp.concatenate([(next_law * w_low).ravel(), (next_law * w_up).ravel()])
+            return jax.ops.segment_sum(mass, slots, S * A * m).reshape(S, A, m)
 
         return backup
 
@@ -215,6 +238,18 @@ def _policy_iteration(
     )
     state = _state_dist(rep, table, jax.nn.one_hot(policy, A, dtype=jnp.float32))
     return DPResult(table, state, policy, k, stable)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _over_batch(fn, static: tuple, num_batched: int, *args):
+    """``fn(*args, **dict(static))`` over the leading batch axis of the first ``num_batched``
+    args (the rest shared), in one compiled call. On CPU the MDPs run one after another
+    (``lax.map``): each one's tables then stay in cache, about twice the throughput of the
+    ``vmap``-ed version there; on accelerators the batch is ``vmap``-ed."""
+    batched, shared = args[:num_batched], args[num_batched:]
+    if jax.default_backend() == "cpu":
+        return jax.lax.map(lambda xs: fn(*xs, *shared, **dict(static)), batched)
+    return jax.vmap(lambda *xs: fn(*xs, *shared, **dict(static)))(*batched)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -352,10 +387,11 @@ def policy_evaluation(
     _check_count("num_iterations", num_iterations, allow_none=True)
     _check_count("max_iterations", max_iterations)
     batched, P, r_atoms, r_probs, pi = _prepare(P, R, reward_probs, policy, gamma)
-    fn = partial(_evaluate, num_iterations=num_iterations, max_iterations=max_iterations)
+    static = (("num_iterations", num_iterations), ("max_iterations", max_iterations))
+    args = (P, r_atoms, r_probs, pi, jnp.float32(gamma), rep, jnp.float32(tol))
     if batched:
-        fn = jax.vmap(fn, in_axes=(0, 0, 0, 0, None, None, None))
-    return fn(P, r_atoms, r_probs, pi, jnp.float32(gamma), rep, jnp.float32(tol))
+        return _over_batch(_evaluate, static, 4, *args)
+    return _evaluate(*args, **dict(static))
 
 
 def value_iteration(
@@ -379,10 +415,11 @@ def value_iteration(
     _check_count("num_iterations", num_iterations, allow_none=True)
     _check_count("max_iterations", max_iterations)
     batched, P, r_atoms, r_probs, _ = _prepare(P, R, reward_probs, None, gamma)
-    fn = partial(_value_iteration, num_iterations=num_iterations, max_iterations=max_iterations)
+    static = (("num_iterations", num_iterations), ("max_iterations", max_iterations))
+    args = (P, r_atoms, r_probs, jnp.float32(gamma), rep, jnp.float32(tol))
     if batched:
-        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
-    return fn(P, r_atoms, r_probs, jnp.float32(gamma), rep, jnp.float32(tol))
+        return _over_batch(_value_iteration, static, 3, *args)
+    return _value_iteration(*args, **dict(static))
 
 
 def policy_iteration(
@@ -407,12 +444,9 @@ def policy_iteration(
     _check_count("max_iterations", max_iterations)
     _check_count("max_policy_iterations", max_policy_iterations)
     batched, P, r_atoms, r_probs, _ = _prepare(P, R, reward_probs, None, gamma)
-    fn = partial(
-        _policy_iteration,
-        max_iterations=max_iterations,
-        max_policy_iterations=max_policy_iterations,
-    )
+    static = (("max_iterations", max_iterations), ("max_policy_iterations", max_policy_iterations))
+    args = (P, r_atoms, r_probs, jnp.float32(gamma), rep, jnp.float32(tol))
     if batched:
-        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
-    return fn(P, r_atoms, r_probs, jnp.float32(gamma), rep, jnp.float32(tol))
+        return _over_batch(_policy_iteration, static, 3, *args)
+    return _policy_iteration(*args, **dict(static))
 

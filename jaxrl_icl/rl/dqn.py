@@ -20,7 +20,7 @@ bootstraps from its true final observation (``info["final_observation"]``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import chex
 import jax
@@ -42,7 +42,10 @@ from jaxrl_icl.run.config import (
 )
 from jaxrl_icl.run.trainer import Trainer
 
-__all__ = ["DQNConfig", "DQNState", "Transition", "linear_epsilon", "make_train", "q_loss", "td_targets"]
+__all__ = [
+    "DQNConfig", "DQNState", "Transition", "linear_epsilon", "make_train", "observation_encoder", "q_loss",
+    "q_network", "td_targets",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +218,38 @@ def _env_name(env: Any) -> str:
     return str(getattr(env, "name", type(env).__name__))
 
 
+def observation_encoder(obs_space: Any, env_name: str) -> tuple[int, Callable[[jax.Array], jax.Array]]:
+    """``(obs_dim, encode)`` for a Q-network's input: ``encode(obs [..., *shape]) -> float32
+    [..., obs_dim]``, one-hot for a ``Discrete`` space, flattened for a ``Box``.
+
+    Raises ConfigError naming ``observation_space`` (and ``env_name``) for any other space.
+    """
+    if isinstance(obs_space, spaces.Discrete):
+        obs_dim = int(obs_space.n)
+
+        def encode(obs: jax.Array) -> jax.Array:
+            return jax.nn.one_hot(obs, obs_dim)
+
+        return obs_dim, encode
+    if isinstance(obs_space, spaces.Box):
+        obs_ndim = len(obs_space.shape)
+        obs_dim = int(np.prod(obs_space.shape))
+
+        def encode(obs: jax.Array) -> jax.Array:
+            return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (obs_dim,)).astype(jnp.float32)
+
+        return obs_dim, encode
+    raise ConfigError(
+        "observation_space",
+        f"DQN needs a Box or Discrete observation space; env {env_name} has {obs_space!r}",
+    )
+
+
+def q_network(config: DQNConfig, num_actions: int) -> MLP:
+    """The Q-network: ``apply(params, encoded_obs [..., obs_dim]) -> Q [..., num_actions]``."""
+    return MLP(config.hidden_size, config.num_layers, num_actions, "relu", 1.0)
+
+
 def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
     """Build DQN for ``env`` (the env from ``envs.make``, unwrapped).
 
@@ -248,27 +283,9 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
         )
     num_actions = int(action_space.n)
 
-    if isinstance(obs_space, spaces.Discrete):
-        obs_dim = int(obs_space.n)
-
-        def encode(obs: jax.Array) -> jax.Array:
-            return jax.nn.one_hot(obs, obs_dim)
-
-    elif isinstance(obs_space, spaces.Box):
-        obs_ndim = len(obs_space.shape)
-        obs_dim = int(np.prod(obs_space.shape))
-
-        def encode(obs: jax.Array) -> jax.Array:
-            return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (obs_dim,)).astype(jnp.float32)
-
-    else:
-        raise ConfigError(
-            "observation_space",
-            f"DQN needs a Box or Discrete observation space; env {_env_name(env)} has {obs_space!r}",
-        )
-
+    obs_dim, encode = observation_encoder(obs_space, _env_name(env))
     env = EpisodeStats(env)
-    network = MLP(config.hidden_size, config.num_layers, num_actions, "relu", 1.0)
+    network = q_network(config, num_actions)
     tx = optax.adam(config.lr)
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))

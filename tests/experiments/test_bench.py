@@ -58,7 +58,7 @@ def test_dp_suite(tmp_path, capsys):
                        "--stock-horizon", "3", "--repeats", "1"], tmp_path)
     numpy_row, ours, single, batch, *stock = rows
     assert [r["impl"] for r in (numpy_row, ours, single)] == ["numpy", "ours (jax)", "ours, 1 MDP"]
-    assert batch["impl"] == "ours, vmap 3 MDPs"
+    assert batch["impl"] == "ours, batch of 3"
     assert [r["impl"] for r in stock] == ["C=8", "C=16", "C=32", "C=64"]
     for row in (ours, single, batch):
         assert _positive_finite(row["iters_per_s"]) and _positive_finite(row["ratio"])
