@@ -34,7 +34,7 @@ from experiments.collect_histories import CollectConfig, collect
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.train import OptimConfig
-from jaxrl_icl.rl.histories import load_histories, save_histories
+from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.run.config import ConfigError, cli_error, field, parse_cli, require_in, require_nonnegative, \
     require_positive, require_types
