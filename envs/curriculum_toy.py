@@ -64,7 +64,7 @@ def _previous_offsets(nb_dims: int) -> np.ndarray:
 def episode(state: ToyState, task: jax.Array) -> tuple[ToyState, jax.Array]:
     """Play one episode on ``task`` float32[nb_dims]: ``(new_state, reward float32[])``, reward in [0, 1]."""
     comp = state.competence
-    nb_dims = comp.ndim
+    nb_dims, nb_cubes = comp.ndim, comp.shape[0]
     chex.assert_shape(task, (nb_dims,))
     idx = cube_index(task, nb_cubes)
     neighbours = jnp.maximum(idx[None, :] - _previous_offsets(nb_dims), 0)  # [2^n - 1, n]
