@@ -50,9 +50,9 @@ from jaxrl_icl.distributional.stock import (
     homeostatic_utility,
     threshold_utility,
 )
-from jaxrl_icl.rl.dqn import DQNConfig, Transition, linear_epsilon, observation_encoder
+from jaxrl_icl.rl.dqn import DQNConfig, Transition, learner_update, linear_epsilon, observation_encoder
 from jaxrl_icl.rl.networks import MLP
-from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init, replay_sample
+from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init
 from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
 from jaxrl_icl.run.trainer import Trainer
 
@@ -338,45 +338,8 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
         losses = -jnp.sum(targets * log_p_taken, axis=-1)
         return jnp.mean(losses), (losses, jnp.exp(log_p_taken) @ support)
 
-    def gradient_step(state: DQNEtaState, batch: Transition):
-        (_, (losses, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return optax.apply_updates(state.params, updates), opt_state, losses, q_taken
-
-    def skip_step(state: DQNEtaState, batch: Transition):
-        nan = jnp.full_like(batch.reward, jnp.nan)
-        return state.params, state.opt_state, nan, nan
-
-    def train_step(state: DQNEtaState, _: None):
-        """``train_frequency`` env steps, then one gradient step and maybe a target update."""
-        state, (done, returns, epsilon) = jax.lax.scan(env_step, state, None, vector_steps_per_train)
-        key, sample_key = jax.random.split(state.key)
-        batch = replay_sample(state.buffer, sample_key, dqn.batch_size)
-        learn = state.timestep >= dqn.learning_starts
-        params, opt_state, losses, q_taken = jax.lax.cond(learn, gradient_step, skip_step, state, batch)
-        retarget = learn & (state.timestep % dqn.target_update_interval == 0)
-        target_params = jax.tree.map(
-            lambda online, target: jnp.where(retarget, dqn.tau * online + (1.0 - dqn.tau) * target, target),
-            params, state.target_params,
-        )
-        state = state.replace(params=params, target_params=target_params, opt_state=opt_state, key=key)
-        return state, (done, returns, epsilon[-1], losses, q_taken)
-
-    def update(state: DQNEtaState) -> tuple[DQNEtaState, dict[str, jax.Array]]:
-        state, (done, returns, epsilon, losses, q_taken) = jax.lax.scan(
-            train_step, state, None, trains_per_update)
-        num_done = jnp.sum(done)
-        episode_return = jnp.where(
-            num_done > 0, jnp.sum(jnp.where(done, returns, 0.0)) / jnp.maximum(num_done, 1), jnp.nan)
-        metrics = {
-            "episode_return": episode_return.astype(jnp.float32),
-            "loss": jnp.nanmean(losses),
-            "epsilon": epsilon[-1],
-            "q_mean": jnp.nanmean(q_taken),
-            "c0": jnp.mean(state.c0),
-        }
-        return state, metrics
+    update = learner_update(dqn, tx, loss_fn, env_step, vector_steps_per_train, trains_per_update,
+                            extra_metrics=lambda state: {"c0": jnp.mean(state.c0)})
 
     return Trainer(init=init, update=update, num_updates=dqn.num_updates,
                    env_steps_per_update=dqn.steps_per_update)

@@ -350,18 +350,45 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
 
     # Both branches return per-transition values: metrics are reduced outside the cond, so a
     # vmapped run (where the cond becomes a select) reduces them in the same order.
-    def gradient_step(state: DQNState, batch: Transition) -> tuple[Any, Any, jax.Array, jax.Array]:
+    update = learner_update(config, tx, loss_fn, env_step, vector_steps_per_train, trains_per_update)
+
+    return Trainer(init=init, update=update, num_updates=config.num_updates,
+                   env_steps_per_update=config.steps_per_update)
+
+
+def learner_update(
+    config: DQNConfig,
+    tx: optax.GradientTransformation,
+    loss_fn: Callable[[Any, Any, Transition], tuple[jax.Array, tuple[jax.Array, jax.Array]]],
+    env_step: Callable[[Any, None], tuple[Any, tuple[jax.Array, jax.Array, jax.Array]]],
+    vector_steps_per_train: int,
+    trains_per_update: int,
+    extra_metrics: Callable[[Any], dict[str, jax.Array]] = lambda state: {},
+) -> Callable[[Any], tuple[Any, dict[str, jax.Array]]]:
+    """The ``update`` of a DQN-style learner, shared by DQN and DηN.
+
+    One update is ``trains_per_update`` times: ``vector_steps_per_train`` scanned
+    ``env_step``s (returning ``(done, episode_return, epsilon)`` per step), then, once
+    ``learning_starts`` steps are in the buffer, a gradient step on a replay batch and,
+    every ``target_update_interval`` steps, a (Polyak) target update. ``state`` needs
+    ``params``, ``target_params``, ``opt_state``, ``key``, ``buffer`` and ``timestep``;
+    ``loss_fn(params, target_params, batch) -> (loss, (per-sample losses, taken values))``.
+    Metrics: mean finished ``episode_return`` (NaN if none), ``loss``, ``epsilon``,
+    ``q_mean`` and ``extra_metrics(state)``.
+    """
+
+    def gradient_step(state, batch: Transition):
         (_, (losses, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, batch
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return optax.apply_updates(state.params, updates), opt_state, losses, q_taken
 
-    def skip_step(state: DQNState, batch: Transition) -> tuple[Any, Any, jax.Array, jax.Array]:
+    def skip_step(state, batch: Transition):
         nan = jnp.full_like(batch.reward, jnp.nan)
         return state.params, state.opt_state, nan, nan
 
-    def train_step(state: DQNState, _: None) -> tuple[DQNState, tuple[jax.Array, ...]]:
+    def train_step(state, _: None):
         """``train_frequency`` env steps, then one gradient step and maybe a target update."""
         state, (done, returns, epsilon) = jax.lax.scan(env_step, state, None, vector_steps_per_train)
         key, sample_key = jax.random.split(state.key)
@@ -376,10 +403,8 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
         state = state.replace(params=params, target_params=target_params, opt_state=opt_state, key=key)
         return state, (done, returns, epsilon[-1], losses, q_taken)
 
-    def update(state: DQNState) -> tuple[DQNState, dict[str, jax.Array]]:
-        state, (done, returns, epsilon, losses, q_taken) = jax.lax.scan(
-            train_step, state, None, trains_per_update
-        )
+    def update(state):
+        state, (done, returns, epsilon, losses, q_taken) = jax.lax.scan(train_step, state, None, trains_per_update)
         num_done = jnp.sum(done)
         episode_return = jnp.where(
             num_done > 0, jnp.sum(jnp.where(done, returns, 0.0)) / jnp.maximum(num_done, 1), jnp.nan
@@ -390,7 +415,6 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
             "epsilon": epsilon[-1],
             "q_mean": jnp.nanmean(q_taken),
         }
-        return state, metrics
+        return state, {**metrics, **extra_metrics(state)}
 
-    return Trainer(init=init, update=update, num_updates=config.num_updates,
-                   env_steps_per_update=config.steps_per_update)
+    return update
