@@ -54,7 +54,7 @@ class DarkroomDPTConfig:
     chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
     checkpoint_every_chunks: int = field(5, help="checkpoint every this many chunks")
     dpt: dpt.DPTConfig = dpt.DPTConfig()
-    optim: OptimConfig = OptimConfig(num_updates=3000, batch_size=64, lr=1e-3, warmup_updates=200)
+    optim: OptimConfig = OptimConfig(num_updates=1000, batch_size=64, lr=1e-3, warmup_updates=100)
 
     def __post_init__(self) -> None:
         for name in ("trials", "online_episodes", "chunk_updates", "checkpoint_every_chunks"):
