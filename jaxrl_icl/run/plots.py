@@ -117,8 +117,11 @@ def plot_curves(
         keep = np.isfinite(mean)
         (line,) = ax.plot(x[keep], mean[keep], label=label)
         ax.fill_between(x[keep], low[keep], high[keep], color=line.get_color(), alpha=0.25, linewidth=0)
-    for label, value in (hlines or {}).items():
-        ax.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
+    # the first reference line black, further ones grey with other dash patterns, so each is told apart
+    styles = [("black", "--"), ("dimgray", ":"), ("gray", "-."), ("darkgray", (0, (5, 1, 1, 1, 1, 1)))]
+    for i, (label, value) in enumerate((hlines or {}).items()):
+        color, dash = styles[i % len(styles)]
+        ax.axhline(value, color=color, linestyle=dash, linewidth=1.2, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
