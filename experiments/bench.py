@@ -8,7 +8,7 @@ prints where it is.
 Suites:
   envs   random-policy steps/s of every own environment vs gymnax CartPole-v1
   ppo    PPO training steps/s on CartPole-v1, 1/16/256 seeds, vs a PureJaxRL-design reference
-  dp     distributional value iteration it/s vs vectorised NumPy; vmap over 64 MDPs; stock-grid cost
+  dp     distributional value iteration it/s vs vectorised NumPy; a batch of 64 MDPs (lax.map on CPU); stock-grid cost
   curriculum  ALP-GMM teacher updates/s, 1 and 64 seeds, vs a scikit-learn host implementation
 """
 

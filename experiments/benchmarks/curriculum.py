@@ -141,7 +141,8 @@ def plot(rows: list[dict], path) -> None:
 
     values = {}
     for r in rows:
-        values[f"ours (jax), {r['seeds']} seeds"] = r["ours_updates_per_s"]
-        values[f"scikit-learn, {r['seeds']} seeds"] = r["reference_updates_per_s"]
+        seeds = f"{r['seeds']} seed" + ("s" if r["seeds"] != 1 else "")
+        values[f"ours (jax), {seeds}"] = r["ours_updates_per_s"]
+        values[f"scikit-learn, {seeds}"] = r["reference_updates_per_s"]
     plot_bars(values, path, ylabel="teacher updates / s (all seeds, compile excluded)",
               title="ALP-GMM: jitted JAX vs scikit-learn host loop", log_scale=True)
