@@ -33,13 +33,11 @@ from experiments.bandits import BanditsConfig, algorithms
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import evaluate
-from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.icl.train import OptimConfig, train_one_model
 from jaxrl_icl.rl.bandit_algorithms import run_bandit
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
-from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.plots import confidence_band, plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
-from jaxrl_icl.run.sweep import seed_keys
 
 PROG = "python -m experiments.bandit_dpt"
 NUM_ARMS = 5
@@ -116,12 +114,8 @@ def main(argv: list[str] | None = None):
     )
     run = open_run("bandit_dpt", config, options, resumable=True)
     print(f"run directory: {run.path}  (scale: {scale})", file=sys.stderr)
-    state, _ = train_in_chunks(
-        trainer, seed_keys(config.seed, 1), None, chunk_updates=config.chunk_updates, run=run,
-        checkpoint_every_chunks=config.checkpoint_every_chunks, resume=options.resume is not None,
-        progress=options.progress,
-    )
-    params = jax.tree.map(lambda x: x[0], state.params)
+    params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
+                             checkpoint_every_chunks=config.checkpoint_every_chunks)
     task_keys = jax.random.split(jax.random.key(config.seed + 3), config.num_instances)
     tasks = jax.vmap(lambda k: env.sample_params(k, base))(task_keys)
     regret = online_regret(config, params, env, tasks)

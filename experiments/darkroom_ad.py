@@ -33,16 +33,14 @@ from envs.darkroom import all_goals, optimal_return
 from experiments.collect_histories import CollectConfig, collect
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
-from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.icl.train import OptimConfig, train_one_model
 from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.run.config import ConfigError, cli_error, field, parse_cli, require_in, require_nonnegative, \
     require_positive, require_types
-from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
-from jaxrl_icl.run.sweep import gather_seeds, seed_keys
 
 PROG = "python -m experiments.darkroom_ad"
 ENV = "darkroom-9x9"
@@ -163,12 +161,8 @@ def main(argv: list[str] | None = None) -> RunDir:
         raise ValueError(f"{config.histories or run.path / 'histories.h5'}: no history of a training goal")
     trainer = ad.make_train(config.ad, config.optim, {k: v[train_rows] for k, v in histories.items()},
                             env.num_actions, env.horizon)
-    state, _ = train_in_chunks(
-        trainer, seed_keys(config.seed, 1), None, chunk_updates=config.chunk_updates, run=run,
-        checkpoint_every_chunks=config.checkpoint_every_chunks, resume=options.resume is not None,
-        progress=options.progress,
-    )
-    params = jax.tree.map(lambda x: x[0], gather_seeds(state.params))
+    params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
+                             checkpoint_every_chunks=config.checkpoint_every_chunks)
 
     # In-context evaluation on the held-out goals: [goals, seeds, episodes].
     model = ad.make_model(config.ad, int(np.prod(histories["obs"].shape[2:])), env.num_actions, env.horizon)

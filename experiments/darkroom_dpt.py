@@ -30,13 +30,11 @@ import envs
 from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill
-from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.icl.train import OptimConfig, train_one_model
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
-from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import confidence_band, plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
-from jaxrl_icl.run.sweep import seed_keys
 
 PROG = "python -m experiments.darkroom_dpt"
 PAPER_RANDOM_CONTEXT_RETURN = 61.5
@@ -128,12 +126,8 @@ def main(argv: list[str] | None = None):
     )
     run = open_run("darkroom_dpt", config, options, resumable=True)
     print(f"run directory: {run.path}  (scale: {scale})", file=sys.stderr)
-    state, _ = train_in_chunks(
-        trainer, seed_keys(config.seed, 1), None, chunk_updates=config.chunk_updates, run=run,
-        checkpoint_every_chunks=config.checkpoint_every_chunks, resume=options.resume is not None,
-        progress=options.progress,
-    )
-    params = jax.tree.map(lambda x: x[0], state.params)
+    params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
+                             checkpoint_every_chunks=config.checkpoint_every_chunks)
     result = evaluate_dpt(config, params, test_goals)
 
     start = jnp.asarray(env.start, jnp.int32)

@@ -18,6 +18,8 @@ import optax
 from flax import struct
 
 from jaxrl_icl.run.config import require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.run.loop import train_in_chunks
+from jaxrl_icl.run.sweep import gather_seeds, seed_keys
 from jaxrl_icl.run.trainer import Trainer
 
 
@@ -143,3 +145,18 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Fraction of positions whose argmax logit is the label."""
     return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def train_one_model(trainer: Trainer, seed: int, run: Any, options: Any, *, chunk_updates: int,
+                    checkpoint_every_chunks: int) -> Any:
+    """Train one model (one seed) in checkpointed chunks into ``run``; returns its float32 params.
+
+    ``options`` is the experiment's :class:`~jaxrl_icl.run.config.RunOptions` (``--resume``
+    continues the run, ``--no-progress`` hides the bar).
+    """
+    state, _ = train_in_chunks(
+        trainer, seed_keys(seed, 1), None, chunk_updates=chunk_updates, run=run,
+        checkpoint_every_chunks=checkpoint_every_chunks, resume=options.resume is not None,
+        progress=options.progress,
+    )
+    return jax.tree.map(lambda x: x[0], gather_seeds(state.params))
