@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,8 @@ PRESETS = {"paper": ["--dpt.context-len", "500", "--optim.num-updates", "50000",
 class BanditDPTConfig:
     """DPT vs UCB, Thompson and empirical mean on 5-arm Gaussian bandits (horizon = dpt.context_len)."""
 
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (a few minutes) or paper (for a GPU); "
+                                           "other flags override it")
     seed: int = field(0, help="seed of pretraining and evaluation")
     num_instances: int = field(200, help="test bandits (paper: 200)")
     chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
@@ -103,7 +106,7 @@ def offline_suboptimality(config: BanditDPTConfig, params, env, tasks) -> dict[s
 
 
 def main(argv: list[str] | None = None):
-    argv, scale = with_scale(argv, PRESETS, PROG)
+    argv = with_scale(argv, PRESETS)
     config, options = parse_cli(BanditDPTConfig, argv, prog=PROG)
     horizon = config.dpt.context_len
     env, base = envs.make("bandit-gaussian", max_steps_in_episode=horizon)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None):
         lambda key, b: dpt.bandit_batch(key, NUM_ARMS, float(env.noise_std), horizon, b),
     )
     run = open_run("bandit_dpt", config, options, resumable=True)
-    print(f"run directory: {run.path}  (scale: {scale})", file=sys.stderr)
+    print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
                              checkpoint_every_chunks=config.checkpoint_every_chunks)
     task_keys = jax.random.split(jax.random.key(config.seed + 3), config.num_instances)
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None):
                 run.plot_path("offline_suboptimality"), xlabel="pulls in the offline dataset",
                 ylabel="suboptimality of the chosen arm",
                 title=f"Offline (random-behaviour data), {config.num_instances} bandits, 95% bands")
-    summary = {"scale": scale, "horizon": horizon, "num_instances": config.num_instances,
+    summary = {"scale": config.scale, "horizon": horizon, "num_instances": config.num_instances,
                "online_regret_at_horizon": {}, "offline_suboptimality_at_horizon": {}}
     for label, r in regret.items():
         mean, low, high = confidence_band(r[:, -1:])

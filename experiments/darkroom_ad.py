@@ -20,7 +20,6 @@ optimum), ``loss.png`` and ``summary.json``. ``--scale paper`` sets the paper-si
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from typing import Literal
@@ -37,7 +36,7 @@ from jaxrl_icl.icl.train import OptimConfig, train_one_model
 from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.run.config import ConfigError, cli_error, field, parse_cli, require_in, require_nonnegative, \
-    require_positive, require_types
+    require_positive, require_types, with_scale
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
@@ -90,14 +89,6 @@ class DarkroomADConfig:
             raise ConfigError("q_learning.record_history", "must be true to collect histories")
 
 
-def with_preset(argv: list[str]) -> list[str]:
-    """``argv`` with :data:`PAPER_FLAGS` in front when it asks for ``--scale paper``."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--scale")
-    known, _ = pre.parse_known_args(argv)
-    return [*PAPER_FLAGS, *argv] if known.scale == "paper" else list(argv)
-
-
 def goal_split(split_seed: int, num_train: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train int32[num_train, 2], held_out int32[81 - num_train, 2])`` goals: a permutation
     of :func:`envs.darkroom.all_goals` by ``np.random.RandomState(split_seed)``."""
@@ -139,7 +130,7 @@ def source_returns(histories: dict[str, np.ndarray], horizon: int) -> np.ndarray
 
 
 def main(argv: list[str] | None = None) -> RunDir:
-    argv = with_preset(sys.argv[1:] if argv is None else argv)
+    argv = with_scale(argv, {"paper": list(PAPER_FLAGS)})
     config, options = parse_cli(DarkroomADConfig, argv, prog=PROG)
     env, base = envs.make(ENV)
     train_goals, test_goals = goal_split(config.split_seed, config.num_train_goals)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,8 @@ PRESETS = {"paper": ["--optim.num-updates", "100000", "--optim.batch-size", "128
 class DarkroomDPTConfig:
     """DPT on Dark Room 10x10 with the paper's 80/20 goal split."""
 
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (a few minutes) or paper (for a GPU); "
+                                           "other flags override it")
     seed: int = field(0, help="seed of pretraining and evaluation")
     trials: int = field(4, help="evaluation runs per held-out goal (paper: 20)")
     online_episodes: int = field(10, help="episodes of online in-context evaluation")
@@ -115,7 +118,7 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
 
 
 def main(argv: list[str] | None = None):
-    argv, scale = with_scale(argv, PRESETS, PROG)
+    argv = with_scale(argv, PRESETS)
     config, options = parse_cli(DarkroomDPTConfig, argv, prog=PROG)
     env, _ = envs.make("darkroom-10x10")
     train_goals, test_goals = dpt_goal_split()
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None):
         lambda key, b: dpt.darkroom_batch(key, train_goals, env.size, config.dpt.context_len, b),
     )
     run = open_run("darkroom_dpt", config, options, resumable=True)
-    print(f"run directory: {run.path}  (scale: {scale})", file=sys.stderr)
+    print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
                              checkpoint_every_chunks=config.checkpoint_every_chunks)
     result = evaluate_dpt(config, params, test_goals)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None):
     online_mean = result["online"].mean(axis=0)
     log = read_metrics(run.metrics_path)
     summary = {
-        "scale": scale, "held_out_goals": int(test_goals.shape[0]), "trials": config.trials,
+        "scale": config.scale, "held_out_goals": int(test_goals.shape[0]), "trials": config.trials,
         "optimal_return": optimum,
         "offline_random_context": float(result["offline_random"].mean()),
         "offline_expert_context": float(result["offline_expert"].mean()),

@@ -473,25 +473,15 @@ def parse_cli(
     return stored, options
 
 
-def with_scale(
-    argv: list[str] | None, presets: dict[str, list[str]], prog: str, default: str = "cpu"
-) -> tuple[list[str], str]:
-    """Expand ``--scale NAME`` into the preset's flags, placed before the user's own flags
-    (argparse keeps the last value, so explicit flags still win). Returns ``(argv, scale)``.
-
-    ``presets`` maps a scale name to its flags; the ``default`` scale adds none. An unknown
-    name exits with status 2, naming ``--scale`` and the known names.
+def with_scale(argv: list[str] | None, presets: dict[str, list[str]]) -> list[str]:
+    """``argv`` with the flags of the ``--scale NAME`` preset put in front of the user's own
+    (argparse keeps the last value, so explicit flags still win); unchanged when ``NAME``
+    has no preset. ``--scale`` itself stays in ``argv``: the experiment config has a
+    ``scale`` field (a ``Literal``, so an unknown name is a CLI error naming ``--scale``),
+    and ``config.json`` records it.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    scale, rest, i = default, [], 0
-    while i < len(argv):
-        if argv[i] == "--scale" and i + 1 < len(argv):
-            scale, i = argv[i + 1], i + 2
-        elif argv[i].startswith("--scale="):
-            scale, i = argv[i].split("=", 1)[1], i + 1
-        else:
-            rest.append(argv[i])
-            i += 1
-    if scale != default and scale not in presets:
-        cli_error(prog, f"argument --scale: unknown scale {scale!r}; known: {', '.join([default, *presets])}")
-    return [*presets.get(scale, []), *rest], scale
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--scale")
+    known, _ = pre.parse_known_args(argv)
+    return [*presets.get(known.scale, []), *argv]

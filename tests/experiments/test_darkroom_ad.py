@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import darkroom_ad
+from jaxrl_icl.run.config import with_scale
 from jaxrl_icl.rl.histories import load_histories, save_histories
 
 H, UPDATES, CHUNK, EPISODES, SEEDS = 20, 20, 10, 3, 2
@@ -83,11 +84,11 @@ def test_histories_for_another_env_fail_before_any_run_directory(run, tmp_path, 
 
 
 def test_paper_preset_is_overridden_by_later_flags():
-    argv = darkroom_ad.with_preset(["--scale", "paper", "--optim.lr", "1e-3"])
+    argv = with_scale(["--scale", "paper", "--optim.lr", "1e-3"], {"paper": list(darkroom_ad.PAPER_FLAGS)})
     config, _ = darkroom_ad.parse_cli(darkroom_ad.DarkroomADConfig, argv)
     assert config.scale == "paper" and config.ad.width == 512 and config.ad.layout == "triplet"
     assert config.optim.lr == 1e-3 and config.optim.num_updates == 100_000
-    assert darkroom_ad.with_preset(["--optim.lr", "1e-3"]) == ["--optim.lr", "1e-3"]
+    assert with_scale(["--optim.lr", "1e-3"], {"paper": list(darkroom_ad.PAPER_FLAGS)}) == ["--optim.lr", "1e-3"]
 
 
 @pytest.mark.slow
