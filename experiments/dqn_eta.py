@@ -31,6 +31,7 @@ import functools
 import io
 import sys
 import time
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +66,8 @@ _DQN = DQNConfig(num_envs=4, total_timesteps=60_000, steps_per_update=2_000, buf
 class DQNEtaExperimentConfig:
     """DηN (CVaR objective) vs DQN on the cliff walk, Monte Carlo evaluation of both."""
 
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (a few minutes) or paper; "
+                                           "other flags override it")
     num_seeds: int = field(4, help="seeds per algorithm (one vmap each)")
     seed: int = field(0, help="integer seed of training and evaluation")
     slip_prob: float = field(0.1, help="cliff walk slip probability")
@@ -210,7 +213,7 @@ def plot_histograms(config: DQNEtaExperimentConfig, returns: dict, table: dict, 
 
 
 def main(argv: list[str] | None = None):
-    argv, scale = with_scale(argv, PRESETS, PROG)
+    argv = with_scale(argv, PRESETS)
     config, options = parse_cli(DQNEtaExperimentConfig, argv, prog=PROG)
     run = open_run("dqn_eta", config, options)
     t0 = time.perf_counter()
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None):
                 run.plot_path("episode_return"), xlabel="env steps per seed",
                 ylabel="training episode return", title=f"cliff walk, {config.num_seeds} seeds (95% CI)")
     plot_histograms(config, returns, table, run.plot_path("return_histograms"))
-    summary = {"scale": scale, "alpha": config.eta.alpha, "threshold": config.threshold,
+    summary = {"scale": config.scale, "alpha": config.eta.alpha, "threshold": config.threshold,
                "num_seeds": config.num_seeds, "num_episodes": config.num_episodes,
                "env_steps_per_seed": config.eta.dqn.total_timesteps, "eta_c0_per_seed": c0.tolist(),
                "agents": table, "success_eta_cvar_beats_dqn": bool(success),
