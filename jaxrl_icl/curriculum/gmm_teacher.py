@@ -14,11 +14,13 @@ A state here is any ``flax.struct`` dataclass with fields ``config`` (with ``low
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 
+from jaxrl_icl.batching import batch_function
 from jaxrl_icl.curriculum import gmm as gmm_lib
 from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
 from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
@@ -53,16 +55,28 @@ def sample(key: jax.Array, state: Any, scores: jax.Array, task_slice: slice) -> 
     return jnp.where(use_uniform, uniform, guided)
 
 
-def refit(state: State) -> State:
-    """The mixture with the lowest criterion over k = 2..max_k fitted to the whole window."""
-    cfg = state.config
-    key, fit_key = jax.random.split(state.key)
+def _select(key: jax.Array, window: jax.Array, cfg: Any) -> gmm_lib.GaussianMixture:
+    """The lowest-criterion mixture over k = 2..max_k fitted to every row of ``window``."""
     gmm, _ = gmm_lib.select_gmm(
-        fit_key, state.window, jnp.ones(cfg.fit_rate, bool), min_components=2,
+        key, window, jnp.ones(window.shape[0], bool), min_components=2,
         max_components=cfg.max_k, num_inits=cfg.nb_em_init, criterion=cfg.criterion,
         max_iter=cfg.max_em_iter, reg_covar=cfg.reg_covar,
     )
-    return state.replace(gmm=gmm, key=key)
+    return gmm
+
+
+def refit(state: State) -> State:
+    """The mixture with the lowest criterion over k = 2..max_k fitted to the whole window.
+
+    On CPU, teachers ``vmap``-ed over seeds fit one seed after another
+    (:func:`jaxrl_icl.batching.batch_function`): a seed's EM then runs only until its own
+    fits converge, not the slowest of all seeds', and its buffers stay in cache. On
+    accelerators the seeds fit in parallel.
+    """
+    cfg = state.config
+    key, fit_key = jax.random.split(state.key)
+    select = batch_function(functools.partial(_select, cfg=cfg))
+    return state.replace(gmm=select(fit_key, state.window), key=key)
 
 
 def record(state: State, row: jax.Array, **fields: jax.Array) -> State:

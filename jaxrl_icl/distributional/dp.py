@@ -38,6 +38,7 @@ import numpy as np
 from flax import struct
 
 from envs.tabular import TabularParams, validate_mdp
+from jaxrl_icl.batching import map_batch
 from jaxrl_icl.distributional.categorical import check_support, project_matrix
 from jaxrl_icl.distributional.quantile import quantile_levels, quantile_project
 
@@ -247,9 +248,7 @@ def _over_batch(fn, static: tuple, num_batched: int, *args):
     (``lax.map``): each one's tables then stay in cache, about twice the throughput of the
     ``vmap``-ed version there; on accelerators the batch is ``vmap``-ed."""
     batched, shared = args[:num_batched], args[num_batched:]
-    if jax.default_backend() == "cpu":
-        return jax.lax.map(lambda xs: fn(*xs, *shared, **dict(static)), batched)
-    return jax.vmap(lambda *xs: fn(*xs, *shared, **dict(static)))(*batched)
+    return map_batch(lambda *xs: fn(*xs, *shared, **dict(static)), *batched)
 
 
 # ----------------------------------------------------------------------------- validation
