@@ -25,9 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 
 _HI = jax.lax.Precision.HIGHEST
-# cholesky / solve_lower unroll their d-step loop up to this size: for the small matrices
-# they serve, a rolled loop costs more in per-iteration overhead than the arithmetic.
-_UNROLL_MAX_DIM = 8
 
 
 def orthonormal_columns(a: jax.Array) -> jax.Array:
@@ -90,7 +87,7 @@ def cholesky(a: jax.Array) -> jax.Array:
         col = jnp.where(rows > j, col / pivot, jnp.where(rows == j, pivot, 0.0))
         return jax.lax.dynamic_update_index_in_dim(low, col, j, axis=-1)
 
-    return jax.lax.fori_loop(0, d, add_column, jnp.zeros_like(a), unroll=d <= _UNROLL_MAX_DIM)
+    return jax.lax.fori_loop(0, d, add_column, jnp.zeros_like(a))
 
 
 def solve_lower(low: jax.Array, b: jax.Array) -> jax.Array:
@@ -111,4 +108,4 @@ def solve_lower(low: jax.Array, b: jax.Array) -> jax.Array:
         return jax.lax.dynamic_update_index_in_dim(x, (b_row - partial) / diag, i, axis=-2)
 
     shape = jnp.broadcast_shapes(low.shape[:-2], b.shape[:-2]) + b.shape[-2:]
-    return jax.lax.fori_loop(0, d, add_row, jnp.zeros(shape, jnp.result_type(low, b)), unroll=d <= _UNROLL_MAX_DIM)
+    return jax.lax.fori_loop(0, d, add_row, jnp.zeros(shape, jnp.result_type(low, b)))
