@@ -6,6 +6,10 @@ chunks with a progress bar, writing ``runs/ppo/<timestamp>/``: ``config.json``,
 (``--resume DIR`` continues a stopped run bitwise), ``episode_return.png`` (mean over
 seeds with a 95% band) and ``summary.json`` (final return per seed). PPO hyperparameters
 are flags too: ``--ppo.lr 1e-3 --ppo.total-timesteps 1e6``.
+
+The PPO defaults are PureJaxRL's CartPole settings. For ``--env brax:<name>`` the flags of
+:data:`BRAX_FLAGS` come first (continuous control on a CPU budget: 4 seeds, 3e5 steps, 64
+envs x 16 steps, observation and reward normalisation), and any flag given explicitly wins.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 import envs
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
-from jaxrl_icl.run.config import cli_error, field, parse_cli, require_nonnegative, require_positive
+from jaxrl_icl.run.config import cli_error, field, flag_value, parse_cli, require_nonnegative, require_positive
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
@@ -25,6 +29,15 @@ from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 from jaxrl_icl.run.sweep import init_distributed, seed_keys
 
 PROG = "python -m experiments.ppo"
+
+# Defaults for Brax envs (put before the user's flags). With them brax:inverted_pendulum
+# (default spring backend) goes from 12 to 567 +- 231 over 4 seeds in 3e5 steps, about a
+# minute on 2 CPU cores; on the positional backend it reaches the 1000-step limit by 2e5.
+BRAX_FLAGS = (
+    "--num-seeds", "4", "--ppo.total-timesteps", "300000", "--ppo.num-envs", "64",
+    "--ppo.num-steps", "16", "--ppo.num-minibatches", "16", "--ppo.lr", "3e-4", "--no-ppo.anneal-lr",
+    "--ppo.ent-coef", "0.0", "--ppo.normalize-obs", "--ppo.normalize-reward",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +68,25 @@ def final_returns(returns: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def with_env_defaults(argv: list[str] | None) -> list[str]:
+    """``argv`` with :data:`BRAX_FLAGS` in front when ``--env`` names a Brax env."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if (flag_value(argv, "--env") or "").startswith("brax:"):
+        return [*BRAX_FLAGS, *argv]
+    return argv
+
+
+def carry_forward(returns: np.ndarray) -> np.ndarray:
+    """``returns [num_seeds, T]`` with each NaN (an update in which no episode finished) replaced
+    by the seed's last finished value; NaN until a seed's first finished episode."""
+    finite = np.isfinite(returns)
+    last = np.maximum.accumulate(np.where(finite, np.arange(returns.shape[1]), -1), axis=1)
+    filled = np.take_along_axis(returns, np.maximum(last, 0), axis=1)
+    return np.where(last >= 0, filled, np.nan)
+
+
 def main(argv: list[str] | None = None) -> RunDir:
-    config, options = parse_cli(PPOExperimentConfig, argv, prog=PROG)
+    config, options = parse_cli(PPOExperimentConfig, with_env_defaults(argv), prog=PROG)
     init_distributed()
     try:
         env, env_params = envs.make(config.env)
@@ -80,10 +110,10 @@ def main(argv: list[str] | None = None) -> RunDir:
     log = read_metrics(run.metrics_path)
     returns = log.values["episode_return"]
     plot_curves(
-        {f"PPO ({config.num_seeds} seeds)": (log.steps, returns)},
+        {f"PPO ({config.num_seeds} seeds)": (log.steps, carry_forward(returns))},
         run.plot_path("episode_return"),
         xlabel="env steps per seed",
-        ylabel="episode return",
+        ylabel="return of the last finished episode",
         title=f"PPO on {config.env}",
     )
     final = final_returns(returns, config.final_window)

@@ -27,7 +27,7 @@ import optax
 from flax import struct
 from gymnax.environments import spaces
 
-from envs.wrappers import EpisodeStats, ObsNorm
+from envs.wrappers import EpisodeStats
 from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.run.config import (
     ConfigError,
@@ -38,7 +38,7 @@ from jaxrl_icl.run.config import (
 )
 from jaxrl_icl.run.trainer import Trainer
 
-__all__ = ["PPOConfig", "PPOState", "RewardNormState", "gae_advantages", "make_train"]
+__all__ = ["ObsNormStats", "PPOConfig", "PPOState", "RewardNormState", "gae_advantages", "make_train"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,8 @@ class PPOConfig:
       hidden_size: width of the hidden layers of the actor and of the critic.
       num_layers: hidden layers of the actor and of the critic.
       clip_value_loss: use PPO's clipped value loss max((V - R)^2, (V_clipped - R)^2).
-      normalize_obs: normalise observations by running statistics (envs.wrappers.ObsNorm).
+      normalize_obs: feed the networks observations normalised by the running mean and variance
+        of all observations collected so far, pooled over envs (:class:`ObsNormStats`).
       normalize_reward: divide rewards by the running std of the discounted return.
       continuous_action: how a Gaussian sample meets a Box action space: clip to the bounds,
         or tanh-squash into them (bounds must be finite).
@@ -112,10 +113,6 @@ class PPOConfig:
                 f"must be at least one rollout, num_envs * num_steps = {self.batch_size}, "
                 f"got {self.total_timesteps}",
             )
-        if self.record_history and self.normalize_obs:
-            raise ConfigError(
-                "record_history", "cannot record raw observations with normalize_obs=True"
-            )
 
     @property
     def batch_size(self) -> int:
@@ -148,11 +145,37 @@ class RewardNormState:
 
 
 @struct.dataclass
+class ObsNormStats:
+    """Running statistics of the (encoded) observations of every env and step collected so far.
+
+    ``count`` float32[]; ``mean``, ``var`` float32[obs_dim] (population variance). Starts as
+    the identity (mean 0, variance 1, count 0); each update merges its rollout's
+    ``num_steps * num_envs`` observations after its gradient steps, so a rollout and the
+    gradient steps on it see the same normalisation.
+    """
+
+    count: jax.Array
+    mean: jax.Array
+    var: jax.Array
+
+    def normalize(self, obs: jax.Array, clip: float = 10.0) -> jax.Array:
+        """``clip((obs - mean) / sqrt(var + 1e-8), -clip, clip)`` for ``obs [..., obs_dim]``."""
+        return jnp.clip((obs - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)
+
+    def merge(self, batch: jax.Array) -> "ObsNormStats":
+        """Statistics over the old observations and ``batch [N, obs_dim]``."""
+        return ObsNormStats(*_merge_moments(self.count, self.mean, self.var, batch))
+
+
+@struct.dataclass
 class PPOState:
     """Everything one seed's run carries between updates.
 
     ``params``/``opt_state``: network and Adam state; ``env_state``/``obs``: the
-    ``num_envs`` environments (leading axis ``num_envs``); ``reward_norm``: a
+    ``num_envs`` environments (leading axis ``num_envs``); ``obs_norm``: the
+    :class:`ObsNormStats` the networks' inputs are normalised with (None when
+    ``normalize_obs`` is off; apply the policy as ``network.apply(params,
+    obs_norm.normalize(obs))``); ``reward_norm``: a
     :class:`RewardNormState`, or None when ``normalize_reward`` is off; ``env_params``: the
     task; ``key``: PRNG key; ``update_step``: int32 updates done.
     """
@@ -161,6 +184,7 @@ class PPOState:
     opt_state: Any
     env_state: Any
     obs: jax.Array
+    obs_norm: ObsNormStats | None
     reward_norm: RewardNormState | None
     env_params: Any
     key: jax.Array
@@ -171,7 +195,7 @@ class PPOState:
 class _Transition:
     """One rollout step for all envs; leaves are ``[num_envs, ...]`` (``[T, num_envs, ...]`` stacked)."""
 
-    obs: jax.Array  # the observation the policy saw
+    obs: jax.Array  # the env's observation (the policy saw it normalised when normalize_obs)
     action: jax.Array  # the policy's sample (pre-squash for continuous actions)
     log_prob: jax.Array
     value: jax.Array
@@ -238,6 +262,18 @@ def _history_obs_dtype(space: Any) -> np.dtype:
     return np.dtype(space.dtype)
 
 
+def _merge_moments(
+    count: jax.Array, mean: jax.Array, var: jax.Array, batch: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(count, mean, var)`` of old statistics merged with ``batch [N, ...]`` (Chan et al.)."""
+    n = jnp.float32(batch.shape[0])
+    batch_mean, batch_var = jnp.mean(batch, axis=0), jnp.var(batch, axis=0)
+    total = count + n
+    delta = batch_mean - mean
+    m2 = var * count + batch_var * n + delta**2 * count * n / total
+    return total, mean + delta * n / total, m2 / total
+
+
 def _update_reward_norm(
     norm: RewardNormState, reward: jax.Array, done: jax.Array, gamma: float
 ) -> tuple[RewardNormState, jax.Array]:
@@ -247,13 +283,8 @@ def _update_reward_norm(
     mean/variance (Chan et al.'s parallel update); rewards are divided by ``sqrt(var + 1e-8)``.
     """
     returns = norm.discounted_return * gamma + reward
-    batch_mean, batch_var = jnp.mean(returns), jnp.var(returns)
-    batch_count = jnp.float32(returns.shape[0])
-    count = norm.count + batch_count
-    delta = batch_mean - norm.mean
-    mean = norm.mean + delta * batch_count / count
-    m2 = norm.var * norm.count + batch_var * batch_count + delta**2 * norm.count * batch_count / count
-    norm = RewardNormState(jnp.where(done, 0.0, returns), mean, m2 / count, count)
+    count, mean, var = _merge_moments(norm.count, norm.mean, norm.var, returns)
+    norm = RewardNormState(jnp.where(done, 0.0, returns), mean, var, count)
     return norm, reward / jnp.sqrt(norm.var + 1e-8)
 
 
@@ -264,8 +295,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
       config: hyperparameters.
       env: a gymnax-API environment with a ``Discrete`` or 1-D ``Box`` action space and a
         ``Box`` (any shape, flattened for the MLP) or ``Discrete`` (one-hot encoded)
-        observation space. It is wrapped in ``EpisodeStats`` (and ``ObsNorm`` when
-        ``config.normalize_obs``).
+        observation space. It is wrapped in ``EpisodeStats``.
       env_params: params used only to read the spaces here (default ``env.default_params``);
         the params given to ``init`` must have spaces of the same shapes.
 
@@ -349,8 +379,6 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         )
 
     env = EpisodeStats(env)
-    if config.normalize_obs:
-        env = ObsNorm(env)
     history_obs_dtype = _history_obs_dtype(obs_space)
 
     network = ActorCritic(
@@ -373,6 +401,11 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(lambda count: learning_rate(count // steps_per_update), eps=1e-5),
     )
+    def features(obs_norm: ObsNormStats | None, obs: jax.Array) -> jax.Array:
+        """The networks' input for observations ``obs [..., *obs_shape]``: encoded, normalised."""
+        x = encode(obs)
+        return x if obs_norm is None else obs_norm.normalize(x)
+
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
@@ -380,6 +413,10 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = reset_envs(jax.random.split(env_key, config.num_envs), env_params)
         params = network.init(net_key, jnp.zeros((obs_dim,), jnp.float32))
+        obs_norm = None
+        if config.normalize_obs:
+            obs_norm = ObsNormStats(jnp.zeros((), jnp.float32), jnp.zeros((obs_dim,), jnp.float32),
+                                    jnp.ones((obs_dim,), jnp.float32))
         reward_norm = None
         if config.normalize_reward:
             zero = jnp.zeros((), jnp.float32)
@@ -392,6 +429,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
             opt_state=tx.init(params),
             env_state=env_state,
             obs=obs,
+            obs_norm=obs_norm,
             reward_norm=reward_norm,
             env_params=env_params,
             key=key,
@@ -403,7 +441,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
 
         def env_step(carry: PPOState, _: None) -> tuple[PPOState, tuple[_Transition, jax.Array]]:
             key, action_key, step_key = jax.random.split(carry.key, 3)
-            dist, value = network.apply(carry.params, encode(carry.obs))
+            dist, value = network.apply(carry.params, features(carry.obs_norm, carry.obs))
             action = dist.sample(action_key)
             obs, env_state, reward, terminated, truncated, info = step_envs(
                 jax.random.split(step_key, config.num_envs),
@@ -437,7 +475,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
 
     def loss_fn(params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Clipped PPO loss on a minibatch (leaves ``[minibatch_size, ...]``)."""
-        dist, value = network.apply(params, encode(batch["obs"]))
+        dist, value = network.apply(params, batch["features"])
         log_ratio = dist.log_prob(batch["action"]) - batch["log_prob"]
         ratio = jnp.exp(log_ratio)
         adv = batch["advantage"]
@@ -480,13 +518,13 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
     def update(state: PPOState) -> tuple[PPOState, dict[str, jax.Array]]:
         lr = learning_rate(state.update_step)
         state, traj, raw_reward = rollout(state)
-        _, next_values = network.apply(state.params, encode(traj.final_obs))
+        _, next_values = network.apply(state.params, features(state.obs_norm, traj.final_obs))
         advantages, targets = gae_advantages(
             traj.reward, traj.value, next_values, traj.terminated, traj.truncated,
             config.gamma, config.gae_lambda,
         )
         batch = {
-            "obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob,
+            "features": features(state.obs_norm, traj.obs), "action": traj.action, "log_prob": traj.log_prob,
             "value": traj.value, "advantage": advantages, "target": targets,
         }
         batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
@@ -495,8 +533,12 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
             epoch, (state.params, state.opt_state, batch),
             jax.random.split(epoch_key, config.update_epochs),
         )
+        obs_norm = state.obs_norm
+        if obs_norm is not None:
+            obs_norm = obs_norm.merge(encode(traj.obs).reshape(config.batch_size, obs_dim))
         state = state.replace(
-            params=params, opt_state=opt_state, key=key, update_step=state.update_step + 1
+            params=params, opt_state=opt_state, obs_norm=obs_norm, key=key,
+            update_step=state.update_step + 1,
         )
 
         finished = traj.info["returned_episode"]

@@ -473,6 +473,13 @@ def parse_cli(
     return stored, options
 
 
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value ``argv`` gives ``flag`` (``"--scale"``; the last one wins), or None."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument(flag, dest="value")
+    return pre.parse_known_args(argv)[0].value
+
+
 def with_scale(argv: list[str] | None, presets: dict[str, list[str]]) -> list[str]:
     """``argv`` with the flags of the ``--scale NAME`` preset put in front of the user's own
     (argparse keeps the last value, so explicit flags still win); unchanged when ``NAME``
@@ -481,7 +488,4 @@ def with_scale(argv: list[str] | None, presets: dict[str, list[str]]) -> list[st
     and ``config.json`` records it.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--scale")
-    known, _ = pre.parse_known_args(argv)
-    return [*presets.get(known.scale, []), *argv]
+    return [*presets.get(flag_value(argv, "--scale"), []), *argv]

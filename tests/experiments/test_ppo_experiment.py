@@ -10,6 +10,7 @@ import pytest
 
 from experiments import ppo as ppo_experiment
 from jaxrl_icl.run.checkpoint import Checkpoints
+from jaxrl_icl.run.config import parse_cli
 
 # 8 updates of 512 steps in chunks of 2 updates, a checkpoint after every chunk.
 ARGS = [
@@ -71,3 +72,25 @@ def test_bad_flag_fails_before_compute_naming_it(tmp_path, capsys):
     assert err.value.code == 2
     assert "lr" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_brax_envs_get_their_defaults_and_explicit_flags_win():
+    parse = lambda argv: parse_cli(ppo_experiment.PPOExperimentConfig, ppo_experiment.with_env_defaults(argv))[0]  # noqa: E731
+    cartpole = parse([])
+    assert cartpole.ppo.num_envs == 4 and not cartpole.ppo.normalize_obs  # PureJaxRL defaults
+    brax = parse(["--env", "brax:hopper", "--ppo.lr", "1e-3"])
+    assert brax.num_seeds == 4 and brax.ppo.num_envs == 64 and brax.ppo.normalize_obs
+    assert brax.ppo.normalize_reward and not brax.ppo.anneal_lr
+    assert brax.ppo.lr == 1e-3  # the user's flag, not the preset's 3e-4
+
+
+def test_carry_forward_matches_a_loop():
+    rng = np.random.default_rng(0)
+    returns = np.where(rng.random((5, 40)) < 0.6, np.nan, rng.normal(size=(5, 40)))
+    expected = np.full_like(returns, np.nan)
+    for i, row in enumerate(returns):
+        last = np.nan
+        for t, value in enumerate(row):
+            last = value if np.isfinite(value) else last
+            expected[i, t] = last
+    np.testing.assert_array_equal(ppo_experiment.carry_forward(returns), expected)

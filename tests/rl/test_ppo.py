@@ -161,7 +161,6 @@ def test_reward_norm_tracks_pooled_return_statistics():
         ("ent_coef", {"ent_coef": -0.01}),
         ("activation", {"activation": "sigmoid"}),
         ("continuous_action", {"continuous_action": "squash"}),
-        ("record_history", {"record_history": True, "normalize_obs": True}),
     ],
 )
 def test_bad_config_names_the_field(field, overrides):
@@ -324,6 +323,22 @@ def test_runs_on_other_spaces(name, overrides):
         else:  # 10 states and 3 actions fit int8
             assert metrics["history/obs"].dtype == metrics["history/action"].dtype == jnp.int8
             assert np.all((metrics["history/action"] >= 0) & (metrics["history/action"] < action_space.n))
+
+
+def test_obs_normalisation_pools_every_env_and_step():
+    """The statistics after training equal numpy's over every observation of every rollout,
+    and the first rollout ran with the identity normalisation (all of it recorded raw)."""
+    env, params = envs.make("gymnax:Pendulum-v1")
+    config = dataclasses.replace(TINY, normalize_obs=True, record_history=True,
+                                 total_timesteps=3 * TINY.batch_size)
+    state, metrics = jax.jit(make_train(config, env))(jax.random.PRNGKey(3), params)
+    obs = np.asarray(metrics["history/obs"], np.float64).reshape(-1, 3)  # [3 * 2 * 8, 3]
+    assert float(state.obs_norm.count) == obs.shape[0]
+    np.testing.assert_allclose(state.obs_norm.mean, obs.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.obs_norm.var, obs.var(axis=0), rtol=1e-4, atol=1e-6)
+    x = np.array([[0.5, -0.5, 3.0]], np.float32)
+    expected = np.clip((x - obs.mean(0)) / np.sqrt(obs.var(0) + 1e-8), -10, 10)
+    np.testing.assert_allclose(state.obs_norm.normalize(x), expected, rtol=1e-4, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- learning
