@@ -1,10 +1,24 @@
 """A PPO student on CartPole tasks chosen by a curriculum teacher, teacher and student in one jit.
 
-``python -m experiments.curriculum_ppo [--num-seeds 4] [--num-rounds 40] [--run-dir DIR]``
+``python -m experiments.curriculum_ppo [--num-seeds 16] [--num-rounds 200] [--run-dir DIR]``
 
 The task is a CartPole-v1 with two continuous parameters, the pole's half-length (m) and the
-push force (N), in the box ``length_range x force_range``; episodes last at most
-``max_steps`` steps, so a task's competence is the episode return / ``max_steps`` in [0, 1].
+push force (N), in the box ``length_range x force_range`` (0.003-3 m x 0.03-3000 N by
+default). Teachers work on ``(log10 half-length, log10 force)``, so tasks are log-uniform for
+the Random teacher and the evaluation grid is even in log scale. The box is mostly
+unlearnable on purpose, as in Portelas et al. (2019): poles shorter than a few cm, forces
+too weak to catch the pole and forces so strong that a single push overshoots, around a
+learnable core of mid-size poles and forces.
+
+Episodes last ``max_steps`` steps, so a task's competence is the CartPole return
+/ ``max_steps`` in [0, 1]. With ``fixed_length`` (the default) a failure (pole past 12
+degrees or cart off the track) ends the reward but not the training episode: the system stays
+frozen and pays 0 until the time limit, so a failed episode costs as many env steps as a
+successful one, as a walker stuck at an obstacle uses up its whole episode in Portelas et al.
+Returns and competences are CartPole's; only the cost of failing changes. (With plain
+CartPole termination, ``--no-fixed-length``, failed episodes on unlearnable tasks end within a
+few steps, Random wastes almost nothing on them, and the two teachers end level.)
+
 One teacher round (a ``lax.scan`` step): the teacher samples ``tasks_per_round`` tasks; every
 episode the student starts during the round plays one of them (uniform, drawn at reset);
 PPO (:func:`jaxrl_icl.rl.ppo.make_train`) makes ``updates_per_round`` updates; the greedy
@@ -13,9 +27,16 @@ Every ``eval_every`` rounds the greedy policy is scored on a fixed ``grid_size^2
 the whole box (one episode per cell); that grid competence is the comparison. Per teacher,
 seeds are vmapped and the whole run is one jitted scan.
 
+At the defaults (16 seeds, 410k student steps per seed, about 2.5 minutes for both teachers
+on 2 CPU cores) ALP-GMM ends with a grid competence of 0.364 (95% CI 0.344-0.384) against
+Random's 0.293 (0.253-0.333), difference +0.070 (Welch 95% CI +0.027 to +0.114); with
+``--seed 1``, 0.346 against 0.300, difference +0.046 (+0.004 to +0.088). ALP-GMM masters
+more of the learnable core; both stay near 0 on the unlearnable rest.
+
 Writes ``config.json``, ``versions.json``, ``summary.json`` (final grid competence per teacher
-and seed, mean and 95% interval, seconds), ``competence.png`` (grid competence vs env steps,
-95% bands) and ``grid.png`` (final per-cell competence per teacher, mean over seeds).
+and seed, mean and 95% interval, seconds; with both teachers, ALP-GMM minus Random with a
+95% Welch interval), ``competence.png`` (grid competence vs env steps, 95% bands) and
+``grid.png`` (final per-cell competence per teacher, mean over seeds).
 """
 
 from __future__ import annotations
@@ -36,7 +57,7 @@ from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, teacher_for
 from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.run.config import ConfigError, field, parse_cli, require_divides, require_positive, require_types
-from jaxrl_icl.run.plots import confidence_band, plot_curves
+from jaxrl_icl.run.plots import confidence_band, plot_curves, t_quantile
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
 
@@ -53,24 +74,31 @@ class TaskPoolParams:
 
 @struct.dataclass
 class TaskPoolState:
-    """The inner CartPole state and the task float32[2] its episode plays."""
+    """The inner CartPole state, the task float32[2] its episode plays and bool[] ``fallen``
+    (the pole has fallen or the cart left the track; only ever set when ``fixed_length``)."""
 
     inner: Any
     task: jax.Array
+    fallen: jax.Array
 
 
 class TaskPoolCartPole(environment.Environment):
     """CartPole-v1 whose every episode plays a task drawn uniformly from ``params.tasks`` at reset.
 
-    Dynamics, reward and termination are gymnax's CartPole-v1 with ``length`` and
-    ``force_mag`` set from the task (``polemass_length`` kept consistent); the time limit is
+    Dynamics, reward and failure are gymnax's CartPole-v1 with ``length`` and ``force_mag``
+    set from the task (``polemass_length`` kept consistent); the time limit is
     ``params.max_steps_in_episode``. Changing ``params.tasks`` affects episodes started
     afterwards; a running episode keeps its task.
+
+    With ``fixed_length`` a failure does not terminate the episode: the system stays frozen
+    where it failed and every later step pays 0 until the time limit, so the return is the
+    same as CartPole's but every episode costs ``max_steps_in_episode`` env steps.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fixed_length: bool = False) -> None:
         super().__init__()
         self._cartpole = gymnax.environments.CartPole()
+        self.fixed_length = fixed_length
 
     @property
     def default_params(self) -> TaskPoolParams:
@@ -87,12 +115,18 @@ class TaskPoolCartPole(environment.Environment):
         k_task, k_reset = jax.random.split(key)
         task = params.tasks[jax.random.randint(k_task, (), 0, params.tasks.shape[0])]
         obs, inner = self._cartpole.reset_env(k_reset, self.task_params(task, params.max_steps_in_episode))
-        return obs, TaskPoolState(inner, task)
+        return obs, TaskPoolState(inner, task, jnp.bool_(False))
 
     def step_env(self, key, state: TaskPoolState, action, params: TaskPoolParams):
         inner_params = self.task_params(state.task, params.max_steps_in_episode)
-        obs, inner, reward, done, info = self._cartpole.step_env(key, state.inner, action, inner_params)
-        return obs, TaskPoolState(inner, state.task), reward, done, info
+        obs, inner, reward, failed, info = self._cartpole.step_env(key, state.inner, action, inner_params)
+        if not self.fixed_length:
+            return obs, TaskPoolState(inner, state.task, state.fallen), reward, failed, info
+        frozen = state.inner.replace(time=state.inner.time + 1)
+        inner = jax.tree.map(lambda f, n: jnp.where(state.fallen, f, n), frozen, inner)
+        obs = jnp.where(state.fallen, self._cartpole.get_obs(frozen), obs)
+        reward = jnp.where(state.fallen, 0.0, reward)
+        return obs, TaskPoolState(inner, state.task, state.fallen | failed), reward, jnp.bool_(False), info
 
     def is_truncated(self, state: TaskPoolState, params: TaskPoolParams) -> jax.Array:
         return state.inner.time >= params.max_steps_in_episode
@@ -106,19 +140,21 @@ class TaskPoolCartPole(environment.Environment):
 
 @dataclasses.dataclass(frozen=True)
 class CurriculumPPOConfig:
-    """ALP-GMM vs Random teaching a PPO student on a 2-D family of CartPole tasks."""
+    """ALP-GMM vs Random teaching a PPO student on a 2-D, mostly unlearnable family of CartPole tasks."""
 
     teachers: tuple[str, ...] = field(TEACHER_NAMES, help="teachers to compare: random, alp-gmm")
-    num_seeds: int = field(4, help="seeds per teacher, vmapped")
+    num_seeds: int = field(16, help="seeds per teacher, vmapped")
     seed: int = field(0, help="base PRNG seed")
-    num_rounds: int = field(40, help="teacher rounds per run")
+    num_rounds: int = field(200, help="teacher rounds per run")
     updates_per_round: int = field(2, help="PPO updates between two teacher rounds")
     tasks_per_round: int = field(16, help="tasks the teacher proposes (and is told about) per round")
-    eval_every: int = field(5, help="rounds between two grid evaluations (divides num_rounds)")
+    eval_every: int = field(10, help="rounds between two grid evaluations (divides num_rounds)")
     grid_size: int = field(8, help="grid cells per task dimension for the evaluation")
     max_steps: int = field(200, help="episode time limit; competence = return / max_steps")
-    length_range: tuple[float, ...] = field((0.01, 1.0), help="pole half-length box (m)")
-    force_range: tuple[float, ...] = field((0.1, 10.0), help="push force box (N)")
+    fixed_length: bool = field(True, help="a failure ends the reward, not the training episode, which "
+                               "then costs max_steps env steps whatever happens")
+    length_range: tuple[float, ...] = field((0.003, 3.0), help="pole half-length box (m); teachers sample its log10")
+    force_range: tuple[float, ...] = field((0.03, 3000.0), help="push force box (N); teachers sample its log10")
     fit_rate: int = field(64, help="ALP-GMM: reports between GMM fits (and bootstrap length)")
     max_k: int = field(6, help="ALP-GMM: largest number of Gaussians tried")
     random_task_ratio: float = field(0.2, help="ALP-GMM: probability of a uniform task")
@@ -144,11 +180,13 @@ class CurriculumPPOConfig:
 
     @property
     def low(self) -> tuple[float, float]:
-        return (self.length_range[0], self.force_range[0])
+        """Lower corner of the teachers' box, ``(log10 half-length, log10 force)``."""
+        return (float(np.log10(self.length_range[0])), float(np.log10(self.force_range[0])))
 
     @property
     def high(self) -> tuple[float, float]:
-        return (self.length_range[1], self.force_range[1])
+        """Upper corner of the teachers' box, ``(log10 half-length, log10 force)``."""
+        return (float(np.log10(self.length_range[1])), float(np.log10(self.force_range[1])))
 
     def teacher_config(self, name: str) -> Any:
         """The teacher config of ``name`` on this task box."""
@@ -164,10 +202,16 @@ class CurriculumPPOConfig:
         return dataclasses.replace(self.ppo, total_timesteps=steps)
 
     def grid_tasks(self) -> np.ndarray:
-        """float32[grid_size^2, 2]: cell centres of the evaluation grid, length-major."""
+        """float32[grid_size^2, 2]: cell centres of the evaluation grid in the teachers' (log10)
+        coordinates, length-major."""
         edges = [np.linspace(lo, hi, self.grid_size + 1) for lo, hi in zip(self.low, self.high)]
         centres = [(e[:-1] + e[1:]) / 2 for e in edges]
         return np.stack(np.meshgrid(*centres, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
+
+
+def to_physical(tasks: jax.Array) -> jax.Array:
+    """Teacher coordinates ``(log10 half-length, log10 force)`` float32[..., 2] -> ``(m, N)``."""
+    return 10.0 ** tasks
 
 
 def make_evaluate(config: CurriculumPPOConfig, env: TaskPoolCartPole):
@@ -202,12 +246,12 @@ def make_evaluate(config: CurriculumPPOConfig, env: TaskPoolCartPole):
 
 def make_run(config: CurriculumPPOConfig, name: str):
     """``run(key) -> (grid competence float32[num_evals + 1], final grid float32[grid_size^2])``."""
-    env = TaskPoolCartPole()
+    env = TaskPoolCartPole(config.fixed_length)
     trainer = make_train(config.ppo_config(), env)
     teacher_config = config.teacher_config(name)
     teacher = teacher_for(teacher_config)
     evaluate = make_evaluate(config, env)
-    grid = jnp.asarray(config.grid_tasks())
+    grid = to_physical(jnp.asarray(config.grid_tasks()))
     pool = lambda tasks: TaskPoolParams(tasks, config.max_steps)  # noqa: E731
 
     def one_round(carry: tuple, key: jax.Array) -> tuple[tuple, None]:
@@ -215,9 +259,9 @@ def make_run(config: CurriculumPPOConfig, name: str):
         k_sample, k_eval = jax.random.split(key)
         sample_keys = jax.random.split(k_sample, config.tasks_per_round)
         tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(sample_keys, teacher_state)
-        ppo_state = ppo_state.replace(env_params=pool(tasks))
+        ppo_state = ppo_state.replace(env_params=pool(to_physical(tasks)))
         ppo_state, _ = jax.lax.scan(lambda s, _: trainer.update(s), ppo_state, None, config.updates_per_round)
-        competence = evaluate(ppo_state.params, tasks, k_eval)
+        competence = evaluate(ppo_state.params, to_physical(tasks), k_eval)
         teacher_state, _ = jax.lax.scan(lambda s, tc: (teacher.update(s, *tc), None), teacher_state,
                                         (tasks, competence))
         return (ppo_state, teacher_state), None
@@ -233,7 +277,7 @@ def make_run(config: CurriculumPPOConfig, name: str):
         teacher_state = teacher.init(k_teacher, teacher_config)
         first_tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(
             jax.random.split(k_first, config.tasks_per_round), teacher_state)
-        ppo_state = trainer.init(k_ppo, pool(first_tasks))
+        ppo_state = trainer.init(k_ppo, pool(to_physical(first_tasks)))
         first = evaluate(ppo_state.params, grid, k_first)
         num_blocks = config.num_rounds // config.eval_every
         _, grids = jax.lax.scan(block, (ppo_state, teacher_state), jax.random.split(k_blocks, num_blocks))
@@ -256,6 +300,21 @@ def run(config: CurriculumPPOConfig) -> tuple[dict[str, tuple[np.ndarray, np.nda
     return results, seconds
 
 
+def welch_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(b) - mean(a), low, high)``: Welch's t-interval for the difference of the means of
+    two float[n] samples (degrees of freedom rounded down; a point when neither varies)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = float(b.mean() - a.mean())
+    if a.size < 2 or b.size < 2:
+        return diff, diff, diff
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    if va + vb == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = t_quantile(level, max(1, int(dof))) * float(np.sqrt(va + vb))
+    return diff, diff - half, diff + half
+
+
 def plot_grids(config: CurriculumPPOConfig, finals: dict[str, np.ndarray], path) -> None:
     """One heat map per teacher of the final per-cell competence, mean over seeds."""
     import io
@@ -266,13 +325,17 @@ def plot_grids(config: CurriculumPPOConfig, finals: dict[str, np.ndarray], path)
     fig = Figure(figsize=(4.2 * len(finals) + 0.8, 3.8), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(finals), squeeze=False)[0]
-    extent = (config.force_range[0], config.force_range[1], config.length_range[0], config.length_range[1])
+    (length_lo, force_lo), (length_hi, force_hi) = config.low, config.high
     for ax, (name, final) in zip(axes, finals.items()):
         grid = final.mean(axis=0).reshape(config.grid_size, config.grid_size)
-        image = ax.imshow(grid, origin="lower", extent=extent, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        image = ax.imshow(grid, origin="lower", extent=(force_lo, force_hi, length_lo, length_hi), aspect="auto",
+                          vmin=0, vmax=1, cmap="viridis")
         ax.set_title(f"{name}: mean {grid.mean():.2f}")
-        ax.set_xlabel("push force (N)")
-        ax.set_ylabel("pole half-length (m)")
+        for axis, lo, hi in ((ax.xaxis, force_lo, force_hi), (ax.yaxis, length_lo, length_hi)):
+            ticks = np.arange(np.ceil(lo), np.floor(hi) + 1)  # decades, drawn at their log10 position
+            axis.set_ticks(ticks, [f"{10.0**t:g}" for t in ticks])
+        ax.set_xlabel("push force (N, log scale)")
+        ax.set_ylabel("pole half-length (m, log scale)")
     fig.colorbar(image, ax=list(axes), label="competence (return / max steps)")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -291,11 +354,17 @@ def main(argv: list[str] | None = None) -> None:
         summary[name] = {"mean": float(mean[0]), "ci95_low": float(low[0]), "ci95_high": float(high[0]),
                          "per_seed": [float(x) for x in per_seed],
                          "cells_above_0.9": float(np.mean(final > 0.9)), "seconds": seconds[name]}
+    difference = None
+    if set(TEACHER_NAMES) <= set(summary):
+        diff, low, high = welch_difference(*(summary[name]["per_seed"] for name in TEACHER_NAMES))
+        difference = {"mean": diff, "ci95_low": low, "ci95_high": high}
     steps_per_round = config.updates_per_round * config.ppo.batch_size
     write_json(run_dir.path / "summary.json", {
-        "task_space": {"pole_half_length_m": list(config.length_range), "force_N": list(config.force_range)},
+        "task_space": {"pole_half_length_m": list(config.length_range), "force_N": list(config.force_range),
+                       "teacher_coordinates": "log10", "fixed_length": config.fixed_length},
         "env_steps_per_seed": config.num_rounds * steps_per_round, "num_seeds": config.num_seeds,
         "grid_cells": config.grid_size**2, "final_grid_competence": summary,
+        "alp_gmm_minus_random": difference,
     })
     x = np.arange(0, config.num_rounds + 1, config.eval_every) * steps_per_round
     plot_curves({name: (x, curve) for name, (curve, _) in results.items()}, run_dir.plot_path("competence"),
@@ -306,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, row in summary.items():
         band = f"{row['mean']:.3f} ({row['ci95_low']:.3f}, {row['ci95_high']:.3f})"
         print(f"{name:<8}  {band:<25} {100 * row['cells_above_0.9']:>9.1f}%   {row['seconds']:>7.1f}")
+    if difference is not None:
+        print(f"alp-gmm - random: {difference['mean']:+.3f} "
+              f"(95% Welch CI {difference['ci95_low']:+.3f}, {difference['ci95_high']:+.3f})")
     print(f"run directory: {run_dir.path}")
 
 

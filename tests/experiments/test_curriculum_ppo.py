@@ -30,10 +30,61 @@ def test_task_pool_env_plays_cartpole_with_the_drawn_task():
     assert bool(env.is_truncated(state, params))
 
 
+def test_fixed_length_env_keeps_cartpole_return_but_runs_to_the_time_limit():
+    # always pushing right topples the pole within a few dozen steps: the oracle is gymnax CartPole
+    cartpole = gymnax.environments.CartPole()
+    task = jnp.array([0.3, 5.0], jnp.float32)
+    inner_params = cartpole.default_params.replace(length=task[0], force_mag=task[1],
+                                                   polemass_length=0.1 * task[0], max_steps_in_episode=60)
+    env = curriculum_ppo.TaskPoolCartPole(fixed_length=True)
+    params = curriculum_ppo.TaskPoolParams(task[None], 60)
+    key = jax.random.key(3)
+    _, state = env.reset_env(key, params)
+    ref_state, ref_return, ref_steps, ref_done = state.inner, 0.0, 0, False
+    while not ref_done:
+        _, ref_state, reward, ref_done, _ = cartpole.step_env(key, ref_state, 1, inner_params)
+        ref_return, ref_steps = ref_return + float(reward), ref_steps + 1
+    assert ref_steps < 60
+
+    total, steps = 0.0, 0
+    while True:
+        obs, state, reward, terminated, truncated, _ = env.step(key, state, 1, params)
+        total, steps = total + float(reward), steps + 1
+        assert not bool(terminated)
+        if bool(truncated):
+            break
+        if steps > ref_steps:  # after the failure: frozen, paying nothing
+            assert bool(state.fallen) and float(reward) == 0.0
+            np.testing.assert_allclose(obs, cartpole.get_obs(ref_state), rtol=1e-5, atol=1e-6)
+    assert steps == 60 and total == ref_return
+
+
+def test_grid_is_even_in_log_scale_and_covers_the_box():
+    config = curriculum_ppo.CurriculumPPOConfig(length_range=(0.01, 1.0), force_range=(0.1, 1000.0), grid_size=2)
+    grid = config.grid_tasks()
+    # cell centres of [-2, 0] x [-1, 3] cut in halves, length-major
+    np.testing.assert_allclose(grid, [[-1.5, 0.0], [-1.5, 2.0], [-0.5, 0.0], [-0.5, 2.0]], atol=1e-6)
+    np.testing.assert_allclose(curriculum_ppo.to_physical(jnp.asarray(grid))[0], [10**-1.5, 1.0], rtol=1e-5)
+
+
+def test_welch_difference_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.3, 0.05, 16), rng.normal(0.35, 0.02, 12)
+    diff, low, high = curriculum_ppo.welch_difference(a, b)
+    va, vb = a.var(ddof=1) / 16, b.var(ddof=1) / 12
+    dof = (va + vb) ** 2 / (va**2 / 15 + vb**2 / 11)
+    half = stats.t.ppf(0.975, int(dof)) * np.sqrt(va + vb)
+    assert diff == pytest.approx(b.mean() - a.mean())
+    assert (low, high) == pytest.approx((diff - half, diff + half), rel=1e-6)
+    assert curriculum_ppo.welch_difference(np.ones(3), np.ones(3) * 2) == (1.0, 1.0, 1.0)
+
+
 def test_experiment_writes_summary_and_plots(tmp_path, capsys):
     run_dir = tmp_path / "run"
     # one teacher keeps the compile short; the random teacher shares every code path but the teacher
-    curriculum_ppo.main(["--teachers", "alp-gmm", "--num-seeds", "2", "--num-rounds", "2", "--eval-every", "1", "--grid-size", "2",
+    curriculum_ppo.main(["--teachers", "alp-gmm", "--num-seeds", "2", "--num-rounds", "2", "--eval-every", "1",
+                         "--grid-size", "2",
                          "--tasks-per-round", "4", "--fit-rate", "4", "--max-k", "2", "--max-steps", "30",
                          "--ppo.num-envs", "4", "--ppo.num-steps", "16", "--run-dir", str(run_dir),
                          "--no-progress"])
@@ -44,6 +95,7 @@ def test_experiment_writes_summary_and_plots(tmp_path, capsys):
         assert len(row["per_seed"]) == 2 and all(0 <= x <= 1 for x in row["per_seed"])
         assert row["mean"] == pytest.approx(np.mean(row["per_seed"]))
     assert summary["env_steps_per_seed"] == 2 * 2 * 4 * 16
+    assert summary["alp_gmm_minus_random"] is None  # needs both teachers
     assert (run_dir / "competence.png").stat().st_size > 0 and (run_dir / "grid.png").stat().st_size > 0
     assert str(run_dir) in capsys.readouterr().out
 
