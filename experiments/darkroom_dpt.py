@@ -10,8 +10,10 @@ vmapped call:
 * offline, random context: ``context_len`` random transitions of the goal's task, then
   one greedy episode (paper: 61.5 from data whose own return is 1.1);
 * offline, expert context: one optimal episode's transitions, then one greedy episode;
-* online: empty context, sampled actions, every transition enters the context, for
-  ``online_episodes`` episodes (the context window holds the last ``context_len``).
+* online, for ``online_episodes`` episodes from an empty context with sampled actions, two
+  ways: every transition enters the context as it happens (a sliding window of the last
+  ``context_len``), or, as in the paper's code, the context is the previous complete episode,
+  fixed while the current one runs (:func:`jaxrl_icl.icl.dpt.make_episodic_agent`).
 
 Writes ``config.json``, ``metrics.jsonl`` (loss per update), checkpoints (``--resume``),
 ``online_return.png`` and ``summary.json``; prints a table against the optimum (90.9).
@@ -86,7 +88,8 @@ def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> 
 
 def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[str, np.ndarray]:
     """Returns per goal x trial: ``offline_random``/``offline_expert`` [N*T] (one greedy
-    episode), ``online`` [N*T, episodes], and ``random_data`` (the random contexts' own return)."""
+    episode), ``online`` and ``online_episodic`` [N*T, episodes], and ``random_data`` (the
+    random contexts' own return)."""
     env, base = envs.make("darkroom-10x10")
     n, horizon = config.dpt.context_len, env.horizon
     model = dpt.make_model(config.dpt, 2, 5)
@@ -100,6 +103,7 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
     def run(params):
         greedy = dpt.make_agent(model, 5, state, greedy=True)
         sampled = dpt.make_agent(model, 5, state, greedy=False)
+        episodic = dpt.make_episodic_agent(model, 5, state)
         data = jax.vmap(lambda k, g: random_transitions(k, g, env.size, n))(
             jax.random.split(keys[0], tasks_goals.shape[0]), tasks_goals)
         expert = jax.vmap(lambda g: expert_transitions(g, start, env.size, n))(tasks_goals)
@@ -109,12 +113,15 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
             out[name] = evaluate(env, tasks, greedy, params, keys[1], num_steps=horizon, learn=False,
                                  contexts=contexts)
         out["online"] = evaluate(env, tasks, sampled, params, keys[2], num_steps=horizon * config.online_episodes)
+        out["online_episodic"] = evaluate(env, tasks, episodic, params, keys[3],
+                                          num_steps=horizon * config.online_episodes)
         return out, data.reward.sum(axis=-1)
 
     out, data_return = run(params)
     result = {name: episode_returns(o["reward"][:, 0], o["done"][:, 0], horizon) for name, o in out.items()}
     return {"offline_random": result["offline_random"][:, 0], "offline_expert": result["offline_expert"][:, 0],
-            "online": result["online"], "random_data": np.asarray(data_return)}
+            "online": result["online"], "online_episodic": result["online_episodic"],
+            "random_data": np.asarray(data_return)}
 
 
 def main(argv: list[str] | None = None):
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None):
     start = jnp.asarray(env.start, jnp.int32)
     optimum = float(jnp.mean(jax.vmap(lambda g: optimal_return(g, start, env.horizon))(test_goals)))
     online_mean = result["online"].mean(axis=0)
+    episodic_mean = result["online_episodic"].mean(axis=0)
     log = read_metrics(run.metrics_path)
     summary = {
         "scale": config.scale, "held_out_goals": int(test_goals.shape[0]), "trials": config.trials,
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None):
         "online_first_episode": float(online_mean[0]),
         "online_last_episode": float(online_mean[-1]),
         "online_best_episode": float(online_mean.max()),
+        "online_episodic_first_episode": float(episodic_mean[0]),
+        "online_episodic_last_episode": float(episodic_mean[-1]),
         "paper_offline_random_context": PAPER_RANDOM_CONTEXT_RETURN,
         "final_train_loss": float(np.mean(log.values["loss"][:, -10:])),
         "final_train_accuracy": float(np.mean(log.values["accuracy"][:, -10:])),
@@ -156,7 +166,8 @@ def main(argv: list[str] | None = None):
 
     episodes = np.arange(1, config.online_episodes + 1)
     plot_curves(
-        {"DPT online (sampled, own transitions in context)": (episodes, result["online"])},
+        {"DPT online, every transition into the context": (episodes, result["online"]),
+         "DPT online, previous episode as context (paper's code)": (episodes, result["online_episodic"])},
         run.plot_path("online_return"), xlabel="episode", ylabel="return (held-out goals)",
         title=f"DPT, Dark Room 10x10, {test_goals.shape[0]} held-out goals x {config.trials} trials",
         hlines={f"optimal ({optimum:.1f})": optimum,
@@ -171,6 +182,9 @@ def main(argv: list[str] | None = None):
     print(f"  offline, expert context  {summary['offline_expert_context']:6.1f}")
     print(f"  online, episode 1 -> {config.online_episodes}   {online_mean[0]:6.1f} -> {mean[0]:.1f}"
           f" (95% CI {low[0]:.1f}-{high[0]:.1f})")
+    mean, low, high = confidence_band(result["online_episodic"][:, -1:])
+    print(f"  online, previous episode as context, episode 1 -> {config.online_episodes}   "
+          f"{episodic_mean[0]:6.1f} -> {mean[0]:.1f} (95% CI {low[0]:.1f}-{high[0]:.1f})")
     print(f"run directory: {run.path}")
     return run
 

@@ -11,7 +11,7 @@ import pytest
 from envs.darkroom import move, optimal_action
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import Transition
+from jaxrl_icl.icl.evaluate import Transition, prefill
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.run.loop import train_in_chunks
 
@@ -108,3 +108,31 @@ def test_agent_decisions_equal_the_full_sequence_model():
 def test_config_rejects_learned_positions():
     with pytest.raises(ValueError, match="^positions"):
         dpt.DPTConfig(positions="learned")
+
+
+def test_episodic_agent_acts_on_exactly_the_previous_episode():
+    """Oracle: a fresh per-transition agent prefilled with the previous episode only (and an
+    empty one during the first episode) samples the same actions from the same keys."""
+    _, model = _tiny()
+    params = tr.init(model, jax.random.key(5))
+    state = dpt.darkroom_state(SIZE)
+    episodic = dpt.make_episodic_agent(model, 5, state)
+    plain = dpt.make_agent(model, 5, state, greedy=False)
+    horizon, steps = 4, 11  # episodes end at steps 3 and 7; the third is cut short
+    pos = jax.random.randint(jax.random.key(6), (steps, 2), 0, SIZE)
+    action = jax.random.randint(jax.random.key(7), (steps,), 0, 5)
+    nxt = jax.vmap(lambda p, a: move(p, a, SIZE))(pos, action)
+    reward = (jnp.arange(steps) % 3 == 0).astype(jnp.float32)
+    done = jnp.arange(steps) % horizon == horizon - 1
+    transitions = Transition(pos, action, reward, nxt, done)
+    carry = episodic.init()
+    for t in range(steps):
+        episode = t // horizon
+        previous = jax.tree.map(lambda x: x[(episode - 1) * horizon : episode * horizon], transitions)
+        oracle = plain.init() if episode == 0 else prefill(plain, params, previous)
+        for k in range(3):
+            key = jax.random.key(100 * t + k)
+            got, carry = episodic.act(params, carry, pos[t], key)
+            want, _ = plain.act(params, oracle, pos[t], key)
+            assert int(got) == int(want), (t, k)
+        carry = episodic.observe(params, carry, jax.tree.map(lambda x: x[t], transitions))
