@@ -61,18 +61,21 @@ def _previous_offsets(nb_dims: int) -> np.ndarray:
     return np.array(list(itertools.product((0, 1), repeat=nb_dims))[1:], np.int32).reshape(-1, nb_dims)
 
 
+def _is_unlocked(comp: jax.Array, idx: jax.Array) -> jax.Array:
+    """Whether cube ``idx`` int[nb_dims] trains: the origin, or a previous neighbour at >= 75."""
+    neighbours = jnp.maximum(idx[None, :] - _previous_offsets(comp.ndim), 0)  # [2^n - 1, n]
+    is_self = jnp.all(neighbours == idx[None, :], axis=-1)
+    neighbour_comp = comp[tuple(neighbours.T)]
+    return jnp.all(idx == 0) | jnp.any((neighbour_comp >= UNLOCK_COMPETENCE) & ~is_self)
+
+
 def episode(state: ToyState, task: jax.Array) -> tuple[ToyState, jax.Array]:
     """Play one episode on ``task`` float32[nb_dims]: ``(new_state, reward float32[])``, reward in [0, 1]."""
     comp = state.competence
-    nb_dims, nb_cubes = comp.ndim, comp.shape[0]
-    chex.assert_shape(task, (nb_dims,))
-    idx = cube_index(task, nb_cubes)
-    neighbours = jnp.maximum(idx[None, :] - _previous_offsets(nb_dims), 0)  # [2^n - 1, n]
-    is_self = jnp.all(neighbours == idx[None, :], axis=-1)
-    neighbour_comp = comp[tuple(neighbours.T)]
-    unlocked = jnp.all(idx == 0) | jnp.any((neighbour_comp >= UNLOCK_COMPETENCE) & ~is_self)
+    chex.assert_shape(task, (comp.ndim,))
+    idx = cube_index(task, comp.shape[0])
     cell = tuple(idx)
-    new_value = jnp.where(unlocked, jnp.minimum(comp[cell] + 1, MAX_COMPETENCE), comp[cell])
+    new_value = jnp.where(_is_unlocked(comp, idx), jnp.minimum(comp[cell] + 1, MAX_COMPETENCE), comp[cell])
     new_state = ToyState(comp.at[cell].set(new_value))
     return new_state, new_value.astype(jnp.float32) / MAX_COMPETENCE
 
@@ -81,13 +84,8 @@ def unlocked(state: ToyState) -> jax.Array:
     """Which cubes an episode would train: bool[nb_cubes] * nb_dims (the origin, or a previous
     neighbour at competence >= 75)."""
     comp = state.competence
-    nb_dims = comp.ndim
-    idx = jnp.indices(comp.shape).reshape(nb_dims, -1).T  # [cubes, n]
-    neighbours = jnp.maximum(idx[:, None, :] - _previous_offsets(nb_dims)[None], 0)  # [cubes, 2^n - 1, n]
-    is_self = jnp.all(neighbours == idx[:, None, :], axis=-1)
-    neighbour_comp = comp[tuple(jnp.moveaxis(neighbours, -1, 0))]
-    ok = jnp.all(idx == 0, axis=-1) | jnp.any((neighbour_comp >= UNLOCK_COMPETENCE) & ~is_self, axis=-1)
-    return ok.reshape(comp.shape)
+    idx = jnp.indices(comp.shape).reshape(comp.ndim, -1).T  # [cubes, n]
+    return jax.vmap(lambda i: _is_unlocked(comp, i))(idx).reshape(comp.shape)
 
 
 def mastered(state: ToyState) -> jax.Array:
