@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.rundir import RunDir, write_atomic
@@ -160,8 +161,15 @@ def plot_bars(
     if reference is not None:
         ax.axvline(reference[1], color="black", linestyle="--", linewidth=1, label=reference[0])
         ax.legend(fontsize="small")
-    if log_scale:
+    for label, value in zip(labels[::-1], data[::-1]):  # the value at the end of its bar
+        ax.text(value, label, f" {value:,.0f}" if abs(value) >= 1000 else f" {value:.3g}", va="center",
+                fontsize="small")
+    if log_scale:  # bars start at the decade below the smallest value; no minor tick labels
         ax.set_xscale("log")
+        ax.set_xlim(10 ** np.floor(np.log10(data.min())), data.max() * 3)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_xlim(right=data.max() * 1.15 if data.max() > 0 else None)
     ax.set_xlabel(ylabel)
     if title:
         ax.set_title(title)
