@@ -50,7 +50,7 @@ from jaxrl_icl.distributional.stock import (
     homeostatic_utility,
     threshold_utility,
 )
-from jaxrl_icl.rl.dqn import DQNConfig, Transition, learner_update, linear_epsilon, observation_encoder
+from jaxrl_icl.rl.dqn import DQNConfig, Transition, epsilon_greedy, learner_update, observation_encoder
 from jaxrl_icl.rl.networks import MLP
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init
 from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
@@ -275,14 +275,12 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
     ``state.params`` to act with the trained agent.
     """
     agent = make_agent(config, env, env_params)
-    dqn, num_actions = config.dqn, agent.num_actions
+    dqn = config.dqn
     env = EpisodeStats(env)
     tx = optax.adam(dqn.lr)
     support, gamma = config.support, dqn.gamma
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    vector_steps_per_train = dqn.train_frequency // dqn.num_envs
-    trains_per_update = dqn.steps_per_update // dqn.train_frequency
 
     def init(key: jax.Array, env_params: Any) -> DQNEtaState:
         key, net_key, env_key = jax.random.split(key, 3)
@@ -301,13 +299,9 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
     def env_step(state: DQNEtaState, _: None) -> tuple[DQNEtaState, tuple[jax.Array, ...]]:
         """One epsilon-greedy step (greedy in the objective) of all envs, stored in the buffer."""
         key, explore_key, random_key, step_key = jax.random.split(state.key, 4)
-        epsilon = linear_epsilon(state.timestep, dqn.epsilon_start, dqn.epsilon_finish,
-                                 dqn.epsilon_anneal_steps)
         x = agent.augment(state.obs, state.stock)
-        greedy = jnp.argmax(agent.scores(state.params, x), axis=-1).astype(jnp.int32)
-        random_action = jax.random.randint(random_key, (dqn.num_envs,), 0, num_actions, jnp.int32)
-        explore = jax.random.uniform(explore_key, (dqn.num_envs,)) < epsilon
-        action = jnp.where(explore, random_action, greedy)
+        action, epsilon = epsilon_greedy(explore_key, random_key, agent.scores(state.params, x),
+                                         state.timestep, dqn)
         obs, env_state, reward, terminated, truncated, info = step_envs(
             jax.random.split(step_key, dqn.num_envs), state.env_state, action, state.env_params
         )
@@ -338,7 +332,7 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
         losses = -jnp.sum(targets * log_p_taken, axis=-1)
         return jnp.mean(losses), (losses, jnp.exp(log_p_taken) @ support)
 
-    update = learner_update(dqn, tx, loss_fn, env_step, vector_steps_per_train, trains_per_update,
+    update = learner_update(dqn, tx, loss_fn, env_step,
                             extra_metrics=lambda state: {"c0": jnp.mean(state.c0)})
 
     return Trainer(init=init, update=update, num_updates=dqn.num_updates,

@@ -43,7 +43,7 @@ from jaxrl_icl.run.config import (
 from jaxrl_icl.run.trainer import Trainer
 
 __all__ = [
-    "DQNConfig", "DQNState", "Transition", "linear_epsilon", "make_train", "observation_encoder", "q_loss",
+    "DQNConfig", "DQNState", "Transition", "epsilon_greedy", "linear_epsilon", "make_train", "observation_encoder", "q_loss",
     "q_network", "td_targets",
 ]
 
@@ -170,6 +170,19 @@ def linear_epsilon(timestep: jax.Array, start: float, finish: float, anneal_step
     return jnp.float32(start) + (jnp.float32(finish) - jnp.float32(start)) * fraction
 
 
+def epsilon_greedy(
+    explore_key: jax.Array, random_key: jax.Array, scores: jax.Array, timestep: jax.Array, config: DQNConfig
+) -> tuple[jax.Array, jax.Array]:
+    """Actions int32[num_envs] greedy in ``scores [num_envs, num_actions]``, uniformly random
+    with probability :func:`linear_epsilon` at ``timestep``; returns ``(action, epsilon)``.
+    ``explore_key`` draws who explores, ``random_key`` the random actions."""
+    epsilon = linear_epsilon(timestep, config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_steps)
+    greedy = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+    random_action = jax.random.randint(random_key, greedy.shape, 0, scores.shape[-1], jnp.int32)
+    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+    return jnp.where(explore, random_action, greedy), epsilon
+
+
 def td_targets(
     reward: jax.Array,
     terminated: jax.Array,
@@ -289,8 +302,6 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
     tx = optax.adam(config.lr)
     reset_envs = jax.vmap(env.reset, in_axes=(0, None))
     step_envs = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    vector_steps_per_train = config.train_frequency // config.num_envs
-    trains_per_update = config.steps_per_update // config.train_frequency
 
     def init(key: jax.Array, env_params: Any) -> DQNState:
         key, net_key, env_key = jax.random.split(key, 3)
@@ -315,13 +326,9 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
     def env_step(state: DQNState, _: None) -> tuple[DQNState, tuple[jax.Array, ...]]:
         """One epsilon-greedy step of all ``num_envs`` envs, stored in the buffer."""
         key, explore_key, random_key, step_key = jax.random.split(state.key, 4)
-        epsilon = linear_epsilon(
-            state.timestep, config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_steps
+        action, epsilon = epsilon_greedy(
+            explore_key, random_key, network.apply(state.params, encode(state.obs)), state.timestep, config
         )
-        greedy = jnp.argmax(network.apply(state.params, encode(state.obs)), axis=-1).astype(jnp.int32)
-        random_action = jax.random.randint(random_key, (config.num_envs,), 0, num_actions, jnp.int32)
-        explore = jax.random.uniform(explore_key, (config.num_envs,)) < epsilon
-        action = jnp.where(explore, random_action, greedy)
         obs, env_state, reward, terminated, _, info = step_envs(
             jax.random.split(step_key, config.num_envs), state.env_state, action, state.env_params
         )
@@ -350,7 +357,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
 
     # Both branches return per-transition values: metrics are reduced outside the cond, so a
     # vmapped run (where the cond becomes a select) reduces them in the same order.
-    update = learner_update(config, tx, loss_fn, env_step, vector_steps_per_train, trains_per_update)
+    update = learner_update(config, tx, loss_fn, env_step)
 
     return Trainer(init=init, update=update, num_updates=config.num_updates,
                    env_steps_per_update=config.steps_per_update)
@@ -361,13 +368,11 @@ def learner_update(
     tx: optax.GradientTransformation,
     loss_fn: Callable[[Any, Any, Transition], tuple[jax.Array, tuple[jax.Array, jax.Array]]],
     env_step: Callable[[Any, None], tuple[Any, tuple[jax.Array, jax.Array, jax.Array]]],
-    vector_steps_per_train: int,
-    trains_per_update: int,
     extra_metrics: Callable[[Any], dict[str, jax.Array]] = lambda state: {},
 ) -> Callable[[Any], tuple[Any, dict[str, jax.Array]]]:
     """The ``update`` of a DQN-style learner, shared by DQN and DηN.
 
-    One update is ``trains_per_update`` times: ``vector_steps_per_train`` scanned
+    One update is ``steps_per_update // train_frequency`` times: ``train_frequency // num_envs`` scanned
     ``env_step``s (returning ``(done, episode_return, epsilon)`` per step), then, once
     ``learning_starts`` steps are in the buffer, a gradient step on a replay batch and,
     every ``target_update_interval`` steps, a (Polyak) target update. ``state`` needs
@@ -376,6 +381,9 @@ def learner_update(
     Metrics: mean finished ``episode_return`` (NaN if none), ``loss``, ``epsilon``,
     ``q_mean`` and ``extra_metrics(state)``.
     """
+
+    vector_steps_per_train = config.train_frequency // config.num_envs
+    trains_per_update = config.steps_per_update // config.train_frequency
 
     def gradient_step(state, batch: Transition):
         (_, (losses, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
