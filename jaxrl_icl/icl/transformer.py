@@ -150,13 +150,13 @@ def rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
-def _attention_weights(config: TransformerConfig, scores, q_pos, k_pos, allowed=None):
-    """Softmax attention weights ``[B, H, Tq, Tk]`` from raw ``q.k`` scores of the same shape.
+def _attention_logits(config: TransformerConfig, scores, q_pos, k_pos, allowed=None):
+    """Masked attention logits ``[B, H, Tq, Tk]`` from raw ``q.k`` scores of the same shape.
 
     ``q_pos [Tq]`` / ``k_pos [Tk]`` are absolute int positions; a key is visible when
-    ``0 <= k_pos <= q_pos`` and, with a window, ``q_pos - k_pos < window`` (each query sees
-    at least itself), and ``allowed [Tq, Tk]`` (bool, optional) is true. Scores are scaled
-    by ``1/sqrt(head_dim)``; ALiBi subtracts ``slope_h * (q_pos - k_pos)``.
+    ``0 <= k_pos <= q_pos`` and, with a window, ``q_pos - k_pos < window``, and ``allowed
+    [Tq, Tk]`` (bool, optional) is true; hidden keys get ``-inf``. Scores are scaled by
+    ``1/sqrt(head_dim)``; ALiBi subtracts ``slope_h * (q_pos - k_pos)``.
     """
     scores = scores / math.sqrt(config.head_dim)
     offset = q_pos[:, None] - k_pos[None, :]  # [Tq, Tk]
@@ -168,8 +168,7 @@ def _attention_weights(config: TransformerConfig, scores, q_pos, k_pos, allowed=
     if config.positions == "alibi":
         slopes = jnp.asarray(alibi_slopes(config.num_heads))
         scores = scores - slopes[:, None, None] * offset.astype(jnp.float32)
-    scores = jnp.where(visible, scores, -jnp.inf)
-    return jax.nn.softmax(scores, axis=-1)
+    return jnp.where(visible, scores, -jnp.inf)
 
 
 # ----------------------------------------------------------------------------- modules
@@ -191,13 +190,35 @@ class _Attention(nn.Module):
             q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
         return q, k, v
 
-    def __call__(self, x, deterministic: bool, positions=None, allowed=None):
-        positions = jnp.arange(x.shape[1]) if positions is None else positions
+    def __call__(self, x, deterministic: bool, positions, num_queries: int = 0):
+        """``x [B, T, W]`` at ``positions [T]``; the last ``num_queries`` tokens are queries that
+        see the context tokens at earlier positions and themselves, never another query.
+
+        Keys are the context tokens only, plus one "self" column for the queries, so the
+        score tensor is ``[B, H, T, T - num_queries + 1]`` rather than ``[B, H, T, T]``.
+        """
         q, k, v = self._qkv(x, positions)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
-        weights = _attention_weights(self.config, scores, positions, positions, allowed)
-        weights = self.drop(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        num_context = x.shape[1] - num_queries
+        k_pos = positions[:num_context]
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k[:, :num_context])
+        allowed = None
+        if num_queries:  # a query sees context strictly before its position
+            is_query = jnp.arange(x.shape[1]) >= num_context
+            allowed = ~(is_query[:, None] & (k_pos[None, :] >= positions[:, None]))
+        logits = _attention_logits(self.config, scores, positions, k_pos, allowed)
+        if not num_queries:
+            weights = self.drop(jax.nn.softmax(logits, axis=-1), deterministic=deterministic)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        else:  # softmax over the context keys plus each query's own key (offset 0: no ALiBi term)
+            own = jnp.einsum("bqhd,bqhd->bhq", q[:, num_context:], k[:, num_context:]) / math.sqrt(self.config.head_dim)
+            own = jnp.concatenate([jnp.full((*own.shape[:2], num_context), -jnp.inf, own.dtype), own], axis=-1)
+            top = jax.lax.stop_gradient(jnp.maximum(jnp.max(logits, axis=-1), own))  # [B, H, T]
+            e, e_own = jnp.exp(logits - top[..., None]), jnp.exp(own - top)
+            total = jnp.sum(e, axis=-1) + e_own
+            weights = self.drop(e / total[..., None], deterministic=deterministic)
+            w_own = self.drop(e_own / total, deterministic=deterministic)
+            own_v = jnp.pad(v[:, num_context:], ((0, 0), (num_context, 0), (0, 0), (0, 0)))
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v[:, :num_context]) + jnp.swapaxes(w_own, 1, 2)[..., None] * own_v
         return self.proj(out.reshape(x.shape))
 
     def step(self, x, keys, values, layer: int, pos):
@@ -211,7 +232,7 @@ class _Attention(nn.Module):
         # Slot s holds the latest position p' <= pos with p' = s (mod S); negative = empty.
         slot_pos = pos - jnp.mod(pos - jnp.arange(slots), slots)
         scores = jnp.einsum("bhd,bhkd->bhk", q[:, 0], keys[:, layer])[:, :, None]
-        weights = _attention_weights(self.config, scores, pos[None], slot_pos)[:, :, 0]
+        weights = jax.nn.softmax(_attention_logits(self.config, scores, pos[None], slot_pos), axis=-1)[:, :, 0]
         out = jnp.einsum("bhk,bhkd->bhd", weights, values[:, layer])
         return self.proj(out.reshape(x.shape)), keys, values
 
@@ -231,8 +252,8 @@ class _Block(nn.Module):
     def _mlp(self, x, deterministic: bool):
         return self.drop(self.out(nn.gelu(self.fc(self.ln2(x)))), deterministic=deterministic)
 
-    def __call__(self, x, deterministic: bool, positions, allowed):
-        x = x + self.drop(self.attn(self.ln1(x), deterministic, positions, allowed), deterministic=deterministic)
+    def __call__(self, x, deterministic: bool, positions, num_queries: int):
+        x = x + self.drop(self.attn(self.ln1(x), deterministic, positions, num_queries), deterministic=deterministic)
         return x + self._mlp(x, deterministic)
 
     def step(self, x, keys, values, layer: int, pos):
@@ -261,17 +282,12 @@ class Transformer(nn.Module):
         length = tokens.shape[1]
         num_context = length - num_queries
         positions = jnp.concatenate([jnp.arange(num_context), jnp.arange(num_queries)])
-        allowed = None
-        if num_queries:  # context keys only (strictly earlier for a query), plus itself
-            is_query = jnp.arange(length) >= num_context
-            allowed = ~is_query[None, :] & ~(is_query[:, None] & (positions[None, :] >= positions[:, None]))
-            allowed |= jnp.eye(length, dtype=bool)
         x = self.embed(tokens)
         if self.config.positions == "learned":
             x = x + self.pos_embed[positions]
         x = self.drop(x, deterministic=deterministic)
         for block in self.blocks:
-            x = block(x, deterministic, positions, allowed)
+            x = block(x, deterministic, positions, num_queries)
         return self.head(self.ln_f(x))
 
     def step(self, cache: KVCache, token):

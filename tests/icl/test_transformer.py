@@ -120,14 +120,14 @@ def test_alibi_bias_is_minus_slope_times_distance():
     cfg = tr.TransformerConfig(d_in=2, d_out=2, width=4, num_layers=1, num_heads=1, max_len=8, positions="alibi")
     attn = tr._Attention(cfg)
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 6, 4))
-    params = attn.init(jax.random.PRNGKey(1), x, True)
+    params = attn.init(jax.random.PRNGKey(1), x, True, jnp.arange(6))
     kernel = params["params"]["qkv"]["kernel"]
     params["params"]["qkv"]["kernel"] = kernel.at[:, :8].set(0.0)  # q and k columns
     params["params"]["qkv"]["bias"] = jnp.zeros(12)
     q, k, _ = attn.apply(params, x, jnp.arange(6), method=tr._Attention._qkv)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
     np.testing.assert_array_equal(scores, 0.0)
-    weights = tr._attention_weights(cfg, scores, jnp.arange(6), jnp.arange(6))[0, 0]
+    weights = jax.nn.softmax(tr._attention_logits(cfg, scores, jnp.arange(6), jnp.arange(6)), axis=-1)[0, 0]
     slope = 2.0**-8
     for t in range(6):
         logits = -slope * (t - np.arange(t + 1))
