@@ -10,6 +10,7 @@ Suites:
   ppo    PPO training steps/s on CartPole-v1, 1/16/256 seeds, vs a PureJaxRL-design reference
   dp     distributional value iteration it/s vs vectorised NumPy; a batch of 64 MDPs (lax.map on CPU); stock-grid cost
   curriculum  ALP-GMM teacher updates/s, 1 and 64 seeds, vs a scikit-learn host implementation
+  icl-torch   AD training tokens/s and evaluation env steps/s vs eager PyTorch (needs torch: .[bench-ref])
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SUITES = {
     "icl": ("icl", "ICLBenchConfig"),
     "dp": ("dp", "DPBenchConfig"),
     "curriculum": ("curriculum", "CurriculumBenchConfig"),
+    "icl-torch": ("icl_torch", "ICLTorchBenchConfig"),
 }
 
 
