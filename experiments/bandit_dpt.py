@@ -57,7 +57,8 @@ class BanditDPTConfig:
     chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
     checkpoint_every_chunks: int = field(5, help="checkpoint every this many chunks")
     dpt: dpt.DPTConfig = dpt.DPTConfig(context_len=100)
-    optim: OptimConfig = OptimConfig(num_updates=1000, batch_size=64, lr=1e-3, warmup_updates=100)
+    # Small batches, many updates: the CPU trade-off measured in experiments.darkroom_dpt.
+    optim: OptimConfig = OptimConfig(num_updates=4000, batch_size=16, lr=1e-3, warmup_updates=100)
 
     def __post_init__(self) -> None:
         for name in ("num_instances", "chunk_updates", "checkpoint_every_chunks"):

@@ -125,14 +125,19 @@ def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: i
     """``(context [B, n, d], query [B, d], label [B])`` for Gaussian bandits.
 
     Each sample: arm means ~ U(0, 1) (or row ``b`` of ``means [B, num_arms]``), a behaviour
-    distribution over arms ~ Dirichlet(1) (from nearly uniform to nearly one arm), ``n``
-    pulls from it with rewards ``mean + noise_std * N(0, 1)``; the label is the best arm.
+    distribution over arms ``(1 - w) * Dirichlet(1) + w * onehot(k)`` with ``w`` uniform on
+    ``{0, 0.1, ..., 1}`` and ``k`` a uniform arm (as in the DPT paper's data: from spread out
+    to all pulls on one arm, so contexts that exploit one arm, as DPT's own online ones do,
+    are in the pretraining distribution), ``n`` pulls from it with rewards ``mean +
+    noise_std * N(0, 1)``; the label is the best arm.
     """
 
     def one(k, given):
-        k_mean, k_pi, k_act, k_noise = jax.random.split(k, 4)
+        k_mean, k_pi, k_weight, k_arm, k_act, k_noise = jax.random.split(k, 6)
         means = jax.random.uniform(k_mean, (num_arms,)) if given is None else given
-        probs = jax.random.dirichlet(k_pi, jnp.ones(num_arms))
+        weight = jax.random.randint(k_weight, (), 0, 11) / 10.0
+        point = jax.nn.one_hot(jax.random.randint(k_arm, (), 0, num_arms), num_arms)
+        probs = (1.0 - weight) * jax.random.dirichlet(k_pi, jnp.ones(num_arms)) + weight * point
         action = jax.random.categorical(k_act, jnp.log(probs), shape=(context_len,))
         reward = means[action] + noise_std * jax.random.normal(k_noise, (context_len,))
         empty = jnp.zeros((context_len, 0))

@@ -61,6 +61,24 @@ def test_bandit_batch_labels_the_best_arm():
     assert len(wins) > 10 and np.mean(wins) > 0.7
 
 
+def test_bandit_behaviour_mixes_in_a_point_mass_on_one_arm():
+    """Behaviour ``(1 - w) Dirichlet(1) + w onehot``, ``w`` uniform on {0, .1, ..., 1}: exactly
+    the ``w = 1`` draws (1 in 11) put every one of 100 pulls on one arm (for ``w <= 0.9`` that has
+    probability below 0.91^100 < 1e-4), and the mean share of the most-pulled arm is far above
+    the Dirichlet-only value."""
+    context, _, _ = jax.jit(dpt.bandit_batch, static_argnums=(1, 2, 3, 4))(jax.random.key(2), 5, 0.3, 100, 4000)
+    counts = np.asarray(context[..., :5]).sum(axis=1)  # [B, 5] pulls per arm
+    single = np.mean(counts.max(axis=1) == 100)
+    assert abs(single - 1 / 11) < 4 * np.sqrt((1 / 11) * (10 / 11) / 4000)
+    # Monte Carlo oracle of the top share under the mixture, from numpy's own Dirichlet draws.
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 11, 20000) / 10
+    probs = (1 - w)[:, None] * rng.dirichlet(np.ones(5), 20000) + w[:, None] * np.eye(5)[rng.integers(0, 5, 20000)]
+    pulls = np.stack([rng.multinomial(100, p) for p in probs])
+    expected = pulls.max(axis=1).mean() / 100
+    assert abs(counts.max(axis=1).mean() / 100 - expected) < 0.02
+
+
 def _tiny(context_len=N):
     cfg = dpt.DPTConfig(context_len=context_len, width=32, num_layers=2, num_heads=2)
     return cfg, dpt.make_model(cfg, 2, 5)
