@@ -22,7 +22,7 @@ TINY = [
     "--optim.num-updates", str(UPDATES), "--optim.batch-size", "8", "--chunk-updates", str(CHUNK),
     "--checkpoint-every-chunks", "1", "--q-learning.num-episodes", "6", "--q-learning.epsilon-decay-episodes", "3",
     "--ad.context-episodes", "2", "--ad.width", "16", "--ad.num-layers", "1", "--ad.num-heads", "2",
-    "--eval-episodes", str(EPISODES), "--eval-seeds", str(SEEDS), "--no-progress",
+    "--eval-episodes", str(EPISODES), "--eval-seeds", str(SEEDS), "--histories-per-goal", "1", "--no-progress",
 ]
 
 
