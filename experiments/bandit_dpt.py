@@ -15,7 +15,7 @@ same ``num_instances`` new bandits as the baselines, without weight updates:
   empirical-mean choice on the same data.
 
 Writes ``config.json``, ``metrics.jsonl``, checkpoints (``--resume``), ``online_regret.png``,
-``offline_suboptimality.png`` and ``summary.json``. The CPU default uses horizon 100
+``offline_suboptimality.png``, ``loss.png`` and ``summary.json``. The CPU default uses horizon 100
 (pretraining attention is quadratic in it); ``--scale paper`` trains at the paper's 500.
 """
 
@@ -37,7 +37,8 @@ from jaxrl_icl.icl.evaluate import evaluate
 from jaxrl_icl.icl.train import OptimConfig, train_one_model
 from jaxrl_icl.rl.bandit_algorithms import run_bandit
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
-from jaxrl_icl.run.plots import confidence_band, plot_curves
+from jaxrl_icl.run.metrics import read_metrics
+from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import open_run, write_json
 
 PROG = "python -m experiments.bandit_dpt"
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None):
                 run.plot_path("offline_suboptimality"), xlabel="pulls in the offline dataset",
                 ylabel="suboptimality of the chosen arm",
                 title=f"Offline (random-behaviour data), {config.num_instances} bandits, 95% bands")
+    log = read_metrics(run.metrics_path)
+    plot_training_loss(log.updates, log.values["loss"], run.plot_path("loss"),
+                       "DPT pretraining loss (best arm, every prefix)")
     summary = {"scale": config.scale, "horizon": horizon, "num_instances": config.num_instances,
                "online_regret_at_horizon": {}, "offline_suboptimality_at_horizon": {}}
     for label, r in regret.items():

@@ -38,7 +38,7 @@ from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.run.config import ConfigError, cli_error, field, parse_cli, require_in, require_nonnegative, \
     require_positive, require_types, with_scale
 from jaxrl_icl.run.metrics import read_metrics
-from jaxrl_icl.run.plots import plot_curves
+from jaxrl_icl.run.plots import plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 
 PROG = "python -m experiments.darkroom_ad"
@@ -180,8 +180,7 @@ def main(argv: list[str] | None = None) -> RunDir:
                 title=f"Algorithm Distillation on {ENV}: held-out goals",
                 hlines={f"optimal ({optimum:.2f})": optimum})
     log = read_metrics(run.metrics_path)
-    plot_curves({"train": (log.updates, log.values["loss"])}, run.plot_path("loss"), xlabel="update",
-                ylabel="cross-entropy", title="AD training loss (next action)")
+    plot_training_loss(log.updates, log.values["loss"], run.plot_path("loss"), "AD training loss (next action)")
 
     mean_curve = ad_rows.mean(axis=0)
     last_chunk = slice(-min(config.chunk_updates, log.updates.size), None)

@@ -16,7 +16,7 @@ vmapped call:
   fixed while the current one runs (:func:`jaxrl_icl.icl.dpt.make_episodic_agent`).
 
 Writes ``config.json``, ``metrics.jsonl`` (loss per update), checkpoints (``--resume``),
-``online_return.png`` and ``summary.json``; prints a table against the optimum (90.9).
+``online_return.png``, ``loss.png`` and ``summary.json``; prints a table against the optimum (90.9).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefil
 from jaxrl_icl.icl.train import OptimConfig, train_one_model
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
 from jaxrl_icl.run.metrics import read_metrics
-from jaxrl_icl.run.plots import confidence_band, plot_curves
+from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import open_run, write_json
 
 PROG = "python -m experiments.darkroom_dpt"
@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None):
                 f"offline, random context ({summary['offline_random_context']:.1f})": summary["offline_random_context"],
                 f"paper, random context ({PAPER_RANDOM_CONTEXT_RETURN})": PAPER_RANDOM_CONTEXT_RETURN},
     )
+    plot_training_loss(log.updates, log.values["loss"], run.plot_path("loss"),
+                       "DPT pretraining loss (optimal action, every prefix)")
     mean, low, high = confidence_band(result["online"][:, -1:])
     print(f"DPT on Dark Room 10x10 held-out goals (optimal {optimum:.1f}):")
     print(f"  offline, random context  {summary['offline_random_context']:6.1f}   (paper {PAPER_RANDOM_CONTEXT_RETURN};"

@@ -186,6 +186,27 @@ def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     return path
 
 
+def moving_average(y: np.ndarray, window: int) -> np.ndarray:
+    """Means of ``window`` consecutive values along the last axis: ``[..., T] -> [..., T - window + 1]``."""
+    y = np.asarray(y, np.float64)
+    if not 1 <= window <= y.shape[-1]:
+        raise ValueError(f"window: must be in [1, {y.shape[-1]}] (the series length), got {window}")
+    sums = np.cumsum(np.concatenate([np.zeros((*y.shape[:-1], 1)), y], axis=-1), axis=-1)
+    return (sums[..., window:] - sums[..., :-window]) / window
+
+
+def plot_training_loss(updates: np.ndarray, loss: np.ndarray, path: str | os.PathLike, title: str,
+                       ylabel: str = "cross-entropy") -> Path:
+    """Loss per update ``loss [num_seeds, T]`` at ``updates [T]``, with its running mean over
+    ``T // 30`` updates (at least 1) drawn on top, so the trend shows through minibatch noise."""
+    loss = np.asarray(loss)
+    window = max(1, loss.shape[-1] // 30)
+    curves = {"per update": (updates, loss)}
+    if window > 1:
+        curves[f"mean of {window} updates"] = (np.asarray(updates)[window - 1:], moving_average(loss, window))
+    return plot_curves(curves, path, xlabel="update", ylabel=ylabel, title=title)
+
+
 def plot_run(run_dir: str | os.PathLike, metric: str, path: str | os.PathLike | None = None) -> Path:
     """Plot ``metric`` of one run against env steps (default ``<run>/<metric>.png``)."""
     run, _ = RunDir.open(run_dir)

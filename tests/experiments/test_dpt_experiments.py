@@ -28,7 +28,8 @@ def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     assert summary["optimal_return"] == pytest.approx(optimum) and summary["held_out_goals"] == 20
     for key in ("offline_random_context", "offline_expert_context", "online_first_episode", "online_last_episode"):
         assert 0.0 <= summary[key] <= 100.0
-    assert (run / "online_return.png").stat().st_size > 0
+    for name in ("online_return.png", "loss.png"):
+        assert (run / name).stat().st_size > 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 20
 
 
@@ -49,7 +50,7 @@ def test_bandit_dpt_writes_regret_of_dpt_and_baselines(tmp_path):
     assert all(row["mean"] >= 0 for row in online.values())
     offline = summary["offline_suboptimality_at_horizon"]
     assert 0.0 <= offline["DPT (offline)"] <= 1.0 and 0.0 <= offline["empirical mean"] <= 1.0
-    for name in ("online_regret.png", "offline_suboptimality.png"):
+    for name in ("online_regret.png", "offline_suboptimality.png", "loss.png"):
         assert (run / name).stat().st_size > 0
 
 

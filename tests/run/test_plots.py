@@ -15,6 +15,7 @@ import pytest
 
 from experiments import plot as plot_cli
 from jaxrl_icl.run.metrics import MetricsWriter
+from jaxrl_icl.run import plots
 from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_run, t_quantile
 from jaxrl_icl.run.rundir import RunDir
 
@@ -162,3 +163,15 @@ def test_cli_as_module(tmp_path):
         cwd=REPO, capture_output=True, text=True, check=False,
     )
     assert failed.returncode == 1 and str(a.path) in failed.stderr and "available: loss, return" in failed.stderr
+
+
+def test_moving_average_matches_convolution_and_rejects_bad_windows(tmp_path):
+    y = np.random.default_rng(0).normal(size=(3, 40))
+    for window in (1, 5, 40):
+        expected = np.stack([np.convolve(row, np.ones(window) / window, mode="valid") for row in y])
+        np.testing.assert_allclose(plots.moving_average(y, window), expected, atol=1e-12)
+    for window in (0, 41):
+        with pytest.raises(ValueError, match="window"):
+            plots.moving_average(y, window)
+    path = plots.plot_training_loss(np.arange(1, 41), y, tmp_path / "loss.png", "loss")
+    assert path.stat().st_size > 0
