@@ -137,12 +137,10 @@ def run(cfg: CurriculumBenchConfig) -> tuple[list[dict], str]:
 
 def plot(rows: list[dict], path) -> None:
     """Bars of teacher updates/s for ours and scikit-learn at each seed count (log axis)."""
-    from jaxrl_icl.run.plots import plot_bars
+    from jaxrl_icl.run.plots import plot_paired_bars
 
-    values = {}
-    for r in rows:
-        seeds = f"{r['seeds']} seed" + ("s" if r["seeds"] != 1 else "")
-        values[f"ours (jax), {seeds}"] = r["ours_updates_per_s"]
-        values[f"scikit-learn, {seeds}"] = r["reference_updates_per_s"]
-    plot_bars(values, path, ylabel="teacher updates / s (all seeds, compile excluded)",
-              title="ALP-GMM: jitted JAX vs scikit-learn host loop", log_scale=True)
+    pairs = {f"{r['seeds']} seed" + ("s" if r["seeds"] != 1 else ""): (r["ours_updates_per_s"],
+                                                                      r["reference_updates_per_s"]) for r in rows}
+    plot_paired_bars(pairs, ("ours (jax)", "scikit-learn"), path,
+                     ylabel="teacher updates / s (all seeds, compile excluded)",
+                     title="ALP-GMM: jitted JAX vs scikit-learn host loop")

@@ -183,11 +183,8 @@ def _table(header: str, rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path) -> None:
     """Bars of ours and torch per measure (train tokens/s, eval env steps/s; log axis)."""
-    from jaxrl_icl.run.plots import plot_bars
+    from jaxrl_icl.run.plots import plot_paired_bars
 
-    values = {}
-    for r in rows:
-        values[f"ours, {r['measure']} ({r['unit']}/s)"] = r["ours_per_s"]
-        values[f"torch, {r['measure']} ({r['unit']}/s)"] = r["torch_per_s"]
-    plot_bars(values, path, ylabel="per second (compile excluded)",
-              title=f"AD: ours (JAX) vs PyTorch ({rows[0]['torch_device']})", log_scale=True)
+    plot_paired_bars({f"{r['measure']} ({r['unit']}/s)": (r["ours_per_s"], r["torch_per_s"]) for r in rows},
+                     ("ours", "torch"), path, ylabel="per second (compile excluded)",
+                     title=f"AD: ours (JAX) vs PyTorch ({rows[0]['torch_device']})")

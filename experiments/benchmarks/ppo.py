@@ -109,11 +109,8 @@ def run(cfg: PPOBenchConfig) -> tuple[list[dict], str]:
 
 def plot(rows: list[dict], path) -> None:
     """Bars of env steps/s for ours and the reference at each seed count (log axis)."""
-    from jaxrl_icl.run.plots import plot_bars
+    from jaxrl_icl.run.plots import plot_paired_bars
 
-    values = {}
-    for r in rows:
-        values[f"ours, {r['seeds']} seeds"] = r["ours_steps_per_s"]
-        values[f"reference, {r['seeds']} seeds"] = r["reference_steps_per_s"]
-    plot_bars(values, path, ylabel="env steps / s (all seeds, compile excluded)",
-              title="PPO on CartPole-v1: ours vs PureJaxRL design", log_scale=True)
+    plot_paired_bars({f"{r['seeds']} seeds": (r["ours_steps_per_s"], r["reference_steps_per_s"]) for r in rows},
+                     ("ours", "reference"), path, ylabel="env steps / s (all seeds, compile excluded)",
+                     title="PPO on CartPole-v1: ours vs PureJaxRL design")

@@ -177,6 +177,17 @@ def plot_bars(
     return _save(fig, path, dpi)
 
 
+def plot_paired_bars(pairs: Mapping[str, tuple[float, float]], names: tuple[str, str], path: str | os.PathLike,
+                     ylabel: str, title: str) -> Path:
+    """Log-scale bars of two implementations side by side: ``case -> (first, second)`` values,
+    labelled ``"<names[0]>, <case>"`` and ``"<names[1]>, <case>"`` (e.g. ours vs a reference)."""
+    values = {}
+    for case, (first, second) in pairs.items():
+        values[f"{names[0]}, {case}"] = first
+        values[f"{names[1]}, {case}"] = second
+    return plot_bars(values, path, ylabel=ylabel, title=title, log_scale=True)
+
+
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     """Render ``fig`` to PNG bytes and write them to ``path`` atomically."""
     buffer = io.BytesIO()
