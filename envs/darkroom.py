@@ -61,6 +61,7 @@ __all__ = [
     "make_key_to_door",
     "manhattan_distance",
     "optimal_action",
+    "optimal_actions",
     "optimal_return",
 ]
 
@@ -334,6 +335,18 @@ def optimal_action(pos: jax.Array, goal: jax.Array) -> jax.Array:
     action = jnp.where(dy > 0, UP, jnp.where(dy < 0, DOWN, STAY))
     action = jnp.where(dx > 0, RIGHT, jnp.where(dx < 0, LEFT, action))
     return action.astype(jnp.int32)
+
+
+def optimal_actions(pos: jax.Array, goal: jax.Array) -> jax.Array:
+    """bool ``[NUM_ACTIONS]``: every shortest-path action from ``pos`` to ``goal`` (int[2] (x, y)).
+
+    The move towards the goal along each axis with a gap (one or two actions), or only
+    ``STAY`` on the goal. :func:`optimal_action` is the x-first one of them. Vmappable.
+    """
+    chex.assert_shape([pos, goal], (2,))
+    dx = goal[0] - pos[0]
+    dy = goal[1] - pos[1]
+    return jnp.array([(dx == 0) & (dy == 0), dy > 0, dy < 0, dx < 0, dx > 0])
 
 
 def optimal_return(goal: jax.Array, start: jax.Array, horizon: Any) -> jax.Array:

@@ -2,8 +2,11 @@
 
 ``python -m experiments.darkroom_dpt [--scale paper] [--optim.num-updates N] [--run-dir DIR]``
 
-Pretraining contexts are uniformly random transitions, labels the optimal action at a
-random query cell (:mod:`jaxrl_icl.icl.dpt`). Evaluation on the held-out goals of
+Pretraining contexts are uniformly random transitions, labels an optimal action at a
+random query cell (:mod:`jaxrl_icl.icl.dpt`): by default a random one where both an x and a
+y move are optimal, which lets the sampled online policy explore beyond its row (4000
+updates on CPU: offline random/expert 44.1/34.5 -> 54.1/57.3, online episode 10 12.6 ->
+16.2); ``--label-ties x_first`` (the paper preset) uses the paper code's x-first labels. Evaluation on the held-out goals of
 :func:`envs.darkroom.dpt_goal_split`, no weight updates, every goal x trial in one jitted
 vmapped call:
 
@@ -42,7 +45,7 @@ from jaxrl_icl.run.rundir import open_run, write_json
 PROG = "python -m experiments.darkroom_dpt"
 PAPER_RANDOM_CONTEXT_RETURN = 61.5
 PRESETS = {"paper": ["--optim.num-updates", "100000", "--optim.batch-size", "128", "--optim.warmup-updates", "2000",
-                     "--trials", "20", "--online-episodes", "40"]}
+                     "--trials", "20", "--online-episodes", "40", "--label-ties", "x_first"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,9 @@ class DarkroomDPTConfig:
     scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (a few minutes) or paper (for a GPU); "
                                            "other flags override it")
     seed: int = field(0, help="seed of pretraining and evaluation")
+    label_ties: Literal["random", "x_first"] = field(
+        "random", help="pretraining label where two moves are optimal: a random one, or the x move "
+        "first as in the paper's code (the paper preset)")
     trials: int = field(20, help="evaluation runs per held-out goal (as the paper)")
     online_episodes: int = field(10, help="episodes of online in-context evaluation")
     chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
@@ -134,7 +140,8 @@ def main(argv: list[str] | None = None):
     model = dpt.make_model(config.dpt, 2, 5)
     trainer = dpt.make_train(
         config.dpt, config.optim, model,
-        lambda key, b: dpt.darkroom_batch(key, train_goals, env.size, config.dpt.context_len, b),
+        lambda key, b: dpt.darkroom_batch(key, train_goals, env.size, config.dpt.context_len, b,
+                                     random_ties=config.label_ties == "random"),
     )
     run = open_run("darkroom_dpt", config, options, resumable=True)
     print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.darkroom import move, optimal_action
+from envs.darkroom import move, optimal_action, optimal_actions
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import InContextAgent, Transition
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
@@ -96,13 +96,17 @@ def query_tokens(state, num_actions: int) -> jax.Array:
 # ----------------------------------------------------------------------------- pretraining data
 
 
-def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int, batch: int):
+def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int, batch: int, *,
+                   random_ties: bool = False):
     """``(context [B, n, d], query [B, d], label [B])`` for Dark Room ``size x size``.
 
     Each sample: a goal drawn from ``goals [G, 2]``, ``n`` uniformly random transitions
     (random cell, random action, the grid's move, reward 1 iff the next cell is the goal),
-    a uniformly random query cell and its optimal action (x gap first, as
-    :func:`envs.darkroom.optimal_action`).
+    a uniformly random query cell and an optimal action there: the x-gap-first one of
+    :func:`envs.darkroom.optimal_action` (the paper's labels), or with ``random_ties`` a
+    uniform one of :func:`envs.darkroom.optimal_actions` (x or y move when both gaps are
+    open). x-first labels make the label marginal under an uncertain goal mostly
+    left/right, so the sampled policy explores along its row; random ties keep it isotropic.
     """
     scale = 1.0 / (size - 1)
 
@@ -115,7 +119,12 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
         reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
         query = jax.random.randint(k_query, (2,), 0, size)
         context = transition_tokens(pos * scale, action, reward, nxt * scale, 5)
-        return context, query_tokens(query * scale, 5), optimal_action(query, goal)
+        if random_ties:
+            allowed = optimal_actions(query, goal)
+            label = jax.random.categorical(jax.random.fold_in(k_query, 1), jnp.where(allowed, 0.0, -jnp.inf))
+        else:
+            label = optimal_action(query, goal)
+        return context, query_tokens(query * scale, 5), label.astype(jnp.int32)
 
     return jax.vmap(one)(jax.random.split(key, batch))
 

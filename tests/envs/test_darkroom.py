@@ -18,6 +18,7 @@ from envs.darkroom import (
     dpt_goal_split,
     make_darkroom,
     optimal_action,
+    optimal_actions,
     optimal_return,
 )
 
@@ -303,3 +304,19 @@ def test_key_to_door_sample_params():
         freq = np.bincount(cells[:, 0] * 9 + cells[:, 1], minlength=81) / n
         assert np.max(np.abs(freq - p)) < 5 * np.sqrt(p * (1 - p) / n)
     assert isinstance(env.reset(jax.random.key(0), env.default_params)[1], KeyToDoorState)
+
+
+def test_optimal_actions_are_exactly_the_distance_reducing_moves():
+    """Brute force: an action is optimal iff it lowers the Manhattan distance by one (or is
+    STAY on the goal); the x-first ``optimal_action`` is always one of them."""
+    goals = all_goals(5)
+    pos, goal = jnp.repeat(goals, 25, axis=0), jnp.tile(goals, (25, 1))
+    mask = np.asarray(jax.vmap(optimal_actions)(pos, goal))
+    first = np.asarray(jax.vmap(optimal_action)(pos, goal))
+    pos, goal = np.asarray(pos), np.asarray(goal)
+    d = np.abs(goal - pos).sum(1)
+    for a, step in MOVES.items():
+        moved = np.clip(pos + np.array(step), 0, 4)
+        expected = np.where(d == 0, a == 0, np.abs(goal - moved).sum(1) == d - 1)
+        np.testing.assert_array_equal(mask[:, a], expected)
+    assert mask[np.arange(len(first)), first].all()

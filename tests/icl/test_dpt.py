@@ -45,6 +45,22 @@ def test_darkroom_batch_follows_the_grid_and_labels_the_optimal_action():
             assert lab == int(optimal_action(jnp.asarray(qpos), jnp.asarray(next(iter(goal_cells)))))
 
 
+def test_darkroom_random_ties_label_every_optimal_move():
+    """With ``random_ties`` each label lowers the distance to the goal by one (brute force; STAY
+    on the goal), and where both an x and a y move do, each is chosen half the time."""
+    goal = np.array([2, 7])
+    _, query, label = dpt.darkroom_batch(jax.random.key(3), jnp.asarray(goal)[None], SIZE, 4, 4000, random_ties=True)
+    q = np.rint(np.asarray(query[:, :2]) * (SIZE - 1)).astype(int)
+    label = np.asarray(label)
+    moves = np.array([(0, 0), (0, 1), (0, -1), (-1, 0), (1, 0)])
+    before = np.abs(goal - q).sum(1)
+    after = np.abs(goal - np.clip(q + moves[label], 0, SIZE - 1)).sum(1)
+    np.testing.assert_array_equal(np.where(before == 0, label == 0, after == before - 1), True)
+    both = (q[:, 0] != goal[0]) & (q[:, 1] != goal[1])
+    y_share = np.isin(label[both], (1, 2)).mean()
+    assert abs(y_share - 0.5) < 4 * np.sqrt(0.25 / both.sum())
+
+
 def test_bandit_batch_labels_the_best_arm():
     context, query, label = jax.jit(dpt.bandit_batch, static_argnums=(1, 2, 3, 4))(jax.random.key(1), 5, 0.3, 400, 64)
     assert context.shape == (64, 400, 7) and query.shape == (64, 7)
