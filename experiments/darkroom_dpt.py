@@ -5,10 +5,10 @@
 Pretraining contexts are uniformly random transitions, labels an optimal action at a
 random query cell (:mod:`jaxrl_icl.icl.dpt`): by default a random one where both an x and a
 y move are optimal, which lets the sampled online policy explore beyond its row (4000
-updates on CPU: offline random/expert 44.1/34.5 -> 54.1/57.3, online episode 10 12.6 ->
-16.2); ``--label-ties x_first`` (the paper preset) uses the paper code's x-first labels. Evaluation on the held-out goals of
-:func:`envs.darkroom.dpt_goal_split`, no weight updates, every goal x trial in one jitted
-vmapped call:
+updates on CPU: offline random/expert 44.1/34.5 -> 51.7/37.2, online episode 10 12.6 ->
+17.9); ``--label-ties x_first`` (the paper preset) uses the paper code's x-first labels.
+Evaluation on the held-out goals of :func:`envs.darkroom.dpt_goal_split`, no weight updates,
+every goal x trial in one jitted vmapped call:
 
 * offline, random context: ``context_len`` random transitions of the goal's task, then
   one greedy episode (paper: 61.5 from data whose own return is 1.1);
