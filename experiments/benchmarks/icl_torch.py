@@ -52,7 +52,6 @@ except ImportError as err:
     sys.exit(f"the icl-torch suite needs PyTorch ({err}): pip install -e .[bench-ref]  (or pip install torch)")
 
 ENV = "darkroom-9x9"
-NUM_TRAIN_GOALS = 65  # histories per Q-learning run in experiments.darkroom_ad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +121,7 @@ def run(cfg: ICLTorchBenchConfig) -> tuple[list[dict], str]:
 
     # (a) training on synthetic histories of the experiment's shape
     rng = np.random.default_rng(cfg.seed)
-    shape = (NUM_TRAIN_GOALS * exp.histories_per_goal, exp.q_learning.num_episodes * horizon)
+    shape = (exp.num_train_goals * exp.histories_per_goal, exp.q_learning.num_episodes * horizon)
     histories = {"obs": rng.integers(0, env.size, (*shape, 2), dtype=np.int32),
                  "action": rng.integers(0, num_actions, shape, dtype=np.int32),
                  "reward": (rng.random(shape) < 0.2).astype(np.float32)}

@@ -121,6 +121,7 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
         context = transition_tokens(pos * scale, action, reward, nxt * scale, 5)
         if random_ties:
             allowed = optimal_actions(query, goal)
+            # a key folded from k_query, so the x-first path keeps its split (and its samples)
             label = jax.random.categorical(jax.random.fold_in(k_query, 1), jnp.where(allowed, 0.0, -jnp.inf))
         else:
             label = optimal_action(query, goal)
