@@ -288,20 +288,24 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default
 
 
-def _flags(cls: type, prefix: tuple[str, ...] = ()) -> list[_Flag]:
+def _flags(cls: type, prefix: tuple[str, ...] = (), base: Any = None) -> list[_Flag]:
+    """The CLI flags of ``cls``; defaults come from ``base`` (the enclosing config's default
+    instance of ``cls``, so ``optim: OptimConfig = OptimConfig(num_updates=4000)`` shows 4000)."""
     hints = _type_hints(cls)
     doc = _docstring_help(cls)
     flags: list[_Flag] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        default = getattr(base, f.name) if base is not None else _default(f)
         if dataclasses.is_dataclass(tp):
-            flags.extend(_flags(tp, prefix + (f.name,)))
+            sub_base = default if default is not dataclasses.MISSING else None
+            flags.extend(_flags(tp, prefix + (f.name,), sub_base))
             continue
         if not prefix and f.name in _RUN_FLAGS:
             raise TypeError(f"{f.name}: config field name clashes with a run-level flag")
         _check_cli_type(tp, f.name)
         help_text = f.metadata.get("help", doc.get(f.name, ""))
-        flags.append(_Flag(prefix + (f.name,), tp, _default(f), help_text))
+        flags.append(_Flag(prefix + (f.name,), tp, default, help_text))
     return flags
 
 

@@ -182,6 +182,20 @@ def test_help_lists_flags_help_text_and_defaults(capsys):
         assert flag in out
 
 
+def test_help_shows_the_enclosing_configs_nested_default(capsys):
+    """A nested config given a non-default instance shows that instance's values, as parsing uses."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        optim: Optim = Optim(lr=0.5)
+
+    assert parse_cli(Outer, [])[0].optim.lr == 0.5
+    with pytest.raises(SystemExit):
+        parse_cli(Outer, ["--help"], prog="demo")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--optim.lr FLOAT Adam step size. (default: 0.5)" in out
+
+
 # ----------------------------------------------------------------------------- validation
 
 
