@@ -20,6 +20,9 @@ every goal x trial in one jitted vmapped call:
 
 Writes ``config.json``, ``metrics.jsonl`` (loss per update), checkpoints (``--resume``),
 ``online_return.png``, ``loss.png`` and ``summary.json``; prints a table against the optimum (90.9).
+The summary also says how often the last online episode reaches the goal at all, and the
+return of an episode after one that reached it and after one that missed it: online returns
+are low when the sampled policy rarely finds the goal, not when it fails to return to it.
 """
 
 from __future__ import annotations
@@ -132,6 +135,19 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
             "random_data": np.asarray(data_return)}
 
 
+def goal_reached_stats(returns: np.ndarray) -> dict[str, float]:
+    """Why an online curve sits where it does, from per-episode returns ``[N, E]`` (E >= 2):
+    the fraction of last episodes that reach the goal at all (return > 0), and the mean
+    return of the episodes that follow an episode which reached it, and of those that follow
+    one which did not (None if there are none)."""
+    reached = returns > 0
+    after, follows = returns[:, 1:], reached[:, :-1]
+    mean = lambda x: float(x.mean()) if x.size else None  # noqa: E731
+    return {"goal_reached_last_episode": float(reached[:, -1].mean()),
+            "return_after_goal_reached": mean(after[follows]),
+            "return_after_goal_missed": mean(after[~follows])}
+
+
 def main(argv: list[str] | None = None):
     argv = with_scale(argv, PRESETS)
     config, options = parse_cli(DarkroomDPTConfig, argv, prog=PROG)
@@ -170,6 +186,8 @@ def main(argv: list[str] | None = None):
         "final_train_accuracy": float(np.mean(log.values["accuracy"][:, -10:])),
     }
     summary["offline_expert_fraction_of_optimal"] = summary["offline_expert_context"] / optimum
+    for name in ("online", "online_episodic"):
+        summary.update({f"{name}_{k}": v for k, v in goal_reached_stats(result[name]).items()})
     summary["online_last_fraction_of_optimal"] = summary["online_last_episode"] / optimum
     write_json(run.path / "summary.json", summary)
 
@@ -196,6 +214,11 @@ def main(argv: list[str] | None = None):
     mean, low, high = confidence_band(result["online_episodic"][:, -1:])
     print(f"  online, previous episode as context, episode 1 -> {config.online_episodes}   "
           f"{episodic_mean[0]:6.1f} -> {mean[0]:.1f} (95% CI {low[0]:.1f}-{high[0]:.1f})")
+    for name, label in (("online", "every transition"), ("online_episodic", "previous episode")):
+        after = {k: "n/a" if summary[f"{name}_return_after_goal_{k}"] is None
+                 else f"{summary[f'{name}_return_after_goal_{k}']:.1f}" for k in ("reached", "missed")}
+        print(f"  online ({label}): goal reached in {summary[name + '_goal_reached_last_episode']:.0%} of last episodes;"
+              f" return after an episode that reached it {after['reached']}, after one that missed it {after['missed']}")
     print(f"run directory: {run.path}")
     return run
 

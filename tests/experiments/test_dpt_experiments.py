@@ -28,9 +28,21 @@ def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     assert summary["optimal_return"] == pytest.approx(optimum) and summary["held_out_goals"] == 20
     for key in ("offline_random_context", "offline_expert_context", "online_first_episode", "online_last_episode"):
         assert 0.0 <= summary[key] <= 100.0
+    for name in ("online", "online_episodic"):
+        assert 0.0 <= summary[f"{name}_goal_reached_last_episode"] <= 1.0
     for name in ("online_return.png", "loss.png"):
         assert (run / name).stat().st_size > 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 20
+
+
+def test_goal_reached_stats_condition_on_the_previous_episode():
+    returns = np.array([[0.0, 50.0, 0.0], [10.0, 0.0, 80.0]])
+    stats = darkroom_dpt.goal_reached_stats(returns)
+    # last episodes: 0 (missed) and 80 (reached); pairs (prev, next): (0,50) (50,0) (10,0) (0,80)
+    assert stats == {"goal_reached_last_episode": 0.5, "return_after_goal_reached": 0.0,
+                     "return_after_goal_missed": 65.0}
+    never = darkroom_dpt.goal_reached_stats(np.zeros((3, 2)))
+    assert never["return_after_goal_reached"] is None and never["return_after_goal_missed"] == 0.0
 
 
 def test_expert_transitions_are_an_optimal_episode():
