@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +34,12 @@ from experiments.bandits import BanditsConfig, algorithms
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import evaluate
-from jaxrl_icl.icl.train import OptimConfig, train_one_model
+from jaxrl_icl.icl.train import OptimConfig, load_trained_params, train_one_model
 from jaxrl_icl.rl.bandit_algorithms import run_bandit
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_training_loss
-from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 
 PROG = "python -m experiments.bandit_dpt"
 NUM_ARMS = 5
@@ -107,11 +107,27 @@ def offline_suboptimality(config: BanditDPTConfig, params, env, tasks) -> dict[s
             "empirical mean": np.asarray(best - jnp.take_along_axis(means, greedy_arm, -1))}
 
 
+def evaluation_tasks(config: BanditDPTConfig):
+    """``(env, tasks)``: the Gaussian bandit with horizon ``dpt.context_len`` and
+    ``num_instances`` bandits drawn from ``config.seed`` (leading axis of ``tasks``)."""
+    env, base = envs.make("bandit-gaussian", max_steps_in_episode=config.dpt.context_len)
+    task_keys = jax.random.split(jax.random.key(config.seed + 3), config.num_instances)
+    return env, jax.vmap(lambda k: env.sample_params(k, base))(task_keys)
+
+
+def load_trained(run_dir) -> tuple[BanditDPTConfig, tr.TransformerConfig, Any]:
+    """``(config, model, params)`` of a run of this experiment (its ``config.json`` and newest
+    checkpoint), e.g. for ``dpt.make_agent(model, NUM_ARMS, dpt.no_state, greedy=False)``."""
+    run, config = RunDir.open(run_dir, BanditDPTConfig)
+    model = dpt.make_model(config.dpt, 0, NUM_ARMS)
+    return config, model, load_trained_params(run.checkpoints, config.optim, lambda k: tr.init(model, k))[1]
+
+
 def main(argv: list[str] | None = None):
     argv = with_scale(argv, PRESETS)
     config, options = parse_cli(BanditDPTConfig, argv, prog=PROG)
     horizon = config.dpt.context_len
-    env, base = envs.make("bandit-gaussian", max_steps_in_episode=horizon)
+    env, tasks = evaluation_tasks(config)
     model = dpt.make_model(config.dpt, 0, NUM_ARMS)
     trainer = dpt.make_train(
         config.dpt, config.optim, model,
@@ -121,8 +137,6 @@ def main(argv: list[str] | None = None):
     print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
                              checkpoint_every_chunks=config.checkpoint_every_chunks)
-    task_keys = jax.random.split(jax.random.key(config.seed + 3), config.num_instances)
-    tasks = jax.vmap(lambda k: env.sample_params(k, base))(task_keys)
     regret = online_regret(config, params, env, tasks)
     offline = offline_suboptimality(config, params, env, tasks)
 

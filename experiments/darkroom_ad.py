@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import numpy as np
@@ -30,9 +30,9 @@ import numpy as np
 import envs
 from envs.darkroom import all_goals, optimal_return
 from experiments.collect_histories import CollectConfig, collect
-from jaxrl_icl.icl import ad
+from jaxrl_icl.icl import TransformerConfig, ad
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
-from jaxrl_icl.icl.train import OptimConfig, train_one_model
+from jaxrl_icl.icl.train import OptimConfig, load_trained_params, train_one_model
 from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.run.config import ConfigError, cli_error, field, parse_cli, require_in, require_nonnegative, \
@@ -132,6 +132,27 @@ def source_returns(histories: dict[str, np.ndarray], horizon: int) -> np.ndarray
     return episode_returns(histories["reward"][:, :steps].astype(np.float64), done[:, :steps], horizon)
 
 
+def evaluate_ad(config: DarkroomADConfig, model: TransformerConfig, params: Any, goals: np.ndarray) -> np.ndarray:
+    """In-context returns ``[goals, eval_seeds, eval_episodes]`` on ``goals int32[N, 2]``: one
+    jitted ``vmap`` over goals and seeds, no weight updates, keys from ``config.seed``."""
+    env, base = envs.make(ENV)
+    tasks = jax.vmap(lambda g: base.replace(goal=g))(jax.numpy.asarray(goals))
+    run_eval = jax.jit(lambda p, k: evaluate(env, tasks, ad.make_agent(config.ad, model), p, k,
+                                             num_steps=config.eval_episodes * env.horizon,
+                                             num_seeds=config.eval_seeds))
+    out = run_eval(params, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
+    return episode_returns(out["reward"], out["done"], env.horizon)
+
+
+def load_trained(run_dir) -> tuple[DarkroomADConfig, TransformerConfig, Any]:
+    """``(config, model, params)`` of a run of this experiment (its ``config.json`` and newest
+    checkpoint), e.g. for ``ad.make_agent(config.ad, model)``."""
+    run, config = RunDir.open(run_dir, DarkroomADConfig)
+    env, base = envs.make(ENV)
+    model = ad.make_model(config.ad, int(np.prod(env.observation_space(base).shape)), env.num_actions, env.horizon)
+    return config, model, load_trained_params(run.checkpoints, config.optim, lambda k: ad.init_params(model, k))[1]
+
+
 def main(argv: list[str] | None = None) -> RunDir:
     argv = with_scale(argv, {"paper": list(PAPER_FLAGS)})
     config, options = parse_cli(DarkroomADConfig, argv, prog=PROG)
@@ -158,15 +179,8 @@ def main(argv: list[str] | None = None) -> RunDir:
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
                              checkpoint_every_chunks=config.checkpoint_every_chunks)
 
-    # In-context evaluation on the held-out goals: [goals, seeds, episodes].
     model = ad.make_model(config.ad, int(np.prod(histories["obs"].shape[2:])), env.num_actions, env.horizon)
-    tasks = jax.vmap(lambda g: base.replace(goal=g))(jax.numpy.asarray(test_goals))
-    run_eval = jax.jit(lambda p, k: evaluate(env, tasks, ad.make_agent(config.ad, model), p, k,
-                                             num_steps=config.eval_episodes * env.horizon,
-                                             num_seeds=config.eval_seeds))
-    out = run_eval(params, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
-    returns = episode_returns(out["reward"], out["done"], env.horizon)
-    ad_rows = returns.reshape(-1, config.eval_episodes)
+    ad_rows = evaluate_ad(config, model, params, test_goals).reshape(-1, config.eval_episodes)
 
     source = source_returns(histories, env.horizon)[_belongs(goal, test_goals), : config.eval_episodes]
     start = np.asarray(env.start, np.int32)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +37,13 @@ import numpy as np
 
 import envs
 from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
-from jaxrl_icl.icl import dpt
+from jaxrl_icl.icl import dpt, transformer
 from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill
-from jaxrl_icl.icl.train import OptimConfig, train_one_model
+from jaxrl_icl.icl.train import OptimConfig, load_trained_params, train_one_model
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_training_loss
-from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 
 PROG = "python -m experiments.darkroom_dpt"
 PAPER_RANDOM_CONTEXT_RETURN = 61.5
@@ -133,6 +133,14 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
     return {"offline_random": result["offline_random"][:, 0], "offline_expert": result["offline_expert"][:, 0],
             "online": result["online"], "online_episodic": result["online_episodic"],
             "random_data": np.asarray(data_return)}
+
+
+def load_trained(run_dir) -> tuple[DarkroomDPTConfig, transformer.TransformerConfig, Any]:
+    """``(config, model, params)`` of a run of this experiment (its ``config.json`` and newest
+    checkpoint), e.g. ``evaluate_dpt(config, params, goals)`` or ``dpt.make_agent(model, ...)``."""
+    run, config = RunDir.open(run_dir, DarkroomDPTConfig)
+    model = dpt.make_model(config.dpt, 2, 5)
+    return config, model, load_trained_params(run.checkpoints, config.optim, lambda k: transformer.init(model, k))[1]
 
 
 def goal_reached_stats(returns: np.ndarray) -> dict[str, float]:

@@ -10,6 +10,7 @@ progress bar, orbax checkpoints and bitwise resume, and ``jax.vmap`` trains many
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxrl_icl.run.checkpoint import restore_latest
 from jaxrl_icl.run.config import require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.sweep import gather_seeds, seed_keys
@@ -160,3 +162,18 @@ def train_one_model(trainer: Trainer, seed: int, run: Any, options: Any, *, chun
         progress=options.progress,
     )
     return jax.tree.map(lambda x: x[0], gather_seeds(state.params))
+
+
+def load_trained_params(checkpoints: str | os.PathLike, optim: OptimConfig,
+                        init_params: Callable[[jax.Array], Any]) -> tuple[int, Any]:
+    """``(update, float32 params)`` from the newest checkpoint that :func:`train_one_model`
+    wrote in ``checkpoints`` (a run's ``checkpoints`` folder), for a model built by
+    ``init_params`` (``key -> params``) and trained with ``optim``.
+
+    Raises :class:`~jaxrl_icl.run.checkpoint.CheckpointError` naming the folder if it holds
+    no checkpoint, or one of another model or optimiser.
+    """
+    trainer = make_supervised_trainer(optim, init_params, lambda *_: None)
+    target = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(seed_keys(0, 1), None)  # shapes and shardings
+    update, state = restore_latest(checkpoints, target)
+    return update, jax.tree.map(lambda x: x[0], gather_seeds(state.params))

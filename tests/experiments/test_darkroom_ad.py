@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
 from experiments import darkroom_ad
+from jaxrl_icl.icl import ad
+from jaxrl_icl.run.checkpoint import CheckpointError
 from jaxrl_icl.run.config import with_scale
 from jaxrl_icl.rl.histories import load_histories, save_histories
 
@@ -69,6 +72,25 @@ def test_summary_optimum_and_source_curve_match_independent_recomputation(run):
     returns = histories["reward"][held].astype(np.float64).reshape(16, -1, H).sum(axis=-1)
     assert summary["source_first_episode_return"] == pytest.approx(returns[:, 0].mean())
     assert summary["source_last_episode_return"] == pytest.approx(returns[:, EPISODES - 1].mean())
+
+
+def test_load_trained_restores_the_evaluated_params(run):
+    """The restored params reproduce the summary's in-context curve; untrained ones do not."""
+    config, model, params = darkroom_ad.load_trained(run)
+    assert config.optim.num_updates == UPDATES and config.eval_episodes == EPISODES
+    summary = json.loads((run / "summary.json").read_text())
+    curve = darkroom_ad.evaluate_ad(config, model, params, held_out_goals()).mean(axis=(0, 1))
+    np.testing.assert_allclose(curve, summary["return_per_episode"], rtol=1e-6)
+    untrained = ad.init_params(model, jax.random.PRNGKey(config.seed))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(untrained)))
+
+
+def test_load_trained_names_a_run_without_checkpoints(run, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run / "config.json", bare / "config.json")
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        darkroom_ad.load_trained(bare)
 
 
 def test_histories_for_another_env_fail_before_any_run_directory(run, tmp_path, capsys):

@@ -15,6 +15,7 @@ import pytest
 
 from envs.darkroom import dpt_goal_split, optimal_return
 from experiments import bandit_dpt, darkroom_dpt
+from jaxrl_icl.icl import transformer as tr
 
 
 def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
@@ -33,6 +34,12 @@ def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     for name in ("online_return.png", "loss.png"):
         assert (run / name).stat().st_size > 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 20
+    # the restored params reproduce the summary's offline numbers
+    config, _, params = darkroom_dpt.load_trained(run)
+    assert config.dpt.context_len == 8 and config.trials == 1
+    result = darkroom_dpt.evaluate_dpt(config, params, test)
+    assert result["offline_random"].mean() == pytest.approx(summary["offline_random_context"], rel=1e-6)
+    assert result["offline_expert"].mean() == pytest.approx(summary["offline_expert_context"], rel=1e-6)
 
 
 def test_goal_reached_stats_condition_on_the_previous_episode():
@@ -64,6 +71,13 @@ def test_bandit_dpt_writes_regret_of_dpt_and_baselines(tmp_path):
     assert 0.0 <= offline["DPT (offline)"] <= 1.0 and 0.0 <= offline["empirical mean"] <= 1.0
     for name in ("online_regret.png", "offline_suboptimality.png", "loss.png"):
         assert (run / name).stat().st_size > 0
+    # the restored params reproduce DPT's offline suboptimality; fresh ones are a different model
+    config, model, params = bandit_dpt.load_trained(run)
+    env, tasks = bandit_dpt.evaluation_tasks(config)
+    restored = bandit_dpt.offline_suboptimality(config, params, env, tasks)["DPT (offline)"][:, -1].mean()
+    assert restored == pytest.approx(offline["DPT (offline)"], rel=1e-6)
+    fresh = tr.init(model, jax.random.key(1))
+    assert not np.array_equal(jax.tree.leaves(fresh)[0], jax.tree.leaves(params)[0])
 
 
 def test_unknown_scale_is_a_cli_error(capsys):
