@@ -26,7 +26,10 @@ import numpy as np
 
 class Transition(NamedTuple):
     """One step ``(obs, action, reward, next_obs, done)``; ``done = terminated | truncated``
-    and ``next_obs`` is the observation the agent sees next (the reset one after ``done``)."""
+    and ``next_obs`` is the observation the step led to, before any auto-reset
+    (``info["final_observation"]``), so ``(obs, action, reward, next_obs)`` is a true
+    transition also at an episode's last step. The agent's next ``obs`` after ``done`` is
+    the reset one."""
 
     obs: jax.Array
     action: jax.Array
@@ -67,10 +70,10 @@ def rollout(
         obs, env_state, carry = state
         act_key, env_key = jax.random.split(step_key)
         action, carry = agent.act(params, carry, obs, act_key)
-        next_obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action, env_params)
+        next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
         done = terminated | truncated
         if learn:
-            carry = agent.observe(params, carry, Transition(obs, action, reward, next_obs, done))
+            carry = agent.observe(params, carry, Transition(obs, action, reward, info["final_observation"], done))
         out = {"reward": reward.astype(jnp.float32), "action": action.astype(jnp.int32), "done": done}
         return (next_obs, env_state, carry), out
 

@@ -41,6 +41,22 @@ def test_rollout_matches_a_direct_env_loop():
     assert int(count) == 45 and float(seen) == expected.sum()
 
 
+def test_observed_transitions_end_where_the_step_led_not_at_the_reset():
+    """At an episode's last step the observed next_obs is the cell moved to (here the goal,
+    with reward 1), not the start cell the env resets to."""
+
+    def observe(params, carry, t: Transition):
+        return carry.at[t.done.astype(jnp.int32)].set(jnp.concatenate([t.next_obs, t.reward[None]]))
+
+    recorder = InContextAgent(init=lambda: jnp.zeros((2, 3)), act=lambda p, c, o, k: (jnp.int32(4), c),
+                              observe=observe)  # always 'right'
+    env, params = envs.make("darkroom-9x9")
+    out = rollout(env, params.replace(goal=jnp.array([8, 4], jnp.int32)), recorder, None, jax.random.key(0), 20)
+    last = out["carry"][1]  # the transition with done = True
+    np.testing.assert_array_equal(last, [8, 4, 1])
+    assert tuple(env.start) == (4, 4)
+
+
 def test_offline_context_is_never_updated_and_online_is():
     env, base = envs.make("darkroom-9x9")
     goals = jnp.array([[0, 0], [8, 8], [4, 6]], jnp.int32)
