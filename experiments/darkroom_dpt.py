@@ -37,8 +37,8 @@ import numpy as np
 
 import envs
 from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
-from jaxrl_icl.icl import dpt, transformer
-from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill
+from jaxrl_icl.icl import dpt, posterior, transformer
+from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig, load_trained_params, train_one_model
 from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
 from jaxrl_icl.run.metrics import read_metrics
@@ -76,6 +76,15 @@ class DarkroomDPTConfig:
         require_nonnegative(self, "seed")
 
 
+# Online evaluations: result name -> label.
+ONLINE = {
+    "online": "DPT, every transition into the context",
+    "online_episodic": "DPT, previous episode as context (paper's code)",
+    "posterior_online": "exact posterior, every transition",
+    "posterior_online_episodic": "exact posterior, previous episode",
+}
+
+
 def random_transitions(key: jax.Array, goal: jax.Array, size: int, n: int) -> Transition:
     """``n`` uniformly random transitions of the task with ``goal`` (raw int positions)."""
     k_pos, k_act = jax.random.split(key)
@@ -99,8 +108,11 @@ def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> 
 
 def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[str, np.ndarray]:
     """Returns per goal x trial: ``offline_random``/``offline_expert`` [N*T] (one greedy
-    episode), ``online`` and ``online_episodic`` [N*T, episodes], and ``random_data`` (the
-    random contexts' own return)."""
+    episode), ``online`` and ``online_episodic`` [N*T, episodes], the same two for the exact
+    posterior policy (``posterior_online``, ``posterior_online_episodic``: a perfectly
+    pretrained DPT, :mod:`jaxrl_icl.icl.posterior`), and ``random_data`` (the random
+    contexts' own return)."""
+    train_goals, _ = dpt_goal_split()
     env, base = envs.make("darkroom-10x10")
     n, horizon = config.dpt.context_len, env.horizon
     model = dpt.make_model(config.dpt, 2, 5)
@@ -126,13 +138,17 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
         out["online"] = evaluate(env, tasks, sampled, params, keys[2], num_steps=horizon * config.online_episodes)
         out["online_episodic"] = evaluate(env, tasks, episodic, params, keys[3],
                                           num_steps=horizon * config.online_episodes)
+        exact = posterior.make_posterior_agent(env.size, train_goals, context_len=n,
+                                               random_ties=config.label_ties == "random")
+        out["posterior_online"] = evaluate(env, tasks, exact, None, keys[2], num_steps=horizon * config.online_episodes)
+        out["posterior_online_episodic"] = evaluate(env, tasks, previous_episode_context(exact), None, keys[3],
+                                                    num_steps=horizon * config.online_episodes)
         return out, data.reward.sum(axis=-1)
 
     out, data_return = run(params)
     result = {name: episode_returns(o["reward"][:, 0], o["done"][:, 0], horizon) for name, o in out.items()}
-    return {"offline_random": result["offline_random"][:, 0], "offline_expert": result["offline_expert"][:, 0],
-            "online": result["online"], "online_episodic": result["online_episodic"],
-            "random_data": np.asarray(data_return)}
+    result["offline_random"], result["offline_expert"] = result["offline_random"][:, 0], result["offline_expert"][:, 0]
+    return {**result, "random_data": np.asarray(data_return)}
 
 
 def load_trained(run_dir) -> tuple[DarkroomDPTConfig, transformer.TransformerConfig, Any]:
@@ -175,8 +191,6 @@ def main(argv: list[str] | None = None):
 
     start = jnp.asarray(env.start, jnp.int32)
     optimum = float(jnp.mean(jax.vmap(lambda g: optimal_return(g, start, env.horizon))(test_goals)))
-    online_mean = result["online"].mean(axis=0)
-    episodic_mean = result["online_episodic"].mean(axis=0)
     log = read_metrics(run.metrics_path)
     summary = {
         "scale": config.scale, "held_out_goals": int(test_goals.shape[0]), "trials": config.trials,
@@ -184,49 +198,44 @@ def main(argv: list[str] | None = None):
         "offline_random_context": float(result["offline_random"].mean()),
         "offline_expert_context": float(result["offline_expert"].mean()),
         "random_context_own_return": float(result["random_data"].mean()),
-        "online_first_episode": float(online_mean[0]),
-        "online_last_episode": float(online_mean[-1]),
-        "online_best_episode": float(online_mean.max()),
-        "online_episodic_first_episode": float(episodic_mean[0]),
-        "online_episodic_last_episode": float(episodic_mean[-1]),
         "paper_offline_random_context": PAPER_RANDOM_CONTEXT_RETURN,
         "final_train_loss": float(np.mean(log.values["loss"][:, -10:])),
         "final_train_accuracy": float(np.mean(log.values["accuracy"][:, -10:])),
     }
     summary["offline_expert_fraction_of_optimal"] = summary["offline_expert_context"] / optimum
-    for name in ("online", "online_episodic"):
-        summary.update({f"{name}_{k}": v for k, v in goal_reached_stats(result[name]).items()})
-    summary["online_last_fraction_of_optimal"] = summary["online_last_episode"] / optimum
+    for name in ONLINE:
+        curve = result[name].mean(axis=0)
+        summary.update({f"{name}_first_episode": float(curve[0]), f"{name}_last_episode": float(curve[-1]),
+                        f"{name}_best_episode": float(curve.max()),
+                        f"{name}_last_fraction_of_optimal": float(curve[-1] / optimum),
+                        **{f"{name}_{k}": v for k, v in goal_reached_stats(result[name]).items()}})
     write_json(run.path / "summary.json", summary)
 
     episodes = np.arange(1, config.online_episodes + 1)
     plot_curves(
-        {"DPT online, every transition into the context": (episodes, result["online"]),
-         "DPT online, previous episode as context (paper's code)": (episodes, result["online_episodic"])},
+        {label: (episodes, result[name]) for name, label in ONLINE.items()},
         run.plot_path("online_return"), xlabel="episode", ylabel="return (held-out goals)",
-        title=f"DPT, Dark Room 10x10, {test_goals.shape[0]} held-out goals x {config.trials} trials",
+        title=f"DPT online, Dark Room 10x10, {test_goals.shape[0]} held-out goals x {config.trials} trials",
         hlines={f"optimal ({optimum:.1f})": optimum,
                 f"offline, expert context ({summary['offline_expert_context']:.1f})": summary["offline_expert_context"],
                 f"offline, random context ({summary['offline_random_context']:.1f})": summary["offline_random_context"],
                 f"paper, random context ({PAPER_RANDOM_CONTEXT_RETURN})": PAPER_RANDOM_CONTEXT_RETURN},
+        figsize=(8.0, 5.0),
     )
     plot_training_loss(log.updates, log.values["loss"], run.plot_path("loss"),
                        "DPT pretraining loss (optimal action, every prefix)")
-    mean, low, high = confidence_band(result["online"][:, -1:])
     print(f"DPT on Dark Room 10x10 held-out goals (optimal {optimum:.1f}):")
     print(f"  offline, random context  {summary['offline_random_context']:6.1f}   (paper {PAPER_RANDOM_CONTEXT_RETURN};"
           f" the contexts' own return {summary['random_context_own_return']:.1f})")
     print(f"  offline, expert context  {summary['offline_expert_context']:6.1f}")
-    print(f"  online, episode 1 -> {config.online_episodes}   {online_mean[0]:6.1f} -> {mean[0]:.1f}"
-          f" (95% CI {low[0]:.1f}-{high[0]:.1f})")
-    mean, low, high = confidence_band(result["online_episodic"][:, -1:])
-    print(f"  online, previous episode as context, episode 1 -> {config.online_episodes}   "
-          f"{episodic_mean[0]:6.1f} -> {mean[0]:.1f} (95% CI {low[0]:.1f}-{high[0]:.1f})")
-    for name, label in (("online", "every transition"), ("online_episodic", "previous episode")):
-        after = {k: "n/a" if summary[f"{name}_return_after_goal_{k}"] is None
-                 else f"{summary[f'{name}_return_after_goal_{k}']:.1f}" for k in ("reached", "missed")}
-        print(f"  online ({label}): goal reached in {summary[name + '_goal_reached_last_episode']:.0%} of last episodes;"
-              f" return after an episode that reached it {after['reached']}, after one that missed it {after['missed']}")
+    print(f"  online, episode 1 -> {config.online_episodes} (95% CI of the last); goal reached in the last episode;"
+          " return after an episode that reached / missed it:")
+    for name, label in ONLINE.items():
+        mean, low, high = confidence_band(result[name][:, -1:])
+        after = ["n/a" if summary[f"{name}_return_after_goal_{k}"] is None
+                 else f"{summary[f'{name}_return_after_goal_{k}']:.1f}" for k in ("reached", "missed")]
+        print(f"    {label:<52} {summary[name + '_first_episode']:5.1f} -> {mean[0]:5.1f} ({low[0]:.1f}-{high[0]:.1f})"
+              f"  {summary[name + '_goal_reached_last_episode']:4.0%}  {after[0]} / {after[1]}")
     print(f"run directory: {run.path}")
     return run
 

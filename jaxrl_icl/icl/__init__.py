@@ -10,7 +10,16 @@ trainer (``train``) and jitted in-context evaluation (``evaluate``).
 """
 
 from jaxrl_icl.icl import ad, dpt
-from jaxrl_icl.icl.evaluate import InContextAgent, Transition, episode_returns, evaluate, prefill, rollout
+from jaxrl_icl.icl.evaluate import (
+    EpisodicCarry,
+    InContextAgent,
+    Transition,
+    episode_returns,
+    evaluate,
+    prefill,
+    previous_episode_context,
+    rollout,
+)
 from jaxrl_icl.icl.tokens import (
     STEP_TOKENS_PER_STEP,
     TRIPLET_TOKENS_PER_STEP,
@@ -40,8 +49,8 @@ from jaxrl_icl.icl.transformer import (
 )
 
 __all__ = [
-    "InContextAgent", "OptimConfig", "Transition", "ad", "dpt", "episode_returns", "evaluate",
-    "make_supervised_trainer", "prefill", "rollout",
+    "EpisodicCarry", "InContextAgent", "OptimConfig", "Transition", "ad", "dpt", "episode_returns", "evaluate",
+    "make_supervised_trainer", "prefill", "previous_episode_context", "rollout",
     "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
     "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step", "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",

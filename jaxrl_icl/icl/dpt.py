@@ -20,14 +20,14 @@ are the argmax (as in the paper).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from envs.darkroom import move, optimal_action, optimal_actions
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import InContextAgent, Transition
+from jaxrl_icl.icl.evaluate import InContextAgent, Transition, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
 from jaxrl_icl.run.config import require_in, require_positive, require_types
 from jaxrl_icl.run.trainer import Trainer
@@ -212,40 +212,15 @@ def make_agent(model: tr.TransformerConfig, num_actions: int, state_fn: Callable
     return InContextAgent(init=init, act=act, observe=observe)
 
 
-class EpisodicContext(NamedTuple):
-    """Context of :func:`make_episodic_agent`: ``acting`` holds the last complete episode
-    (empty during the first), ``building`` the transitions of the current one."""
-
-    acting: tr.KVCache
-    building: tr.KVCache
-
-
 def make_episodic_agent(model: tr.TransformerConfig, num_actions: int,
                         state_fn: Callable[[jax.Array], jax.Array]) -> InContextAgent:
     """DPT for online evaluation as in the paper's code: actions are sampled, and the context
     the agent acts on is the previous complete episode (at most ``context_len`` transitions),
     fixed for the whole of the current episode; the first episode runs with an empty context.
-
-    The current episode is written into a second KV cache as it happens (one token per step,
-    as :func:`make_agent`), which becomes the acting context when the episode ends
-    (``transition.done``); so the cost per step stays one cached token.
+    See :func:`jaxrl_icl.icl.evaluate.previous_episode_context`; the cost per step stays one
+    cached token.
     """
-    inner = make_agent(model, num_actions, state_fn, greedy=False)
-
-    def init():
-        return EpisodicContext(inner.init(), inner.init())
-
-    def act(params, carry: EpisodicContext, obs, key):
-        return inner.act(params, carry.acting, obs, key)[0], carry
-
-    def observe(params, carry: EpisodicContext, t: Transition):
-        building = inner.observe(params, carry.building, t)
-        ended = jnp.asarray(t.done, bool)
-        acting = jax.tree.map(lambda new, old: jnp.where(ended, new, old), building, carry.acting)
-        building = jax.tree.map(lambda empty, cur: jnp.where(ended, empty, cur), inner.init(), building)
-        return EpisodicContext(acting, building)
-
-    return InContextAgent(init=init, act=act, observe=observe)
+    return previous_episode_context(make_agent(model, num_actions, state_fn, greedy=False))
 
 
 def darkroom_state(size: int) -> Callable[[jax.Array], jax.Array]:

@@ -46,6 +46,40 @@ class InContextAgent(NamedTuple):
     observe: Callable[[Any, Any, Transition], Any]
 
 
+class EpisodicCarry(NamedTuple):
+    """Carry of :func:`previous_episode_context`: ``acting`` holds the inner agent's context
+    after the last complete episode (empty during the first), ``building`` the current one's."""
+
+    acting: Any
+    building: Any
+
+
+def previous_episode_context(agent: InContextAgent) -> InContextAgent:
+    """``agent`` acting on the previous complete episode only, fixed while the current one
+    runs (the DPT paper's online protocol); the first episode runs on an empty context.
+
+    The current episode is observed into a second carry as it happens, which becomes the
+    acting one when the episode ends (``transition.done``), so each step still costs one
+    ``observe``.
+    """
+
+    def init():
+        return EpisodicCarry(agent.init(), agent.init())
+
+    def act(params, carry: EpisodicCarry, obs, key):
+        action, acting = agent.act(params, carry.acting, obs, key)
+        return action, carry._replace(acting=acting)
+
+    def observe(params, carry: EpisodicCarry, t: Transition):
+        building = agent.observe(params, carry.building, t)
+        ended = jnp.asarray(t.done, bool)
+        acting = jax.tree.map(lambda new, old: jnp.where(ended, new, old), building, carry.acting)
+        building = jax.tree.map(lambda empty, cur: jnp.where(ended, empty, cur), agent.init(), building)
+        return EpisodicCarry(acting, building)
+
+    return InContextAgent(init=init, act=act, observe=observe)
+
+
 def rollout(
     env: Any,
     env_params: Any,

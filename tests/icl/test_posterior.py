@@ -1,0 +1,109 @@
+"""The exact-posterior DPT policy on Dark Room.
+
+Oracles: a brute-force posterior that checks every goal against every transition of the
+context, labels from brute-force shortest paths, and the closed-form optimal return.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.darkroom import optimal_return
+from jaxrl_icl.icl import posterior
+from jaxrl_icl.icl.evaluate import Transition, evaluate, prefill
+
+SIZE = 5
+MOVES = {0: (0, 0), 1: (0, 1), 2: (0, -1), 3: (-1, 0), 4: (1, 0)}  # stay, up, down, left, right
+
+
+def _step(pos, action):
+    dx, dy = MOVES[action]
+    return min(max(pos[0] + dx, 0), SIZE - 1), min(max(pos[1] + dy, 0), SIZE - 1)
+
+
+def _labels(pos, goal, random_ties):
+    """Brute force: the moves that shorten the Manhattan distance (stay on the goal)."""
+    if pos == goal:
+        return {0: 1.0}
+    dist = lambda p: abs(p[0] - goal[0]) + abs(p[1] - goal[1])  # noqa: E731
+    best = [a for a in range(1, 5) if dist(_step(pos, a)) < dist(pos)]
+    if not random_ties:
+        x_moves = [a for a in best if a in (3, 4)]
+        return {(x_moves or best)[0]: 1.0}
+    return {a: 1.0 / len(best) for a in best}
+
+
+def _brute_force(context, pos, prior_cells, random_ties):
+    """P(a | pos, context) by enumerating goals consistent with every (next cell, reward)."""
+    weights = {g: 1.0 for g in prior_cells
+               if all((nxt == g) == (r > 0) for nxt, r in context)}
+    total = sum(weights.values())
+    probs = np.zeros(5)
+    for g, w in weights.items():
+        for a, p in _labels(pos, g, random_ties).items():
+            probs[a] += w / total * p
+    return probs
+
+
+def _evidence(context, n):
+    ev = posterior.empty_evidence(n)
+    for nxt, r in context:
+        ev = posterior.add_transition(ev, jnp.array(nxt), r, SIZE)
+    return ev
+
+
+@pytest.mark.parametrize("random_ties", [False, True])
+def test_action_probs_match_brute_force_enumeration(random_ties):
+    rng = np.random.default_rng(0)
+    cells = list(itertools.product(range(SIZE), range(SIZE)))
+    for trial in range(30):
+        prior_cells = [cells[i] for i in rng.choice(len(cells), 12, replace=False)]
+        goal = prior_cells[rng.integers(len(prior_cells))]
+        visited = [cells[i] for i in rng.integers(0, len(cells), rng.integers(0, 8))]
+        if trial % 3 == 0:
+            visited.append(goal)  # a context that found the goal
+        context = [(c, float(c == goal)) for c in visited]
+        pos = cells[rng.integers(len(cells))]
+        prior = np.zeros(SIZE * SIZE)
+        prior[[x * SIZE + y for x, y in prior_cells]] = 1.0
+        got = posterior.action_probs(_evidence(context, 16), jnp.array(pos), jnp.asarray(prior), SIZE, random_ties)
+        np.testing.assert_allclose(got, _brute_force(context, pos, prior_cells, random_ties), atol=1e-6)
+
+
+def test_a_reward_outside_the_prior_still_identifies_the_goal():
+    prior = jnp.zeros(SIZE * SIZE).at[0].set(1.0)
+    ev = _evidence([((3, 4), 0.0), ((4, 4), 1.0)], 4)
+    np.testing.assert_allclose(posterior.goal_posterior(ev, prior), np.eye(SIZE * SIZE)[4 * SIZE + 4])
+
+
+def test_when_the_prior_is_excluded_the_unreached_cells_share_the_mass():
+    prior = jnp.zeros(SIZE * SIZE).at[0].set(1.0)
+    ev = _evidence([((0, 0), 0.0), ((0, 1), 0.0)], 4)
+    expected = np.full(SIZE * SIZE, 1.0 / (SIZE * SIZE - 2))
+    expected[[0, 1]] = 0.0
+    np.testing.assert_allclose(posterior.goal_posterior(ev, prior), expected, atol=1e-7)
+
+
+def test_the_window_forgets_the_oldest_transition():
+    prior = jnp.ones(SIZE * SIZE)
+    ev = _evidence([((0, 0), 0.0), ((0, 1), 0.0), ((0, 2), 0.0)], 2)
+    post = np.asarray(posterior.goal_posterior(ev, prior))
+    assert post[0] > 0 and post[1] == 0 and post[2] == 0
+
+
+def test_with_the_goal_in_its_context_the_agent_is_optimal():
+    env, base = envs.make("darkroom-10x10")
+    goals = jnp.array([[7, 3], [0, 9], [9, 9]], jnp.int32)
+    agent = posterior.make_posterior_agent(10, goals, context_len=100, random_ties=True)
+    one = lambda g: Transition(g[None], jnp.zeros(1, jnp.int32), jnp.ones(1), g[None], jnp.zeros(1, bool))  # noqa: E731
+    contexts = jax.vmap(lambda g: prefill(agent, None, one(g)))(goals)
+    tasks = jax.vmap(lambda g: base.replace(goal=g))(goals)
+    out = evaluate(env, tasks, agent, None, jax.random.key(0), num_steps=100, num_seeds=3, contexts=contexts)
+    optimum = jax.vmap(lambda g: optimal_return(g, jnp.zeros(2, jnp.int32), 100))(goals)
+    np.testing.assert_allclose(out["reward"].sum(-1), np.broadcast_to(np.asarray(optimum)[:, None], (3, 3)))
