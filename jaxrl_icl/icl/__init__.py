@@ -1,6 +1,7 @@
 """In-context agents: the causal transformer backbone, token layouts, Algorithm
-Distillation (``ad``), the Decision-Pretrained Transformer (``dpt``), their supervised
-trainer (``train``) and jitted in-context evaluation (``evaluate``).
+Distillation (``ad``), the Decision-Pretrained Transformer (``dpt``) and the exact-posterior
+policy it approximates on Dark Room (``posterior``), their supervised trainer (``train``)
+and jitted in-context evaluation (``evaluate``).
 
 ::
 
@@ -9,7 +10,7 @@ trainer (``train``) and jitted in-context evaluation (``evaluate``).
     from jaxrl_icl.icl import TransformerConfig, init, apply, apply_queries, init_cache, step, peek
 """
 
-from jaxrl_icl.icl import ad, dpt
+from jaxrl_icl.icl import ad, dpt, posterior
 from jaxrl_icl.icl.evaluate import (
     EpisodicCarry,
     InContextAgent,
@@ -50,7 +51,7 @@ from jaxrl_icl.icl.transformer import (
 
 __all__ = [
     "EpisodicCarry", "InContextAgent", "OptimConfig", "Transition", "ad", "dpt", "episode_returns", "evaluate",
-    "make_supervised_trainer", "prefill", "previous_episode_context", "rollout",
+    "make_supervised_trainer", "posterior", "prefill", "previous_episode_context", "rollout",
     "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
     "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step", "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",
