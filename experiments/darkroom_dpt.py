@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None):
                 f"offline, expert context ({summary['offline_expert_context']:.1f})": summary["offline_expert_context"],
                 f"offline, random context ({summary['offline_random_context']:.1f})": summary["offline_random_context"],
                 f"paper, random context ({PAPER_RANDOM_CONTEXT_RETURN})": PAPER_RANDOM_CONTEXT_RETURN},
-        figsize=(8.0, 5.0),
+        figsize=(8.0, 6.0), legend_below=True,
     )
     plot_training_loss(log.updates, log.values["loss"], run.plot_path("loss"),
                        "DPT pretraining loss (optimal action, every prefix)")

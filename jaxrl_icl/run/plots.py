@@ -92,6 +92,7 @@ def plot_curves(
     *,
     figsize: tuple[float, float] = (6.4, 4.0),
     dpi: int = 150,
+    legend_below: bool = False,
 ) -> Path:
     """Draw one mean line with a 95% band per label and write a PNG atomically.
 
@@ -101,6 +102,8 @@ def plot_curves(
       xlabel, ylabel, title: axis labels and optional title.
       hlines: label -> y of a dashed reference line (e.g. an optimal return).
       figsize, dpi: image size is ``figsize * dpi`` pixels.
+      legend_below: put the legend under the axes, in two columns, so that many
+        entries hide no curve.
 
     Returns:
       ``path`` as a Path.
@@ -128,7 +131,10 @@ def plot_curves(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if legend_below:
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    else:
+        ax.legend(fontsize="small")
     return _save(fig, path, dpi)
 
 

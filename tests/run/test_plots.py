@@ -94,6 +94,13 @@ def test_plot_curves_writes_png_of_requested_size(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]  # no temporaries left
 
 
+def test_plot_curves_legend_below_keeps_the_requested_size(tmp_path):
+    x, y = np.arange(5), np.ones((2, 5))
+    out = plot_curves({f"curve {i}": (x, y * i) for i in range(6)}, tmp_path / "c.png", "x", "y",
+                      hlines={"ref": 1.0}, figsize=(5.0, 4.0), dpi=80, legend_below=True)
+    assert png_size(out) == (400, 320)
+
+
 def test_plot_curves_rejects_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="'a'"):
         plot_curves({"a": (np.arange(3), np.zeros((2, 4)))}, tmp_path / "x.png", "x", "y")
