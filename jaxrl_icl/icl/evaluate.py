@@ -60,7 +60,8 @@ def previous_episode_context(agent: InContextAgent) -> InContextAgent:
 
     The current episode is observed into a second carry as it happens, which becomes the
     acting one when the episode ends (``transition.done``), so each step still costs one
-    ``observe``.
+    ``observe``. ``agent`` must grow its context only in ``observe``, as DPT and the exact
+    posterior do; AD, which writes the observation token when it acts, does not fit.
     """
 
     def init():
