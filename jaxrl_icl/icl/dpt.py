@@ -20,7 +20,7 @@ are the argmax (as in the paper).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +96,43 @@ def query_tokens(state, num_actions: int) -> jax.Array:
 # ----------------------------------------------------------------------------- pretraining data
 
 
+class DarkroomSample(NamedTuple):
+    """One Dark Room pretraining sample before tokenising (int cells are (x, y)).
+
+    Attributes:
+      pos, next_pos: int32[n, 2] cell and next cell of each context transition.
+      action: int32[n] its action; reward: float32[n] its reward.
+      query: int32[2] the query cell; goal: int32[2] the task; label: int32[] the target action.
+    """
+
+    pos: jax.Array
+    action: jax.Array
+    next_pos: jax.Array
+    reward: jax.Array
+    query: jax.Array
+    goal: jax.Array
+    label: jax.Array
+
+
+def darkroom_sample(key: jax.Array, goals: jax.Array, size: int, context_len: int, *,
+                    random_ties: bool = False) -> DarkroomSample:
+    """One sample of :func:`darkroom_batch` (the same one for the same key), untokenised."""
+    k_goal, k_pos, k_act, k_query = jax.random.split(key, 4)
+    goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
+    pos = jax.random.randint(k_pos, (context_len, 2), 0, size)
+    action = jax.random.randint(k_act, (context_len,), 0, 5)
+    nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
+    reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
+    query = jax.random.randint(k_query, (2,), 0, size)
+    if random_ties:
+        allowed = optimal_actions(query, goal)
+        # a key folded from k_query, so the x-first path keeps its split (and its samples)
+        label = jax.random.categorical(jax.random.fold_in(k_query, 1), jnp.where(allowed, 0.0, -jnp.inf))
+    else:
+        label = optimal_action(query, goal)
+    return DarkroomSample(pos, action, nxt, reward, query, goal, label.astype(jnp.int32))
+
+
 def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int, batch: int, *,
                    random_ties: bool = False):
     """``(context [B, n, d], query [B, d], label [B])`` for Dark Room ``size x size``.
@@ -111,21 +148,9 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
     scale = 1.0 / (size - 1)
 
     def one(k):
-        k_goal, k_pos, k_act, k_query = jax.random.split(k, 4)
-        goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
-        pos = jax.random.randint(k_pos, (context_len, 2), 0, size)
-        action = jax.random.randint(k_act, (context_len,), 0, 5)
-        nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
-        reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
-        query = jax.random.randint(k_query, (2,), 0, size)
-        context = transition_tokens(pos * scale, action, reward, nxt * scale, 5)
-        if random_ties:
-            allowed = optimal_actions(query, goal)
-            # a key folded from k_query, so the x-first path keeps its split (and its samples)
-            label = jax.random.categorical(jax.random.fold_in(k_query, 1), jnp.where(allowed, 0.0, -jnp.inf))
-        else:
-            label = optimal_action(query, goal)
-        return context, query_tokens(query * scale, 5), label.astype(jnp.int32)
+        s = darkroom_sample(k, goals, size, context_len, random_ties=random_ties)
+        context = transition_tokens(s.pos * scale, s.action, s.reward, s.next_pos * scale, 5)
+        return context, query_tokens(s.query * scale, 5), s.label
 
     return jax.vmap(one)(jax.random.split(key, batch))
 

@@ -11,7 +11,8 @@ transition of the context ``D`` agrees with (reward 1 exactly when the next cell
 Sampling an action from it at every step is what a perfectly pretrained DPT does online.
 It shows how far a trained model is from that limit, and where the limit lies: it explores
 by per-step sampling from the marginal over goals, not by committing to one goal for an
-episode as posterior sampling does.
+episode as posterior sampling does. Its cross-entropy on the pretraining data
+(:func:`loss_floor`) is the lowest pretraining loss any DPT can reach.
 
 In Dark Room only one cell is ever rewarded, so a reward in the context identifies the goal.
 That holds even at a cell outside the prior's support, as for a held-out goal, where the
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from envs.darkroom import all_goals, optimal_action, optimal_actions
+from jaxrl_icl.icl.dpt import darkroom_sample
 from jaxrl_icl.icl.evaluate import InContextAgent, Transition
 
 
@@ -109,3 +111,29 @@ def make_posterior_agent(size: int, prior_goals: jax.Array, *, context_len: int,
         return add_transition(evidence, jnp.asarray(t.next_obs, jnp.int32), t.reward, size)
 
     return InContextAgent(init=lambda: empty_evidence(context_len), act=act, observe=observe)
+
+
+def loss_floor(key: jax.Array, goals: jax.Array, size: int, context_len: int, *, random_ties: bool,
+               num_samples: int = 4096) -> tuple[float, float]:
+    """``(mean, standard error)``: the exact posterior's cross-entropy on DPT's Dark Room
+    pretraining data (:func:`jaxrl_icl.icl.dpt.darkroom_sample` with ``goals`` as the prior),
+    averaged over the prefixes 0..n of each context as :func:`jaxrl_icl.icl.dpt.prefix_loss`
+    does; a Monte Carlo estimate over ``num_samples`` samples, in nats. No model can have a
+    lower expected pretraining loss: the gap to it is what training has left to learn.
+    """
+    if num_samples < 2:
+        raise ValueError(f"num_samples: must be >= 2, got {num_samples}")
+    prior = jnp.zeros(size * size).at[goals[:, 0] * size + goals[:, 1]].set(1.0)
+
+    def one(k):
+        s = darkroom_sample(k, goals, size, context_len, random_ties=random_ties)
+        nll = lambda ev: -jnp.log(action_probs(ev, s.query, prior, size, random_ties)[s.label])  # noqa: E731
+
+        def body(ev, t):
+            return add_transition(ev, t[0], t[1], size), nll(ev)
+
+        ev, before = jax.lax.scan(body, empty_evidence(max(context_len, 1)), (s.next_pos, s.reward))
+        return jnp.mean(jnp.concatenate([before, nll(ev)[None]]))
+
+    losses = jax.jit(jax.vmap(one))(jax.random.split(key, num_samples))
+    return float(jnp.mean(losses)), float(jnp.std(losses) / jnp.sqrt(num_samples))

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.rundir import RunDir, write_atomic
@@ -126,6 +126,8 @@ def plot_curves(
     for i, (label, value) in enumerate((hlines or {}).items()):
         color, dash = styles[i % len(styles)]
         ax.axhline(value, color=color, linestyle=dash, linewidth=1.2, label=label)
+    if all(np.issubdtype(np.asarray(x).dtype, np.integer) for x, _ in curves.values()):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes, updates: no 2.5 ticks
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -213,15 +215,17 @@ def moving_average(y: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_training_loss(updates: np.ndarray, loss: np.ndarray, path: str | os.PathLike, title: str,
-                       ylabel: str = "cross-entropy") -> Path:
+                       ylabel: str = "cross-entropy", floor: tuple[str, float] | None = None) -> Path:
     """Loss per update ``loss [num_seeds, T]`` at ``updates [T]``, with its running mean over
-    ``T // 30`` updates (at least 1) drawn on top, so the trend shows through minibatch noise."""
+    ``T // 30`` updates (at least 1) drawn on top, so the trend shows through minibatch noise.
+    ``floor = (label, value)`` draws the lowest reachable loss as a dashed line."""
     loss = np.asarray(loss)
     window = max(1, loss.shape[-1] // 30)
     curves = {"per update": (updates, loss)}
     if window > 1:
         curves[f"mean of {window} updates"] = (np.asarray(updates)[window - 1:], moving_average(loss, window))
-    return plot_curves(curves, path, xlabel="update", ylabel=ylabel, title=title)
+    return plot_curves(curves, path, xlabel="update", ylabel=ylabel, title=title,
+                       hlines=None if floor is None else {floor[0]: floor[1]})
 
 
 def plot_run(run_dir: str | os.PathLike, metric: str, path: str | os.PathLike | None = None) -> Path:

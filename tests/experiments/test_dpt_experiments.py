@@ -29,8 +29,9 @@ def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     assert summary["optimal_return"] == pytest.approx(optimum) and summary["held_out_goals"] == 20
     for key in ("offline_random_context", "offline_expert_context", "online_first_episode", "online_last_episode"):
         assert 0.0 <= summary[key] <= 100.0
-    for name in ("online", "online_episodic"):
+    for name in ("online", "online_episodic", "posterior_online", "posterior_online_episodic"):
         assert 0.0 <= summary[f"{name}_goal_reached_last_episode"] <= 1.0
+    assert 0.0 < summary["pretraining_loss_floor"] < np.log(5)
     for name in ("online_return.png", "loss.png"):
         assert (run / name).stat().st_size > 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 20

@@ -107,3 +107,21 @@ def test_with_the_goal_in_its_context_the_agent_is_optimal():
     out = evaluate(env, tasks, agent, None, jax.random.key(0), num_steps=100, num_seeds=3, contexts=contexts)
     optimum = jax.vmap(lambda g: optimal_return(g, jnp.zeros(2, jnp.int32), 100))(goals)
     np.testing.assert_allclose(out["reward"].sum(-1), np.broadcast_to(np.asarray(optimum)[:, None], (3, 3)))
+
+
+@pytest.mark.parametrize("random_ties", [False, True])
+def test_loss_floor_without_context_is_the_prior_predictives_entropy(random_ties):
+    """With no context the floor is the mean over query cells of the entropy of the label's
+    prior predictive (brute force); a context can only lower it."""
+    cells = list(itertools.product(range(SIZE), range(SIZE)))
+    prior_cells = [cells[i] for i in (0, 3, 7, 12, 18, 24)]
+    entropies = []
+    for pos in cells:
+        p = _brute_force([], pos, prior_cells, random_ties)
+        entropies.append(-np.sum(p[p > 0] * np.log(p[p > 0])))
+    goals = jnp.array(prior_cells, jnp.int32)
+    mean, err = posterior.loss_floor(jax.random.key(0), goals, SIZE, 0, random_ties=random_ties, num_samples=20_000)
+    assert abs(mean - np.mean(entropies)) < 5 * err + 1e-6
+    with_context, _ = posterior.loss_floor(jax.random.key(1), goals, SIZE, 20, random_ties=random_ties,
+                                           num_samples=2_000)
+    assert with_context < mean - 0.05
