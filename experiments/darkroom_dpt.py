@@ -22,7 +22,8 @@ every goal x trial in one jitted vmapped call:
   curve is the most this protocol allows. It samples each step from the marginal over
   goals and does not commit to one, so it explores slowly: with random ties it is at
   about 80% of the optimum after 10 episodes and 89-90% after 20; with x-first labels,
-  79% after 20.
+  79% after 20. Measured at episode 20 (previous-episode protocol, random ties): DPT
+  after 4000 updates 29.4, after 16,000 updates 63.9; the exact posterior 80.5.
 
 Writes ``config.json``, ``metrics.jsonl`` (loss per update), checkpoints (``--resume``),
 ``online_return.png``, ``loss.png`` (with the exact posterior's loss, the floor no DPT
