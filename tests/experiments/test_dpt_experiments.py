@@ -16,6 +16,7 @@ import pytest
 from envs.darkroom import dpt_goal_split, optimal_return
 from experiments import bandit_dpt, darkroom_dpt
 from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.run.config import parse_cli, with_scale
 
 
 def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
@@ -85,3 +86,22 @@ def test_unknown_scale_is_a_cli_error(capsys):
     with pytest.raises(SystemExit) as err:
         bandit_dpt.main(["--scale", "huge"])
     assert err.value.code == 2 and "--scale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, cls, expected", [
+    (darkroom_dpt, darkroom_dpt.DarkroomDPTConfig,
+     {"optim.num_updates": 100_000, "optim.batch_size": 128, "online_episodes": 40, "label_ties": "x_first"}),
+    (bandit_dpt, bandit_dpt.BanditDPTConfig,
+     {"dpt.context_len": 500, "optim.num_updates": 50_000, "optim.lr": 1e-4}),
+])
+def test_paper_presets_parse_and_later_flags_override_them(module, cls, expected):
+    """The paper presets (run on a GPU only) stay valid configs with the paper's sizes."""
+    config, _ = parse_cli(cls, with_scale(["--scale", "paper", "--seed", "3"], module.PRESETS))
+    for name, value in expected.items():
+        got = config
+        for part in name.split("."):
+            got = getattr(got, part)
+        assert got == value, name
+    assert config.scale == "paper" and config.seed == 3
+    overridden, _ = parse_cli(cls, with_scale(["--scale", "paper", "--optim.num-updates", "7"], module.PRESETS))
+    assert overridden.optim.num_updates == 7
