@@ -84,6 +84,11 @@ class DarkroomDPTConfig:
             require_positive(self, name)
         require_nonnegative(self, "seed")
 
+    @property
+    def random_ties(self) -> bool:
+        """Whether pretraining labels (and the exact posterior) break x/y ties at random."""
+        return self.label_ties == "random"
+
 
 # Online evaluations: result name -> label.
 ONLINE = {
@@ -135,7 +140,6 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
     def run(params):
         greedy = dpt.make_agent(model, 5, state, greedy=True)
         sampled = dpt.make_agent(model, 5, state, greedy=False)
-        episodic = dpt.make_episodic_agent(model, 5, state)
         data = jax.vmap(lambda k, g: random_transitions(k, g, env.size, n))(
             jax.random.split(keys[0], tasks_goals.shape[0]), tasks_goals)
         expert = jax.vmap(lambda g: expert_transitions(g, start, env.size, n))(tasks_goals)
@@ -144,14 +148,13 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[st
             contexts = jax.vmap(lambda t: prefill(greedy, params, t))(ctx)
             out[name] = evaluate(env, tasks, greedy, params, keys[1], num_steps=horizon, learn=False,
                                  contexts=contexts)
-        out["online"] = evaluate(env, tasks, sampled, params, keys[2], num_steps=horizon * config.online_episodes)
-        out["online_episodic"] = evaluate(env, tasks, episodic, params, keys[3],
-                                          num_steps=horizon * config.online_episodes)
-        exact = posterior.make_posterior_agent(env.size, train_goals, context_len=n,
-                                               random_ties=config.label_ties == "random")
-        out["posterior_online"] = evaluate(env, tasks, exact, None, keys[2], num_steps=horizon * config.online_episodes)
-        out["posterior_online_episodic"] = evaluate(env, tasks, previous_episode_context(exact), None, keys[3],
-                                                    num_steps=horizon * config.online_episodes)
+        steps = horizon * config.online_episodes
+        exact = posterior.make_posterior_agent(env.size, train_goals, context_len=n, random_ties=config.random_ties)
+        # each protocol's key is shared by DPT and the exact posterior: the same env randomness
+        for prefix, agent, agent_params in (("", sampled, params), ("posterior_", exact, None)):
+            out[prefix + "online"] = evaluate(env, tasks, agent, agent_params, keys[2], num_steps=steps)
+            out[prefix + "online_episodic"] = evaluate(env, tasks, previous_episode_context(agent), agent_params,
+                                                       keys[3], num_steps=steps)
         return out, data.reward.sum(axis=-1)
 
     out, data_return = run(params)
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None):
     trainer = dpt.make_train(
         config.dpt, config.optim, model,
         lambda key, b: dpt.darkroom_batch(key, train_goals, env.size, config.dpt.context_len, b,
-                                     random_ties=config.label_ties == "random"),
+                                     random_ties=config.random_ties),
     )
     run = open_run("darkroom_dpt", config, options, resumable=True)
     print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None):
         "final_train_accuracy": float(np.mean(log.values["accuracy"][:, -config.chunk_updates:])),
     }
     floor, floor_err = posterior.loss_floor(jax.random.key(config.seed + 2), train_goals, env.size,
-                                            config.dpt.context_len, random_ties=config.label_ties == "random")
+                                            config.dpt.context_len, random_ties=config.random_ties)
     summary.update(pretraining_loss_floor=floor, pretraining_loss_floor_stderr=floor_err)
     summary["offline_expert_fraction_of_optimal"] = summary["offline_expert_context"] / optimum
     for name in ONLINE:

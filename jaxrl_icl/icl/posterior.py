@@ -50,6 +50,16 @@ class GoalEvidence(NamedTuple):
     count: jax.Array
 
 
+def flat_cells(cells: jax.Array, size: int) -> jax.Array:
+    """Flat indices ``x * size + y`` of int cells ``[..., 2]`` (the order of :func:`envs.darkroom.all_goals`)."""
+    return cells[..., 0] * size + cells[..., 1]
+
+
+def uniform_prior(goals: jax.Array, size: int) -> jax.Array:
+    """float32[size * size]: weight 1 on each cell of ``goals [G, 2]``, 0 elsewhere."""
+    return jnp.zeros(size * size).at[flat_cells(goals, size)].set(1.0)
+
+
 def empty_evidence(context_len: int) -> GoalEvidence:
     """An empty context of ``context_len`` transitions."""
     if context_len < 1:
@@ -61,7 +71,7 @@ def empty_evidence(context_len: int) -> GoalEvidence:
 def add_transition(evidence: GoalEvidence, next_cell: jax.Array, reward: jax.Array, size: int) -> GoalEvidence:
     """``evidence`` with the transition to ``next_cell`` (int[2]) with ``reward`` added (the oldest dropped when full)."""
     slot = evidence.count % evidence.cell.shape[0]
-    return GoalEvidence(evidence.cell.at[slot].set(next_cell[0] * size + next_cell[1]),
+    return GoalEvidence(evidence.cell.at[slot].set(flat_cells(next_cell, size)),
                         evidence.reward.at[slot].set(jnp.asarray(reward, jnp.float32)),
                         evidence.valid.at[slot].set(True), evidence.count + 1)
 
@@ -101,7 +111,7 @@ def make_posterior_agent(size: int, prior_goals: jax.Array, *, context_len: int,
     sampled from :func:`action_probs`. It has no parameters (pass ``None``). Wrap it in
     :func:`jaxrl_icl.icl.evaluate.previous_episode_context` for the paper's online protocol.
     """
-    prior = jnp.zeros(size * size).at[prior_goals[:, 0] * size + prior_goals[:, 1]].set(1.0)
+    prior = uniform_prior(prior_goals, size)
 
     def act(params, evidence: GoalEvidence, obs, key):
         probs = action_probs(evidence, jnp.asarray(obs, jnp.int32), prior, size, random_ties)
@@ -123,11 +133,12 @@ def loss_floor(key: jax.Array, goals: jax.Array, size: int, context_len: int, *,
     """
     if num_samples < 2:
         raise ValueError(f"num_samples: must be >= 2, got {num_samples}")
-    prior = jnp.zeros(size * size).at[goals[:, 0] * size + goals[:, 1]].set(1.0)
+    prior = uniform_prior(goals, size)
 
     def one(k):
         s = darkroom_sample(k, goals, size, context_len, random_ties=random_ties)
-        nll = lambda ev: -jnp.log(action_probs(ev, s.query, prior, size, random_ties)[s.label])  # noqa: E731
+        label_given_goal = label_distribution(s.query, size, random_ties)[:, s.label]  # the query is fixed
+        nll = lambda ev: -jnp.log(goal_posterior(ev, prior) @ label_given_goal)  # noqa: E731
 
         def body(ev, t):
             return add_transition(ev, t[0], t[1], size), nll(ev)
