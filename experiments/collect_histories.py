@@ -30,7 +30,8 @@ from jaxrl_icl.rl.histories import compact_histories, histories_from_metrics, nb
 from jaxrl_icl.rl import ppo, q_learning
 from jaxrl_icl.rl.ppo import PPOConfig
 from jaxrl_icl.rl.q_learning import QLearningConfig
-from jaxrl_icl.run.config import ConfigError, config_to_dict, parse_cli, require_types
+from jaxrl_icl.config import ConfigError, config_to_dict, require_types
+from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import RunDir, write_json
 

@@ -56,7 +56,8 @@ from gymnax.environments import environment
 from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, teacher_for
 from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
-from jaxrl_icl.run.config import ConfigError, field, parse_cli, require_divides, require_positive, require_types
+from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
+from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.plots import confidence_band, plot_curves, t_quantile
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds

@@ -31,7 +31,8 @@ from jaxrl_icl.curriculum import (
     RIACConfig,
     teacher_for,
 )
-from jaxrl_icl.run.config import ConfigError, parse_cli, require_divides, require_positive, require_types
+from jaxrl_icl.config import ConfigError, require_divides, require_positive, require_types
+from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.plots import confidence_band, plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds

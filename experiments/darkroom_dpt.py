@@ -48,8 +48,10 @@ import envs
 from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
 from jaxrl_icl.icl import dpt, posterior, transformer
 from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill, previous_episode_context
-from jaxrl_icl.icl.train import OptimConfig, load_trained_params, train_one_model
-from jaxrl_icl.run.config import field, parse_cli, require_nonnegative, require_positive, with_scale
+from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.run.models import load_trained_params, train_one_model
+from jaxrl_icl.config import field, require_nonnegative, require_positive
+from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json

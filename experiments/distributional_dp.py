@@ -49,7 +49,8 @@ from jaxrl_icl.distributional import (
     threshold_probability,
     threshold_utility,
 )
-from jaxrl_icl.run.config import field, parse_cli, require_in, require_positive, require_types
+from jaxrl_icl.config import field, require_in, require_positive, require_types
+from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 
 ALPHAS = (0.1, 0.25, 0.5)

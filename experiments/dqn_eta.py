@@ -46,7 +46,8 @@ from jaxrl_icl.distributional.dqn import make_train as make_eta_train
 from jaxrl_icl.distributional.stock import StockResult
 from jaxrl_icl.rl.dqn import DQNConfig, q_network
 from jaxrl_icl.rl.dqn import make_train as make_dqn_train
-from jaxrl_icl.run.config import ConfigError, field, parse_cli, require_in, require_positive, require_types, with_scale
+from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
+from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import seed_keys

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from experiments.bench_ref.alp_gmm_sklearn import SklearnALPGMM
 from experiments.benchmarks.timing import time_jitted
 from jaxrl_icl.curriculum import ALPGMMConfig, alp_gmm
-from jaxrl_icl.run.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_positive
 
 LOW, HIGH = (0.0, 0.0), (1.0, 1.0)
 

@@ -35,7 +35,7 @@ from jaxrl_icl.distributional import (
     stock_backward_induction,
     value_iteration,
 )
-from jaxrl_icl.run.config import require_in, require_positive
+from jaxrl_icl.config import require_in, require_positive
 
 STOCK_SIZES = (8, 16, 32, 64)
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 import envs
-from jaxrl_icl.run.config import require_positive
+from jaxrl_icl.config import require_positive
 
 REFERENCE = "gymnax:CartPole-v1"
 OWN_ENVS = (

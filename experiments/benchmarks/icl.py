@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.run.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_positive
 from experiments.benchmarks.timing import time_jitted
 
 

@@ -42,7 +42,8 @@ from experiments.benchmarks.timing import time_jitted
 from experiments.darkroom_ad import PAPER_FLAGS, DarkroomADConfig
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl.evaluate import evaluate
-from jaxrl_icl.run.config import ConfigError, field, parse_cli, require_positive
+from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.run.config import parse_cli
 
 try:  # the optional bench-ref extra; fail before the benchmark makes its run directory
     import torch

@@ -21,7 +21,7 @@ import jax
 import envs
 from experiments.bench_ref import purejaxrl_ppo
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
-from jaxrl_icl.run.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_positive
 from experiments.benchmarks.timing import time_jitted
 
 ENV = "gymnax:CartPole-v1"

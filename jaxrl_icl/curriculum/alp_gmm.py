@@ -27,7 +27,7 @@ from flax import struct
 
 from jaxrl_icl.curriculum import gmm as gmm_lib
 from jaxrl_icl.curriculum import gmm_teacher
-from jaxrl_icl.run.config import require_positive
+from jaxrl_icl.config import require_positive
 
 
 @dataclasses.dataclass(frozen=True)

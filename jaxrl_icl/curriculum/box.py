@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 
 def validate_box(cfg: Any) -> None:

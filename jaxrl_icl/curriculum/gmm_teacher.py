@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxrl_icl.batching import batch_function
 from jaxrl_icl.curriculum import gmm as gmm_lib
 from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
-from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
+from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
 
 State = TypeVar("State")
 

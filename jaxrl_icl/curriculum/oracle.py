@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs import curriculum_toy as toy
-from jaxrl_icl.run.config import require_positive, require_types
+from jaxrl_icl.config import require_positive, require_types
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_icl.curriculum.box import uniform_in_box, validate_box
-from jaxrl_icl.run.config import require_types
+from jaxrl_icl.config import require_types
 
 
 @dataclasses.dataclass(frozen=True)

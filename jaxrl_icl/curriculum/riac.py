@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_icl.curriculum.box import uniform_in_box, validate_box
-from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
+from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,8 +53,8 @@ from jaxrl_icl.distributional.stock import (
 from jaxrl_icl.rl.dqn import DQNConfig, Transition, epsilon_greedy, learner_update, observation_encoder
 from jaxrl_icl.rl.networks import MLP
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init
-from jaxrl_icl.run.config import ConfigError, require_in, require_positive, require_types
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
+from jaxrl_icl.trainer import Trainer
 
 __all__ = [
     "DQNEtaAgent",

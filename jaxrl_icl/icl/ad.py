@@ -40,8 +40,8 @@ from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import InContextAgent, Transition
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
 from jaxrl_icl.rl.histories import load_histories
-from jaxrl_icl.run.config import require_in, require_positive, require_types
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.config import require_in, require_positive, require_types
+from jaxrl_icl.trainer import Trainer
 
 __all__ = [
     "ADCarry",

@@ -29,8 +29,8 @@ from envs.darkroom import move, optimal_action, optimal_actions
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import InContextAgent, Transition, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
-from jaxrl_icl.run.config import require_in, require_positive, require_types
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.config import require_in, require_positive, require_types
+from jaxrl_icl.trainer import Trainer
 
 
 @dataclasses.dataclass(frozen=True)

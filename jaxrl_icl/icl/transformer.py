@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxrl_icl.run.config import ConfigError, require_divides, require_in, require_positive, require_types
+from jaxrl_icl.config import ConfigError, require_divides, require_in, require_positive, require_types
 
 Positions = Literal["learned", "alibi", "rope"]
 

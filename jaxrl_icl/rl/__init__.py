@@ -1,7 +1,7 @@
 """Source RL algorithms that record learning histories.
 
 Each algorithm module has ``make_train(config, env, env_params=None) -> Trainer`` (see
-:mod:`jaxrl_icl.run.trainer`); they are exported here under the algorithm's name::
+:mod:`jaxrl_icl.trainer`); they are exported here under the algorithm's name::
 
     from jaxrl_icl.rl import PPOConfig, make_ppo_train
     train = make_ppo_train(PPOConfig(), env, params)

@@ -1,7 +1,7 @@
 """Deep Q-Networks (Mnih et al. 2015), optionally double (van Hasselt et al. 2016), as one
 pure ``make_train`` closure.
 
-``make_train(config, env)`` returns a :class:`~jaxrl_icl.run.trainer.Trainer`. The runner
+``make_train(config, env)`` returns a :class:`~jaxrl_icl.trainer.Trainer`. The runner
 state holds the online and target Q-networks, Adam state, a replay ring buffer
 (:mod:`jaxrl_icl.rl.replay`) and ``num_envs`` environments. One ``update`` runs
 ``steps_per_update`` env steps; every ``train_frequency`` env steps the agent makes one
@@ -33,14 +33,8 @@ from gymnax.environments import spaces
 from envs.wrappers import EpisodeStats
 from jaxrl_icl.rl.networks import MLP
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init, replay_sample
-from jaxrl_icl.run.config import (
-    ConfigError,
-    require_in,
-    require_nonnegative,
-    require_positive,
-    require_types,
-)
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.config import ConfigError, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.trainer import Trainer
 
 __all__ = [
     "DQNConfig", "DQNState", "Transition", "epsilon_greedy", "linear_epsilon", "make_train", "observation_encoder", "q_loss",

@@ -1,6 +1,6 @@
 """Proximal Policy Optimisation (Schulman et al. 2017) as one pure ``make_train`` closure.
 
-``make_train(config, env)`` returns a :class:`~jaxrl_icl.run.trainer.Trainer`; one
+``make_train(config, env)`` returns a :class:`~jaxrl_icl.trainer.Trainer`; one
 ``update`` collects ``num_steps`` steps from ``num_envs`` parallel copies of the env
 (``lax.scan``), computes GAE advantages, and runs ``update_epochs`` epochs of
 ``num_minibatches`` clipped-objective Adam steps. Everything is jittable and vmappable
@@ -29,14 +29,8 @@ from gymnax.environments import spaces
 
 from envs.wrappers import EpisodeStats
 from jaxrl_icl.rl.networks import ActorCritic
-from jaxrl_icl.run.config import (
-    ConfigError,
-    require_in,
-    require_nonnegative,
-    require_positive,
-    require_types,
-)
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.config import ConfigError, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.trainer import Trainer
 
 __all__ = ["ObsNormStats", "PPOConfig", "PPOState", "RewardNormState", "gae_advantages", "make_train"]
 

@@ -39,8 +39,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl_icl.run.config import require_in, require_positive, require_types
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.config import require_in, require_positive, require_types
+from jaxrl_icl.trainer import Trainer
 
 __all__ = [
     "QLearningConfig",

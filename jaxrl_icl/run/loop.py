@@ -1,6 +1,6 @@
 """Chunked training: scan a few updates at a time over all seeds, log, checkpoint, resume.
 
-:func:`train_in_chunks` runs a :class:`~jaxrl_icl.run.trainer.Trainer` for all seeds at
+:func:`train_in_chunks` runs a :class:`~jaxrl_icl.trainer.Trainer` for all seeds at
 once (seeds are the leading axis, placed with ``shard_seed_axis``). Each chunk is one
 jitted ``lax.scan`` of ``jax.vmap(trainer.update)`` with the state buffers donated; between
 chunks the host gathers the metrics, advances the progress bar, appends to
@@ -23,7 +23,7 @@ from jaxrl_icl.run.checkpoint import Checkpoints
 from jaxrl_icl.run.metrics import MetricsWriter
 from jaxrl_icl.run.rundir import RunDir
 from jaxrl_icl.run.sweep import gather_seeds, shard_seed_axis
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.trainer import Trainer
 
 MetricsFn = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
 

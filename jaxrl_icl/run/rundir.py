@@ -28,9 +28,25 @@ from typing import Any
 
 import jax
 
-from jaxrl_icl.run.config import ConfigError, RunOptions, config_from_dict, config_to_dict
+from jaxrl_icl.config import ConfigError, config_from_dict, config_to_dict
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Run-level options shared by every experiment (not part of the config).
+
+    Attributes:
+      run_dir: where to write; None means ``runs/<experiment>/<timestamp>/``.
+      resume: directory of a stopped run to continue (its ``config.json`` is the config;
+        the run keeps writing there).
+      progress: show a progress bar.
+    """
+
+    run_dir: Path | None = None
+    resume: Path | None = None
+    progress: bool = True
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from envs import curriculum_toy as toy
 from jaxrl_icl.curriculum import OracleConfig, RandomConfig, teacher_for
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 
 def _brute_unlocked(comp: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from jaxrl_icl.curriculum import (
     riac,
     teacher_for,
 )
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 SMALL = {
     "random": RandomConfig(low=(-1.0, 2.0), high=(0.0, 5.0)),

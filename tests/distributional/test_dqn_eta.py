@@ -18,7 +18,7 @@ from jaxrl_icl.distributional.dqn import (
     utility_scores,
 )
 from jaxrl_icl.rl.dqn import DQNConfig
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 # A 3-state, 2-action deterministic MDP: next state NEXT[s, a], reward R[s, a].
 NEXT = np.array([[1, 2], [2, 0], [0, 1]])

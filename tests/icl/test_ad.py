@@ -23,7 +23,7 @@ from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import Transition
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.histories import save_histories
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 A = 5
 

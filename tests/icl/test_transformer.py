@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 D_IN, D_OUT, B = 5, 3, 2
 

@@ -11,7 +11,7 @@ import pytest
 
 import envs
 from jaxrl_icl.rl.dqn import DQNConfig, linear_epsilon, make_train, q_loss, td_targets
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 # A tiny config: 3 updates of 200 env steps (4 envs); the first gradient step is at step 208.
 # Double DQN, Huber loss and a soft target update here; the learning test covers the defaults.

@@ -21,7 +21,7 @@ from jaxrl_icl.rl.ppo import (
     gae_advantages,
     make_train,
 )
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 # A tiny config: 2 updates of 2 envs x 8 steps.
 TINY = PPOConfig(num_envs=2, num_steps=8, total_timesteps=2 * 8 * 2, num_minibatches=2)

@@ -17,7 +17,7 @@ from jaxrl_icl.rl.q_learning import (
     make_train,
     state_encoder,
 )
-from jaxrl_icl.run.config import ConfigError
+from jaxrl_icl.config import ConfigError
 
 # Dark Room 9x9 (AD): start (4, 4), H = 20.
 START, H = (4, 4), 20

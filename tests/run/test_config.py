@@ -12,19 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxrl_icl.run.config import (
-    ConfigError,
-    RunOptions,
-    config_from_dict,
-    config_to_dict,
-    field,
-    parse_cli,
-    require_divides,
-    require_in,
-    require_nonnegative,
-    require_positive,
-    require_types,
-)
+from jaxrl_icl.config import ConfigError, config_from_dict, config_to_dict, field, require_divides, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.run.config import parse_cli
+from jaxrl_icl.run.rundir import RunOptions
 from jaxrl_icl.run.rundir import RunDir
 
 

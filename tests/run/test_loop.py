@@ -21,7 +21,7 @@ from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.rundir import RunDir
 from jaxrl_icl.run.sweep import seed_keys
-from jaxrl_icl.run.trainer import Trainer
+from jaxrl_icl.trainer import Trainer
 
 NUM_SEEDS = 3
 

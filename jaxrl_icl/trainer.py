@@ -3,7 +3,7 @@
 ``make_train(config, env)`` in each algorithm returns a :class:`Trainer`. Calling it,
 ``trainer(key, env_params) -> (final_state, outputs)``, runs the whole training as one
 ``lax.scan`` (jittable, vmappable over seeds and tasks). The chunked runner in
-:mod:`jaxrl_icl.run.loop` uses ``init`` and ``update`` directly to scan a few updates at
+:func:`jaxrl_icl.run.loop.train_in_chunks` uses ``init`` and ``update`` directly to scan a few updates at
 a time, report progress and checkpoint in between, with bitwise the same result.
 """
 
