@@ -58,7 +58,8 @@ from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
 from jaxrl_icl.run.config import parse_cli
-from jaxrl_icl.run.plots import confidence_band, plot_curves, t_quantile
+from jaxrl_icl.run.plots import plot_curves
+from jaxrl_icl.stats import confidence_band, welch_difference
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
 
@@ -299,21 +300,6 @@ def run(config: CurriculumPPOConfig) -> tuple[dict[str, tuple[np.ndarray, np.nda
         results[name] = (np.asarray(curve), np.asarray(final))
         seconds[name] = time.perf_counter() - start
     return results, seconds
-
-
-def welch_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """``(mean(b) - mean(a), low, high)``: Welch's t-interval for the difference of the means of
-    two float[n] samples (degrees of freedom rounded down; a point when neither varies)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = float(b.mean() - a.mean())
-    if a.size < 2 or b.size < 2:
-        return diff, diff, diff
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    if va + vb == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = t_quantile(level, max(1, int(dof))) * float(np.sqrt(va + vb))
-    return diff, diff - half, diff + half
 
 
 def plot_grids(config: CurriculumPPOConfig, finals: dict[str, np.ndarray], path) -> None:

@@ -33,7 +33,8 @@ from jaxrl_icl.curriculum import (
 )
 from jaxrl_icl.config import ConfigError, require_divides, require_positive, require_types
 from jaxrl_icl.run.config import parse_cli
-from jaxrl_icl.run.plots import confidence_band, plot_curves
+from jaxrl_icl.stats import confidence_band
+from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
 

@@ -53,7 +53,8 @@ from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.config import field, require_nonnegative, require_positive
 from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.metrics import read_metrics
-from jaxrl_icl.run.plots import confidence_band, plot_curves, plot_training_loss
+from jaxrl_icl.stats import confidence_band
+from jaxrl_icl.run.plots import plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 
 PROG = "python -m experiments.darkroom_dpt"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import curriculum_ppo
+from jaxrl_icl.stats import welch_difference
 
 
 def test_task_pool_env_plays_cartpole_with_the_drawn_task():
@@ -71,13 +72,13 @@ def test_welch_difference_matches_scipy():
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(0)
     a, b = rng.normal(0.3, 0.05, 16), rng.normal(0.35, 0.02, 12)
-    diff, low, high = curriculum_ppo.welch_difference(a, b)
+    diff, low, high = welch_difference(a, b)
     va, vb = a.var(ddof=1) / 16, b.var(ddof=1) / 12
     dof = (va + vb) ** 2 / (va**2 / 15 + vb**2 / 11)
     half = stats.t.ppf(0.975, int(dof)) * np.sqrt(va + vb)
     assert diff == pytest.approx(b.mean() - a.mean())
     assert (low, high) == pytest.approx((diff - half, diff + half), rel=1e-6)
-    assert curriculum_ppo.welch_difference(np.ones(3), np.ones(3) * 2) == (1.0, 1.0, 1.0)
+    assert welch_difference(np.ones(3), np.ones(3) * 2) == (1.0, 1.0, 1.0)
 
 
 def test_experiment_writes_summary_and_plots(tmp_path, capsys):
