@@ -25,6 +25,7 @@ CASES = {
     "jaxrl_icl.icl": RUN_LAYER,
     "jaxrl_icl.distributional": RUN_LAYER,
     "jaxrl_icl.curriculum": RUN_LAYER,
+    "jaxrl_icl.offline": RUN_LAYER + PLOTTING + ("minari", "gymnasium"),
 }
 
 

@@ -1,0 +1,32 @@
+"""Offline RL: one dataset type with D4RL HDF5 and Minari IO, jittable sampling, and
+D4RL normalised scores.
+
+    from jaxrl_icl.offline import load_d4rl, sample_transitions, normalized_score
+    dataset, metadata = load_d4rl("hopper-medium-v2.hdf5")
+    batch = sample_transitions(key, dataset, 256)      # inside jit; dataset is an argument
+"""
+
+from jaxrl_icl.offline.d4rl_io import load_d4rl, save_d4rl
+from jaxrl_icl.offline.dataset import (
+    KEYS,
+    Dataset,
+    DatasetError,
+    ObsNormalizer,
+    episode_bounds,
+    make_dataset,
+    normalize_observations,
+    observation_stats,
+    qlearning_transitions,
+    sample_segments,
+    sample_transitions,
+    split_episodes,
+)
+from jaxrl_icl.offline.minari_io import load_minari, save_minari
+from jaxrl_icl.offline.scores import D4RL_REFERENCE_RETURNS, normalized_score, reference_returns
+
+__all__ = [
+    "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "ObsNormalizer", "episode_bounds",
+    "load_d4rl", "load_minari", "make_dataset", "normalize_observations", "normalized_score",
+    "observation_stats", "qlearning_transitions", "reference_returns", "sample_segments",
+    "sample_transitions", "save_d4rl", "save_minari", "split_episodes",
+]
