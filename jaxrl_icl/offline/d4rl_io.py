@@ -49,7 +49,8 @@ def _metadata_value(path: str, key: str, node: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def load_d4rl(path: str | os.PathLike, *, action_bounds: tuple[Any, Any] | None = None) -> tuple[Dataset, dict[str, Any]]:
+def load_d4rl(path: str | os.PathLike, *,
+              action_bounds: tuple[Any, Any] | None = None) -> tuple[Dataset, dict[str, Any]]:
     """``(dataset, metadata)`` from a D4RL-layout HDF5 file.
 
     ``action_bounds`` (``(low, high)``, e.g. the env's action space) rejects actions outside
@@ -91,7 +92,8 @@ def save_d4rl(path: str | os.PathLike, dataset: Dataset, metadata: dict[str, Any
     path = Path(path)
     for key, value in (metadata or {}).items():
         if not isinstance(value, (str, int, float, bool, np.generic)):
-            raise DatasetError(str(path), f"metadata/{key}", f"must be a scalar (str, int, float, bool), got {type(value).__name__}")
+            raise DatasetError(str(path), f"metadata/{key}",
+                               f"must be a scalar (str, int, float, bool), got {type(value).__name__}")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with h5py.File(tmp, "w") as f:

@@ -86,7 +86,8 @@ def _check_array(source: str, key: str, value: Any) -> np.ndarray:
         raise DatasetError(source, key, f"must be numeric or bool, got dtype {array.dtype}")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))[0]
-        raise DatasetError(source, key, f"has a non-finite value ({array[tuple(bad)]}) at index {tuple(int(i) for i in bad)}")
+        where = tuple(int(i) for i in bad)
+        raise DatasetError(source, key, f"has a non-finite value ({array[where]}) at index {where}")
     return array
 
 

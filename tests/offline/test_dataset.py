@@ -132,8 +132,9 @@ def test_segments_stay_in_one_episode_and_are_padded_after_its_end(episodes):
         start = obs_rows[tuple(np.asarray(seg["observations"][b, 0]))]
         valid = min(5, int(ds.episode_end[start]) - start)
         np.testing.assert_array_equal(np.asarray(seg["mask"][b]), np.arange(5) < valid)
-        np.testing.assert_array_equal(np.asarray(seg["observations"][b, :valid]), np.asarray(ds.observations[start:start + valid]))
-        np.testing.assert_array_equal(np.asarray(seg["returns_to_go"][b, :valid]), np.asarray(ds.returns_to_go[start:start + valid]))
+        for key in ("observations", "returns_to_go"):
+            expected = np.asarray(getattr(ds, key)[start:start + valid])
+            np.testing.assert_array_equal(np.asarray(seg[key][b, :valid]), expected)
         assert not np.asarray(seg["observations"][b, valid:]).any()
 
 

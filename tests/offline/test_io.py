@@ -51,7 +51,8 @@ def test_d4rl_file_without_next_observations_gets_qlearning_successors(tmp_path)
     ds, _ = load_d4rl(tmp_path / "raw.hdf5")
     expected = qlearning_transitions(raw)
     np.testing.assert_array_equal(np.asarray(ds.next_observations), expected["next_observations"])
-    assert ds.size == len(raw["rewards"]) - int(raw["timeouts"].sum()) - int(not raw["terminals"][-1] and not raw["timeouts"][-1])
+    dropped = int(raw["timeouts"].sum()) + int(not raw["terminals"][-1] and not raw["timeouts"][-1])
+    assert ds.size == len(raw["rewards"]) - dropped
 
 
 def write_raw(path, **override):
