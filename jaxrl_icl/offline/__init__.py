@@ -1,11 +1,16 @@
-"""Offline RL: one dataset type with D4RL HDF5 and Minari IO, jittable sampling, and
-D4RL normalised scores.
+"""Offline RL: one dataset type with D4RL HDF5 and Minari IO, jittable sampling, D4RL
+normalised scores, and the standard algorithms as pure trainers over a dataset argument:
+:mod:`bc`, :mod:`td3_bc`, :mod:`iql`, :mod:`cql` (continuous and discrete) and :mod:`rebrac`.
 
     from jaxrl_icl.offline import load_d4rl, sample_transitions, normalized_score
     dataset, metadata = load_d4rl("hopper-medium-v2.hdf5")
     batch = sample_transitions(key, dataset, 256)      # inside jit; dataset is an argument
+
+    trainer = td3_bc.make_train(td3_bc.TD3BCConfig(), obs_dim, action_dim)
+    state, metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(seed_keys, dataset)
 """
 
+from jaxrl_icl.offline import bc, cql, iql, rebrac, td3_bc
 from jaxrl_icl.offline.d4rl_io import load_d4rl, save_d4rl
 from jaxrl_icl.offline.dataset import (
     KEYS,
@@ -25,8 +30,8 @@ from jaxrl_icl.offline.minari_io import load_minari, save_minari
 from jaxrl_icl.offline.scores import D4RL_REFERENCE_RETURNS, normalized_score, reference_returns
 
 __all__ = [
-    "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "ObsNormalizer", "episode_bounds",
-    "load_d4rl", "load_minari", "make_dataset", "normalize_observations", "normalized_score",
-    "observation_stats", "qlearning_transitions", "reference_returns", "sample_segments",
-    "sample_transitions", "save_d4rl", "save_minari", "split_episodes",
+    "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "ObsNormalizer", "bc", "cql",
+    "episode_bounds", "iql", "load_d4rl", "load_minari", "make_dataset", "normalize_observations",
+    "normalized_score", "observation_stats", "qlearning_transitions", "rebrac", "reference_returns",
+    "sample_segments", "sample_transitions", "save_d4rl", "save_minari", "split_episodes", "td3_bc",
 ]

@@ -1,0 +1,105 @@
+"""Networks of the offline algorithms: MLPs with optional LayerNorm, a deterministic tanh
+actor, a tanh-squashed Gaussian actor, twin Q critics and a state-value net.
+
+All take float32 observations ``[..., obs]`` (and actions ``[..., act]`` in ``[-1, 1]``);
+heads use flax's default (LeCun normal) initialisers, so nothing here reaches the CPU
+LAPACK kernels that :mod:`jaxrl_icl.linalg` works around.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class MLP(nn.Module):
+    """``len(hidden)`` ReLU layers (each optionally followed by LayerNorm) then a linear
+    head of ``out`` units: ``[..., in] -> [..., out]``."""
+
+    hidden: tuple[int, ...]
+    out: int
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = nn.relu(x)
+        return nn.Dense(self.out)(x)
+
+
+class DeterministicActor(nn.Module):
+    """``obs [..., obs] -> tanh(MLP) [..., act]`` in ``[-1, 1]`` (TD3+BC, ReBRAC, BC)."""
+
+    action_dim: int
+    hidden: tuple[int, ...] = (256, 256)
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(MLP(self.hidden, self.action_dim, self.layer_norm)(obs))
+
+
+class GaussianActor(nn.Module):
+    """``obs -> (mean [..., act], log_std [..., act])`` of a Gaussian over pre-tanh actions;
+    ``log_std`` is clipped to ``[LOG_STD_MIN, LOG_STD_MAX]`` (IQL, CQL's SAC actor)."""
+
+    action_dim: int
+    hidden: tuple[int, ...] = (256, 256)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden, 2 * self.action_dim)(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def tanh_gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(action, log_prob)``: ``tanh`` of a reparameterised Gaussian draw ``[..., act]`` and its
+    log density ``[...]`` after the tanh change of variables (numerically stable form)."""
+    noise = jax.random.normal(key, mean.shape)
+    pre = mean + jnp.exp(log_std) * noise
+    log_prob = jnp.sum(-0.5 * noise**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+    # log(1 - tanh(x)^2) = 2 * (log 2 - x - softplus(-2x))
+    log_prob -= jnp.sum(2.0 * (jnp.log(2.0) - pre - jax.nn.softplus(-2.0 * pre)), axis=-1)
+    return jnp.tanh(pre), log_prob
+
+
+def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """Log density ``[...]`` of ``action [..., act]`` (in ``(-1, 1)``, clipped by ``eps``) under the
+    tanh-squashed Gaussian; IQL's advantage-weighted regression uses it on dataset actions."""
+    action = jnp.clip(action, -1.0 + eps, 1.0 - eps)
+    pre = jnp.arctanh(action)
+    z = (pre - mean) * jnp.exp(-log_std)
+    log_prob = jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+    return log_prob - jnp.sum(jnp.log1p(-action**2), axis=-1)
+
+
+class TwinCritic(nn.Module):
+    """Two independent Q networks: ``(obs [..., obs], action [..., act]) -> q [2, ...]``."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        q1 = MLP(self.hidden, 1, self.layer_norm, name="q1")(x)[..., 0]
+        q2 = MLP(self.hidden, 1, self.layer_norm, name="q2")(x)[..., 0]
+        return jnp.stack([q1, q2])
+
+
+class ValueNet(nn.Module):
+    """``obs [..., obs] -> V [...]`` (IQL)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden, 1, self.layer_norm)(obs)[..., 0]
