@@ -262,7 +262,8 @@ def make_run(config: CurriculumPPOConfig, name: str):
         sample_keys = jax.random.split(k_sample, config.tasks_per_round)
         tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(sample_keys, teacher_state)
         ppo_state = ppo_state.replace(env_params=pool(to_physical(tasks)))
-        ppo_state, _ = jax.lax.scan(lambda s, _: trainer.update(s), ppo_state, None, config.updates_per_round)
+        ppo_state, _ = jax.lax.scan(lambda s, _: trainer.update(s, s.env_params), ppo_state, None,
+                                    config.updates_per_round)
         competence = evaluate(ppo_state.params, to_physical(tasks), k_eval)
         teacher_state, _ = jax.lax.scan(lambda s, tc: (teacher.update(s, *tc), None), teacher_state,
                                         (tasks, competence))

@@ -175,12 +175,13 @@ def main(argv: list[str] | None = None) -> RunDir:
     train_rows = _belongs(goal, train_goals)
     if not train_rows.any():
         raise ValueError(f"{config.histories or run.path / 'histories.h5'}: no history of a training goal")
-    trainer = ad.make_train(config.ad, config.optim, {k: v[train_rows] for k, v in histories.items()},
-                            env.num_actions, env.horizon)
+    data = ad.ad_data({k: v[train_rows] for k, v in histories.items()}, env.num_actions)
+    obs_dim = data.obs.shape[-1]
+    trainer = ad.make_train(config.ad, config.optim, obs_dim, env.num_actions, env.horizon)
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
-                             checkpoint_every_chunks=config.checkpoint_every_chunks)
+                             checkpoint_every_chunks=config.checkpoint_every_chunks, data=data)
 
-    model = ad.make_model(config.ad, int(np.prod(histories["obs"].shape[2:])), env.num_actions, env.horizon)
+    model = ad.make_model(config.ad, obs_dim, env.num_actions, env.horizon)
     ad_rows = evaluate_ad(config, model, params, test_goals).reshape(-1, config.eval_episodes)
 
     source = source_returns(histories, env.horizon)[_belongs(goal, test_goals), : config.eval_episodes]

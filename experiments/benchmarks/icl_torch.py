@@ -127,10 +127,12 @@ def run(cfg: ICLTorchBenchConfig) -> tuple[list[dict], str]:
                  "action": rng.integers(0, num_actions, shape, dtype=np.int32),
                  "reward": (rng.random(shape) < 0.2).astype(np.float32)}
     optim = dataclasses.replace(exp.optim, num_updates=cfg.train_updates, bf16=cfg.bf16)
-    trainer = ad.make_train(ad_cfg, optim, histories, num_actions, horizon)
-    state = jax.jit(trainer.init)(key, None)
+    ad_histories = ad.ad_data(histories, num_actions)
+    trainer = ad.make_train(ad_cfg, optim, ad_histories.obs.shape[-1], num_actions, horizon)
+    state = jax.jit(trainer.init)(key, ad_histories)
     ours_s, ours_compile = time_jitted(
-        lambda s: jax.lax.scan(lambda s, _: trainer.update(s), s, None, cfg.train_updates), (state,), cfg.repeats)
+        lambda s, d: jax.lax.scan(lambda s, _: trainer.update(s, d), s, None, cfg.train_updates),
+        (state, ad_histories), cfg.repeats)
     data = torch_ad.Histories.from_numpy(histories["obs"], histories["action"], histories["reward"], device)
     optimizer, scheduler = torch_ad.make_optimizer(
         net, lr=optim.lr, num_updates=cfg.train_updates * (cfg.repeats + 1), warmup_updates=optim.warmup_updates,

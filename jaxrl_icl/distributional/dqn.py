@@ -267,7 +267,7 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
 
     ``env`` needs a ``Discrete`` action space and a ``Box`` or ``Discrete`` observation space
     (ConfigError naming the space otherwise); ``env_params`` is used only to read the spaces.
-    Returns a ``Trainer``: ``init(key, env_params) -> DQNEtaState``; ``update(state) -> (state,
+    Returns a ``Trainer``: ``init(key, env_params) -> DQNEtaState``; ``update(state, env_params) -> (state,
     metrics)`` with float32 scalars ``episode_return`` (mean over the episodes finished in the
     update, NaN if none), ``loss`` (mean cross-entropy; NaN before ``learning_starts``),
     ``q_mean`` (mean of ``E Z(s, c, a)`` on the minibatches), ``epsilon`` and ``c0`` (mean

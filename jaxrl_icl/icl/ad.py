@@ -18,8 +18,9 @@ episodes at O(context) cost per step.
 Usage::
 
     histories, meta = load_ad_histories(path, "darkroom-9x9", env, env_params, config)
-    trainer = make_train(config, optim, histories, env.num_actions, env.horizon)
-    state, metrics = train_in_chunks(trainer, keys, None, chunk_updates=100)
+    data = ad_data(histories, env.num_actions)
+    trainer = make_train(config, optim, data.obs.shape[-1], env.num_actions, env.horizon)
+    state, metrics = train_in_chunks(trainer, keys, data, chunk_updates=100)
     agent = make_agent(config, make_model(config, obs_dim, env.num_actions, env.horizon))
     out = evaluate(env, held_out_params, agent, params, key, num_steps=40 * env.horizon)
 """
@@ -235,23 +236,22 @@ def window_tokens(config: ADConfig, window: Window, num_actions: int) -> tuple[j
     return tokens.reshape(batch, length, -1), jnp.arange(length, dtype=jnp.int32)
 
 
-def make_train(
-    config: ADConfig, optim: OptimConfig, histories: Mapping[str, Any], num_actions: int, horizon: int
-) -> Trainer:
-    """AD pretraining as a :class:`Trainer` (run it with ``train_in_chunks(trainer, keys, None, ...)``).
+def make_train(config: ADConfig, optim: OptimConfig, obs_dim: int, num_actions: int, horizon: int) -> Trainer:
+    """AD pretraining as a :class:`Trainer` on histories of ``obs_dim`` observation features.
 
-    Each update draws ``optim.batch_size`` windows of ``config.context_steps(horizon)`` steps
-    (:func:`sample_windows`) and minimises the cross-entropy of the action taken at every
-    step of the window; metrics add ``accuracy`` (argmax = taken action). ``histories``: the
-    training tasks' arrays (see :func:`ad_data`), kept on device and closed over.
+    Run it on the training tasks' :class:`ADData` (:func:`ad_data`), an argument of every
+    jitted update, never compiled in: ``trainer(key, data)`` or ``train_in_chunks(trainer,
+    keys, data, ...)``. Each update draws ``optim.batch_size`` windows of
+    ``config.context_steps(horizon)`` steps (:func:`sample_windows`) and minimises the
+    cross-entropy of the action taken at every step of the window; metrics add ``accuracy``
+    (argmax = taken action). Data of another ``obs_dim`` or shorter than one context is a
+    ValueError naming the field when the update is traced, before any compute.
     """
-    data = ad_data(histories, num_actions)
     length = config.context_steps(horizon)
-    if length > data.action.shape[1]:
-        raise ValueError(f"histories: {data.action.shape[1]} steps, shorter than one context of {length} steps")
-    model = make_model(config, data.obs.shape[-1], num_actions, horizon)
+    model = make_model(config, obs_dim, num_actions, horizon)
 
-    def loss(params, key, compute_dtype):
+    def loss(params, key, compute_dtype, data: ADData):
+        _check_data(data, obs_dim, length)
         sample_key, dropout_key = jax.random.split(key)
         window = sample_windows(data, sample_key, optim.batch_size, length)
         tokens, positions = window_tokens(config, window, num_actions)
@@ -261,6 +261,15 @@ def make_train(
         return cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}
 
     return make_supervised_trainer(optim, lambda k: init_params(model, k), loss)
+
+
+def _check_data(data: Any, obs_dim: int, length: int) -> None:
+    if not isinstance(data, ADData):
+        raise TypeError(f"data: AD trains on ADData (ad.ad_data(histories, num_actions)), got {type(data).__name__}")
+    if data.obs.shape[-1] != obs_dim:
+        raise ValueError(f"data.obs: {data.obs.shape[-1]} observation features, the model has obs_dim={obs_dim}")
+    if data.action.shape[-1] < length:
+        raise ValueError(f"data.action: {data.action.shape[-1]} steps, shorter than one context of {length} steps")
 
 
 def init_params(model: tr.TransformerConfig, key: jax.Array) -> Any:

@@ -201,9 +201,12 @@ def prefix_loss(model: tr.TransformerConfig, params, context, query, label, *, c
 
 
 def make_train(config: DPTConfig, optim: OptimConfig, model: tr.TransformerConfig, batch_fn: BatchFn) -> Trainer:
-    """Pretraining as a :class:`Trainer`; ``batch_fn(key, batch_size) -> (context, query, label)``."""
+    """Pretraining as a :class:`Trainer`; ``batch_fn(key, batch_size) -> (context, query, label)``.
 
-    def loss(params, key, compute_dtype):
+    The batches are generated inside the jitted step, so the trainer takes no data: run it
+    with ``trainer(key, None)`` or ``train_in_chunks(trainer, keys, None, ...)``."""
+
+    def loss(params, key, compute_dtype, _data):
         data_key, dropout_key = jax.random.split(key)
         context, query, label = batch_fn(data_key, optim.batch_size)
         return prefix_loss(model, params, context, query, label, compute_dtype=compute_dtype,

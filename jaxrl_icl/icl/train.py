@@ -3,8 +3,9 @@
 AD and DPT are both "sample a batch, cross-entropy, AdamW step". This module gives them
 one optimiser recipe (AdamW with linear warmup then cosine decay, global-norm gradient
 clipping, optional bfloat16 compute with float32 master weights) and wraps a loss into a
-``Trainer``, so :func:`jaxrl_icl.run.loop.train_in_chunks` runs it in jitted chunks with a
-progress bar, orbax checkpoints and bitwise resume, and ``jax.vmap`` trains many seeds.
+``Trainer`` whose training data is an argument of the step (never a compiled-in constant),
+so :func:`jaxrl_icl.run.loop.train_in_chunks` runs it in jitted chunks with a progress bar,
+orbax checkpoints and bitwise resume, and ``jax.vmap`` trains many seeds.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class SupervisedState:
     step: jax.Array
 
 
-LossFn = Callable[[Any, jax.Array, jnp.dtype], tuple[jax.Array, dict[str, jax.Array]]]
+LossFn = Callable[[Any, jax.Array, jnp.dtype, Any], tuple[jax.Array, dict[str, jax.Array]]]
 
 
 def make_supervised_trainer(
@@ -102,27 +103,30 @@ def make_supervised_trainer(
     Args:
       config: optimiser settings.
       init_params: ``key -> params`` (float32 pytree).
-      loss: ``(params, key, compute_dtype) -> (scalar loss, metrics)``; draws its own batch
-        of ``config.batch_size`` from ``key`` and must cast its inputs to
-        ``compute_dtype`` (``params`` already are) and its logits back to float32.
+      loss: ``(params, key, compute_dtype, data) -> (scalar loss, metrics)``; draws its own
+        batch of ``config.batch_size`` from ``key`` (out of ``data``, the trainer's second
+        argument, or generated) and must cast its inputs to ``compute_dtype`` (``params``
+        already are) and its logits back to float32.
 
-    ``trainer(key, None)`` (or ``train_in_chunks(trainer, keys, None, ...)``) trains; the
-    second argument is unused. Metrics per update: ``loss``, ``grad_norm``, ``lr`` and
-    whatever ``loss`` reports.
+    ``trainer(key, data)`` (or ``train_in_chunks(trainer, keys, data, ...)``) trains; ``data``
+    (a pytree of arrays, or None for a loss that generates its batches) reaches ``loss`` as
+    an argument of every jitted update, so it is neither compiled into the program nor
+    copied into the state. Metrics per update: ``loss``, ``grad_norm``, ``lr`` and whatever
+    ``loss`` reports.
     """
     optimizer = make_optimizer(config)
     schedule = learning_rate(config)
 
-    def init(key: jax.Array, _unused: Any = None) -> SupervisedState:
+    def init(key: jax.Array, _data: Any = None) -> SupervisedState:
         params_key, data_key = jax.random.split(key)
         params = init_params(params_key)
         return SupervisedState(params=params, opt_state=optimizer.init(params), key=data_key, step=jnp.int32(0))
 
-    def update(state: SupervisedState) -> tuple[SupervisedState, dict[str, jax.Array]]:
+    def update(state: SupervisedState, data: Any) -> tuple[SupervisedState, dict[str, jax.Array]]:
         key, batch_key = jax.random.split(state.key)
 
         def objective(params):
-            return loss(cast_floating(params, config.compute_dtype), batch_key, config.compute_dtype)
+            return loss(cast_floating(params, config.compute_dtype), batch_key, config.compute_dtype, data)
 
         (value, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

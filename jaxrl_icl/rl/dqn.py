@@ -268,7 +268,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
       env_params: params used only to read the spaces here (default ``env.default_params``).
 
     Returns:
-      A ``Trainer``: ``init(key, env_params) -> DQNState``; ``update(state) -> (state,
+      A ``Trainer``: ``init(key, env_params) -> DQNState``; ``update(state, env_params) -> (state,
       metrics)`` with float32 scalar metrics ``episode_return`` (mean over episodes
       finished during the update, NaN if none), ``loss`` and ``q_mean`` (means over the
       update's gradient steps of the TD loss and of ``Q(s, a)`` on the minibatch; NaN
@@ -363,8 +363,8 @@ def learner_update(
     loss_fn: Callable[[Any, Any, Transition], tuple[jax.Array, tuple[jax.Array, jax.Array]]],
     env_step: Callable[[Any, None], tuple[Any, tuple[jax.Array, jax.Array, jax.Array]]],
     extra_metrics: Callable[[Any], dict[str, jax.Array]] = lambda state: {},
-) -> Callable[[Any], tuple[Any, dict[str, jax.Array]]]:
-    """The ``update`` of a DQN-style learner, shared by DQN and DηN.
+) -> Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]]:
+    """The ``update(state, env_params)`` of a DQN-style learner, shared by DQN and DηN.
 
     One update is ``steps_per_update // train_frequency`` times: ``train_frequency // num_envs`` scanned
     ``env_step``s (returning ``(done, episode_return, epsilon)`` per step), then, once
@@ -405,7 +405,7 @@ def learner_update(
         state = state.replace(params=params, target_params=target_params, opt_state=opt_state, key=key)
         return state, (done, returns, epsilon[-1], losses, q_taken)
 
-    def update(state):
+    def update(state, _env_params):  # the task is state.env_params (set by init)
         state, (done, returns, epsilon, losses, q_taken) = jax.lax.scan(train_step, state, None, trains_per_update)
         num_done = jnp.sum(done)
         episode_return = jnp.where(

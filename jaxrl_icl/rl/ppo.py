@@ -294,7 +294,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         the params given to ``init`` must have spaces of the same shapes.
 
     Returns:
-      A ``Trainer``: ``init(key, env_params) -> PPOState``; ``update(state) -> (state,
+      A ``Trainer``: ``init(key, env_params) -> PPOState``; ``update(state, env_params) -> (state,
       metrics)`` with float32 scalar metrics ``episode_return`` / ``episode_length`` (means
       over episodes finished during this update's rollout, NaN if none), ``value_loss``,
       ``policy_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` (means over the epochs and
@@ -509,7 +509,8 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         (params, opt_state), losses = jax.lax.scan(sgd_step, (params, opt_state), minibatches)
         return (params, opt_state, batch), losses
 
-    def update(state: PPOState) -> tuple[PPOState, dict[str, jax.Array]]:
+    def update(state: PPOState, _env_params: Any) -> tuple[PPOState, dict[str, jax.Array]]:
+        """One update; the task is ``state.env_params`` (set by ``init``), not the argument."""
         lr = learning_rate(state.update_step)
         state, traj, raw_reward = rollout(state)
         _, next_values = network.apply(state.params, features(state.obs_norm, traj.final_obs))

@@ -196,7 +196,7 @@ def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Tra
         Params given to the trainer must have the same spaces and horizon.
 
     Returns:
-      A ``Trainer``: ``init(key, env_params) -> QLearningState``; ``update(state) ->
+      A ``Trainer``: ``init(key, env_params) -> QLearningState``; ``update(state, env_params) ->
       (state, metrics)`` with float32 scalars ``episode_return`` (mean over envs of the
       return of the update's first episode) and ``epsilon``; with ``record_history`` also
       ``history/obs`` ``[horizon, num_envs, *obs_shape]`` (narrowest exact int dtype),
@@ -228,7 +228,8 @@ def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Tra
         q = q.at[s, a].add(config.lr * (r + bootstrap - q[s, a]))
         return q, None
 
-    def update(state: QLearningState) -> tuple[QLearningState, dict[str, jax.Array]]:
+    def update(state: QLearningState, _env_params: Any) -> tuple[QLearningState, dict[str, jax.Array]]:
+        """One episode per env; the task is ``state.env_params`` (set by ``init``), not the argument."""
         key, reset_key, rollout_key = jax.random.split(state.key, 3)
         epsilon = epsilon_schedule(config, state.episode)
         params = state.env_params

@@ -2,7 +2,8 @@
 
 :func:`train_in_chunks` runs a :class:`~jaxrl_icl.trainer.Trainer` for all seeds at
 once (seeds are the leading axis, placed with ``shard_seed_axis``). Each chunk is one
-jitted ``lax.scan`` of ``jax.vmap(trainer.update)`` with the state buffers donated; between
+jitted ``lax.scan`` of ``jax.vmap(trainer.update)`` with the state buffers donated and the
+trainer's data (env params, histories) an argument, not a compiled-in constant; between
 chunks the host gathers the metrics, advances the progress bar, appends to
 ``metrics.jsonl`` and checkpoints. The result is bitwise the same as the one-scan
 ``jax.jit(jax.vmap(trainer))`` and as a run stopped and resumed from any of its
@@ -40,15 +41,18 @@ def _init_fn(init: Callable[[jax.Array, Any], Any], params_per_seed: bool) -> Ca
 
 
 @functools.lru_cache(maxsize=16)
-def _chunk_fn(update: Callable[[Any], tuple[Any, dict]]) -> Callable[[Any, int], tuple[Any, dict]]:
-    """Jitted ``(state[S, ...], length) -> (state, metrics[S, length, ...])``, state donated (cached)."""
-    batched = jax.vmap(update)
+def _chunk_fn(
+    update: Callable[[Any, Any], tuple[Any, dict]], params_per_seed: bool
+) -> Callable[[Any, Any, int], tuple[Any, dict]]:
+    """Jitted ``(state[S, ...], env_params, length) -> (state, metrics[S, length, ...])``,
+    state donated (cached)."""
+    batched = jax.vmap(update, in_axes=(0, 0 if params_per_seed else None))
 
-    def chunk(state: Any, length: int) -> tuple[Any, dict]:
-        state, metrics = jax.lax.scan(lambda s, _: batched(s), state, None, length)
+    def chunk(state: Any, env_params: Any, length: int) -> tuple[Any, dict]:
+        state, metrics = jax.lax.scan(lambda s, _: batched(s, env_params), state, None, length)
         return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
 
-    return jax.jit(chunk, static_argnums=1, donate_argnums=0)
+    return jax.jit(chunk, static_argnums=2, donate_argnums=0)
 
 
 def _is_int(value: Any) -> bool:
@@ -102,8 +106,9 @@ def train_in_chunks(
       trainer: the algorithm; ``trainer.num_updates`` need not be a multiple of
         ``chunk_updates``: the last chunk is shorter (one more compiled scan length).
       keys: ``[num_seeds, ...]`` PRNG keys, one run per key.
-      env_params: shared by all seeds, or with a leading ``[num_seeds]`` axis on every leaf
-        when ``params_per_seed``.
+      env_params: the trainer's data (the second argument of ``init`` and ``update``: env
+        params, or a supervised trainer's histories), shared by all seeds, or with a leading
+        ``[num_seeds]`` axis on every leaf when ``params_per_seed``.
       chunk_updates: updates per jitted scan (one host round trip per chunk).
       run: where to log ``metrics.jsonl`` and checkpoint; None runs in memory only.
       checkpoint_every_chunks: checkpoint when the update count is a multiple of
@@ -153,7 +158,7 @@ def train_in_chunks(
             if writer is not None:
                 writer.truncate_after(start)
 
-        chunk = _chunk_fn(trainer.update)
+        chunk = _chunk_fn(trainer.update, params_per_seed)
         every = chunk_updates * int(checkpoint_every_chunks)
         step_unit = num_seeds * steps_per_update or 1
         collected: list[dict[str, np.ndarray]] = []
@@ -164,7 +169,7 @@ def train_in_chunks(
             done = start
             while done < num_updates:
                 length = min(chunk_updates, num_updates - done)
-                state, metrics = chunk(state, length)
+                state, metrics = chunk(state, env_params, length)
                 metrics = gather_seeds(metrics)
                 collected.append(metrics)
                 updates = np.arange(done + 1, done + length + 1)
@@ -180,7 +185,8 @@ def train_in_chunks(
             checkpoints.close()
     if collected:
         return state, {name: np.concatenate([m[name] for m in collected], axis=1) for name in collected[0]}
-    shapes = jax.eval_shape(jax.vmap(trainer.update), state)[1]
+    batched = jax.vmap(trainer.update, in_axes=(0, 0 if params_per_seed else None))
+    shapes = jax.eval_shape(batched, state, env_params)[1]
     return state, {name: np.zeros((num_seeds, 0, *s.shape[1:]), s.dtype) for name, s in shapes.items()}
 
 

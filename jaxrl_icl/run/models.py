@@ -16,14 +16,16 @@ from jaxrl_icl.trainer import Trainer
 
 
 def train_one_model(trainer: Trainer, seed: int, run: Any, options: Any, *, chunk_updates: int,
-                    checkpoint_every_chunks: int) -> Any:
+                    checkpoint_every_chunks: int, data: Any = None) -> Any:
     """Train one model (one seed) in checkpointed chunks into ``run``; returns its float32 params.
 
-    ``options`` is the experiment's :class:`~jaxrl_icl.run.config.RunOptions` (``--resume``
-    continues the run, ``--no-progress`` hides the bar).
+    ``data`` is the trainer's training data (e.g. :func:`jaxrl_icl.icl.ad.ad_data`; None for
+    a trainer that generates its batches). ``options`` is the experiment's
+    :class:`~jaxrl_icl.run.config.RunOptions` (``--resume`` continues the run,
+    ``--no-progress`` hides the bar).
     """
     state, _ = train_in_chunks(
-        trainer, seed_keys(seed, 1), None, chunk_updates=chunk_updates, run=run,
+        trainer, seed_keys(seed, 1), data, chunk_updates=chunk_updates, run=run,
         checkpoint_every_chunks=checkpoint_every_chunks, resume=options.resume is not None,
         progress=options.progress,
     )

@@ -90,15 +90,16 @@ def test_loss_at_init_is_log_num_actions_and_equals_numpy_cross_entropy():
     hist = random_histories(rng, n=4, t=30)
     config, horizon = small_config(obs_scale=0.125), 5
     optim = OptimConfig(num_updates=1, batch_size=8)
-    trainer = ad.make_train(config, optim, hist, A, horizon)
-    state, update = trainer.init(jax.random.PRNGKey(0)), jax.jit(trainer.update)
-    _, metrics = update(state)
+    data = ad.ad_data(hist, A)
+    trainer = ad.make_train(config, optim, 2, A, horizon)
+    state, update = trainer.init(jax.random.PRNGKey(0), data), jax.jit(trainer.update)
+    _, metrics = update(state, data)
     assert float(metrics["loss"]) == pytest.approx(math.log(A), abs=1e-5)
 
     # With random (non-zero head) parameters: recompute the same batch and its loss by hand.
     model = ad.make_model(config, 2, A, horizon)
     params = tr.init(model, jax.random.PRNGKey(7))
-    _, metrics = update(state.replace(params=params))
+    _, metrics = update(state.replace(params=params), data)
     batch_key = jax.random.split(state.key)[1]
     w = ad.sample_windows(ad.ad_data(hist, A), jax.random.split(batch_key)[0], 8, 10)
     full, _ = tk.step_tokens(hist["obs"].astype(np.float32) * 0.125, hist["action"].astype(np.int32),
@@ -110,6 +111,36 @@ def test_loss_at_init_is_log_num_actions_and_equals_numpy_cross_entropy():
     expected = -np.take_along_axis(log_probs, labels[..., None], -1).mean()
     assert float(metrics["loss"]) == pytest.approx(expected, rel=1e-4)
     assert float(metrics["accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == labels))
+
+
+def test_histories_are_an_argument_of_the_update_not_a_compiled_constant():
+    """The lowered update does not grow with the histories (a closed-over array would be
+    embedded in the program as a constant: the control below shows that this measure sees it)."""
+    config, optim = small_config(), OptimConfig(num_updates=1, batch_size=4)
+    trainer = ad.make_train(config, optim, 2, A, 5)
+    rng = np.random.default_rng(5)
+    sizes, closed_sizes = [], []
+    for n in (2, 64):
+        data = ad.ad_data(random_histories(rng, n=n, t=200), A)
+        state = trainer.init(jax.random.PRNGKey(0), data)
+        sizes.append(len(jax.jit(trainer.update).lower(state, data).as_text()))
+        closed_sizes.append(len(jax.jit(lambda s, d=data: trainer.update(s, d)).lower(state).as_text()))
+    data_bytes = 62 * 200 * (2 + 1 + 2 + 4 + 2)  # 62 more histories of int8 obs[2], int8 action, ... (136 kB)
+    assert closed_sizes[1] - closed_sizes[0] > data_bytes  # control: constants show up (as hex text)
+    assert abs(sizes[1] - sizes[0]) < 100  # only the shapes in the signature change
+
+
+def test_data_that_does_not_fit_the_model_names_the_field():
+    trainer = ad.make_train(small_config(), OptimConfig(num_updates=1, batch_size=4), 2, A, 5)
+    rng = np.random.default_rng(6)
+    cases = [(ad.ad_data(random_histories(rng, n=2, t=30, obs_dim=3), A), ValueError, "data.obs: 3 observation"),
+             (ad.ad_data(random_histories(rng, n=2, t=9), A), ValueError, "data.action: 9 steps, shorter than one "
+              "context of 10"),
+             (random_histories(rng, n=2, t=30), TypeError, "data: AD trains on ADData")]
+    for data, error, message in cases:
+        state = trainer.init(jax.random.PRNGKey(0), data)
+        with pytest.raises(error, match=message):
+            jax.jit(trainer.update)(state, data)
 
 
 def expert_histories(num: int, steps: int, goal=(4, 4), size: int = 9) -> dict[str, np.ndarray]:
@@ -127,8 +158,8 @@ def expert_histories(num: int, steps: int, goal=(4, 4), size: int = 9) -> dict[s
 def test_training_on_an_expert_history_drives_accuracy_up():
     config = small_config(obs_scale=0.125)
     optim = OptimConfig(num_updates=300, batch_size=16, lr=3e-3, warmup_updates=20)
-    trainer = ad.make_train(config, optim, expert_histories(8, 200), A, 5)
-    _, metrics = jax.jit(trainer)(jax.random.PRNGKey(0), None)
+    trainer = ad.make_train(config, optim, 2, A, 5)
+    _, metrics = jax.jit(trainer)(jax.random.PRNGKey(0), ad.ad_data(expert_histories(8, 200), A))
     acc = np.asarray(metrics["accuracy"])
     labels = expert_histories(8, 200)["action"]
     # equal logits at init: argmax is action 0, right only where the expert stays (on the goal)

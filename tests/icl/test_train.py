@@ -25,7 +25,7 @@ def _softmax_regression(bf16: bool):
     teacher = jax.random.normal(jax.random.key(0), (4, 3)) * 3.0
     cfg = OptimConfig(num_updates=300, batch_size=128, lr=5e-2, warmup_updates=10, weight_decay=0.0, bf16=bf16)
 
-    def loss(params, key, dtype):
+    def loss(params, key, dtype, _data):
         x = jax.random.normal(key, (cfg.batch_size, 4))
         labels = jnp.argmax(x @ teacher, axis=-1)
         logits = x.astype(dtype) @ params["w"]

@@ -37,8 +37,10 @@ class RegressionConfig:
 def make_trainer(dim: int = 3, batch: int = 8, num_updates: int = 12) -> Trainer:
     """Adam fitting a noisy linear regression on fresh random minibatches each update.
 
-    State: ``{"w": [dim], "opt": adam state, "key": PRNG key, "w_true": [dim]}``; every
-    update draws new data from the state's key, so results depend on every update and on RNG.
+    State: ``{"w": [dim], "opt": adam state, "key": PRNG key}``; the data ``{"w_true": [dim]}``
+    is the second argument of ``init`` and ``update`` (so every test also checks that it reaches
+    each update, shared or per seed); every update draws new inputs from the state's key, so
+    results depend on every update and on RNG.
     Metrics: scalar ``loss`` and ``grad_norm``, and a ``residuals [batch]`` history.
     """
     opt = optax.adam(0.05)
@@ -46,12 +48,12 @@ def make_trainer(dim: int = 3, batch: int = 8, num_updates: int = 12) -> Trainer
     def init(key, env_params):
         k_w, k_run = jax.random.split(key)
         w = 0.1 * jax.random.normal(k_w, (dim,))
-        return {"w": w, "opt": opt.init(w), "key": k_run, "w_true": env_params["w_true"]}
+        return {"w": w, "opt": opt.init(w), "key": k_run}
 
-    def update(state):
+    def update(state, env_params):
         key, k_x, k_noise = jax.random.split(state["key"], 3)
         x = jax.random.normal(k_x, (batch, dim))
-        y = x @ state["w_true"] + 0.1 * jax.random.normal(k_noise, (batch,))
+        y = x @ env_params["w_true"] + 0.1 * jax.random.normal(k_noise, (batch,))
         loss, grad = jax.value_and_grad(lambda w: jnp.mean((x @ w - y) ** 2))(state["w"])
         updates, opt_state = opt.update(grad, state["opt"])
         w = optax.apply_updates(state["w"], updates)
