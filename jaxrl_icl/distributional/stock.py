@@ -22,12 +22,19 @@ Utilities (elementwise ``f(x)``; ``c_0`` the initial stock):
 * threshold probability ``f(x) = 1{x >= 0}`` with ``c_0 = -threshold``: ``W_0 = Pr(G_0 >= thr)``.
 
 The stock lives on a grid ``stock_grid: float[C]`` (strictly increasing). ``W_{t+1}`` is read at
-``(c + r) / gamma`` by linear interpolation, clamped at the grid ends. This is exact when every
-such point lies on the grid, e.g. integer rewards, ``gamma = 1`` and an integer grid covering
-``[min c_0 + H min r, max c_0 + H max r]``; otherwise it is an approximation whose error shrinks
-with the grid spacing (and clamping is wrong outside the grid, so make it cover the reachable
-stocks). The MDP is given as in :mod:`.dp` (``P [S, A, S]``, ``R [S, A]`` or reward atoms with
-``reward_probs``, optional leading batch axis).
+``(c + r) / gamma`` by linear interpolation between grid points and by linear extrapolation along
+the end segments beyond the grid ends. For a utility that is affine on each side of 0 (all four
+above) every ``W_t``, ``t >= 1``, is affine in the stock below ``lo`` and above ``hi``, where
+``[lo, hi]`` spans 0 and minus every discounted partial return ``G_t`` (``t >= 1``) that some
+policy collects with positive probability from some state: the stocks where ``W_t`` can bend.
+The grid is extended internally at its end spacings until its second point lies below ``lo``
+and its second-to-last above ``hi`` (this costs compute in proportion to ``(hi - lo) /
+spacing``), so every read beyond it is exact; results are reported on the given grid. Hence
+with ``gamma = 1``, integer rewards and an integer grid, every value on the grid is exact,
+wherever the grid lies; otherwise reads between grid points are interpolated, an approximation
+whose error shrinks with the spacing. The MDP is given as in :mod:`.dp` (``P [S, A, S]``,
+``R [S, A]`` or reward atoms with ``reward_probs``, optional leading batch axis); it must be
+concrete (not traced), since the internal grid is sized from it.
 """
 
 from __future__ import annotations
@@ -72,15 +79,19 @@ def threshold_utility(x: jax.Array) -> jax.Array:
     return (x >= 0).astype(jnp.float32)
 
 
-def _cvar(alpha: float, x: jax.Array) -> jax.Array:
+def _cvar(alpha: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.minimum(x, 0.0) / alpha
 
 
 def cvar_utility(alpha: float) -> Utility:
-    """``f(x) = min(x, 0) / alpha`` for the lower-tail ``CVaR_alpha``, ``alpha`` in ``(0, 1]``."""
+    """``f(x) = min(x, 0) / alpha`` for the lower-tail ``CVaR_alpha``, ``alpha`` in ``(0, 1]``.
+
+    A :class:`jax.tree_util.Partial` with ``alpha`` as its leaf, so one compiled backward
+    induction serves every ``alpha``.
+    """
     if not isinstance(alpha, (int, float, np.floating)) or not 0.0 < float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
-    return partial(_cvar, float(alpha))
+    return jax.tree_util.Partial(_cvar, np.float32(alpha))
 
 
 @struct.dataclass
@@ -99,19 +110,61 @@ class StockResult:
     policy: jax.Array
 
 
-@partial(jax.jit, static_argnames=("horizon", "utility"))
-def _backward(P, r_atoms, r_probs, gamma, grid, horizon, utility):
-    interp = jax.vmap(jnp.interp, in_axes=(None, None, 0))  # W[s'] read at shared points
+def _read(x: jax.Array, grid: jax.Array, w: jax.Array) -> jax.Array:
+    """``w: float[C]`` (values on the increasing ``grid: float[C]``) at the points ``x``: linear
+    interpolation inside the grid, linear extrapolation along the end segments outside it."""
+    below = w[0] + (x - grid[0]) * (w[1] - w[0]) / (grid[1] - grid[0])
+    above = w[-1] + (x - grid[-1]) * (w[-1] - w[-2]) / (grid[-1] - grid[-2])
+    return jnp.where(x < grid[0], below, jnp.where(x > grid[-1], above, jnp.interp(x, grid, w)))
+
+
+def _bend_range(P, r_atoms, r_probs, gamma: float, horizon: int) -> tuple[float, float]:
+    """``(lo, hi)``: 0 and minus every discounted partial return ``G_t``, ``1 <= t < H``, that
+    some policy collects with positive probability from some state (of any MDP in the batch),
+    by max-plus / min-plus backward induction over the supports of ``P`` and the rewards."""
+    S, A, K = np.shape(r_atoms)[-3:]
+    support = np.asarray(P).reshape(-1, S, A, S) > 0  # [B, S, A, S']
+    r = np.asarray(r_atoms, np.float64).reshape(-1, S, A, K)
+    possible = np.asarray(r_probs).reshape(-1, S, A, K) > 0
+    r_hi, r_lo = np.where(possible, r, -np.inf).max(-1), np.where(possible, r, np.inf).min(-1)
+    g_hi = g_lo = np.zeros((support.shape[0], S))
+    lo = hi = 0.0
+    for _ in range(horizon - 1):  # G_{H-1}, ..., G_1
+        g_hi = (r_hi + gamma * np.where(support, g_hi[:, None, None], -np.inf).max(-1)).max(-1)
+        g_lo = (r_lo + gamma * np.where(support, g_lo[:, None, None], np.inf).min(-1)).min(-1)
+        lo, hi = min(lo, -float(g_hi.max())), max(hi, -float(g_lo.min()))
+    return lo, hi
+
+
+def _pad_grid(grid, lo: float, hi: float) -> tuple[np.ndarray, int]:
+    """``(padded float32[C'], n)``: ``grid`` extended at its end spacings until its second point
+    lies below ``lo`` and its second-to-last above ``hi``; ``grid = padded[n : n + C]``."""
+    z = np.asarray(grid, np.float64)
+    d_lo, d_hi = z[1] - z[0], z[-1] - z[-2]
+    n_lo = int(np.floor((z[1] - lo) / d_lo)) + 1 if z[1] >= lo else 0
+    n_hi = int(np.floor((hi - z[-2]) / d_hi)) + 1 if z[-2] <= hi else 0
+    below = z[0] - d_lo * np.arange(n_lo, 0, -1)
+    above = z[-1] + d_hi * np.arange(1, n_hi + 1)
+    return np.concatenate([below, z, above]).astype(np.float32), n_lo
+
+
+@partial(jax.jit, static_argnames=("horizon", "keep"))
+def _backward(P, r_atoms, r_probs, gamma, grid, utility, horizon, keep):
+    """Backward induction on the padded ``grid``; the result is sliced to ``grid[keep[0]:
+    keep[1]]`` (the caller's grid)."""
+    read = jax.vmap(_read, in_axes=(None, None, 0))  # W[s'] read at shared points
 
     def step(W_next, _):
         c_next = (grid + r_atoms[..., None]) / gamma  # [S, A, K, C]
-        W_at = interp(c_next, grid, W_next)  # [S', S, A, K, C]
+        W_at = read(c_next, grid, W_next)  # [S', S, A, K, C]
         q = jnp.einsum("sat,tsakc,sak->sac", P, W_at, r_probs)
         return q.max(axis=1), (q, jnp.argmax(q, axis=1).astype(jnp.int32))
 
     W_H = jnp.broadcast_to(utility(gamma**horizon * grid), (P.shape[0], grid.shape[0]))
     _, (q, policy) = jax.lax.scan(step, W_H, None, length=horizon, reverse=True)
-    return StockResult(grid, jnp.concatenate([q.max(axis=2), W_H[None]], axis=0), q, policy)
+    values = jnp.concatenate([q.max(axis=2), W_H[None]], axis=0)
+    kept = slice(*keep)
+    return StockResult(grid[kept], values[..., kept], q[..., kept], policy[..., kept])
 
 
 def stock_backward_induction(
@@ -128,8 +181,9 @@ def stock_backward_induction(
     grid, by backward induction on the stock-augmented state; see the module docstring.
 
     ``gamma`` in ``(0, 1]``; ``utility`` a jax-traceable elementwise function (one of this
-    module's, or your own; it is a static argument of the compiled function, so reuse the same
-    object to avoid recompiling).
+    module's, or your own; a plain function is a static argument of the compiled function, so
+    reuse the same object to avoid recompiling; a :class:`jax.tree_util.Partial` such as
+    :func:`cvar_utility`'s passes its arguments traced).
     """
     if np.ndim(gamma) != 0 or (_is_concrete(gamma) and not 0.0 < float(gamma) <= 1.0):
         raise ValueError(f"gamma must be a scalar in (0, 1] for stock augmentation, got {gamma}")
@@ -137,16 +191,28 @@ def stock_backward_induction(
     check_support(stock_grid, "stock_grid")
     if not callable(utility):
         raise ValueError(f"utility must be callable, got {type(utility).__name__}")
+    if not _is_concrete(P, R, reward_probs, gamma, stock_grid):
+        raise ValueError(
+            "stock_backward_induction needs concrete P, R, reward_probs, gamma and stock_grid "
+            "(the internal grid is sized from the reachable returns); call it outside jit/vmap"
+        )
     batched, P, r_atoms, r_probs, _ = _prepare(P, R, reward_probs, None, gamma)
-    fn = partial(_backward, horizon=int(horizon), utility=utility)
+    padded, start = _pad_grid(stock_grid, *_bend_range(P, r_atoms, r_probs, float(gamma), horizon))
+    if not isinstance(utility, jax.tree_util.Partial):
+        utility = jax.tree_util.Partial(utility)
+    keep = (start, start + np.shape(stock_grid)[0])
+    fn = partial(_backward, horizon=int(horizon), keep=keep)
     if batched:
-        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None))
-    return fn(P, r_atoms, r_probs, jnp.float32(gamma), jnp.asarray(stock_grid, jnp.float32))
+        fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
+    return fn(P, r_atoms, r_probs, jnp.float32(gamma), jnp.asarray(padded), utility)
 
 
 def stock_value(result: StockResult, c0) -> jax.Array:
-    """``float32[..., S]``, ``W_0(s, c0)`` interpolated on the grid (``c0`` a scalar)."""
-    read = jnp.vectorize(lambda grid, w: jnp.interp(c0, grid, w), signature="(c),(c)->()")
+    """``float32[..., S]``, ``W_0(s, c0)`` read on the grid (``c0`` a scalar): interpolated
+    between grid points, extrapolated along the end segments beyond the grid ends (exact there
+    when the grid's second and second-to-last points lie beyond the module docstring's
+    ``[lo, hi]``)."""
+    read = jnp.vectorize(lambda grid, w: _read(c0, grid, w), signature="(c),(c)->()")
     return read(result.stock_grid[..., None, :], result.values[..., 0, :, :])
 
 
@@ -154,8 +220,10 @@ def optimal_cvar(result: StockResult) -> tuple[jax.Array, jax.Array]:
     """``(cvar, c0)``, both ``float32[..., S]``: ``max_{c_0 on the grid} -c_0 + W_0(s, c_0)``,
     the optimal lower-tail ``CVaR_alpha`` of ``G_0`` from each state, and its maximising ``c_0``
     (``-c_0`` is the value-at-risk of the optimal policy). ``result`` must come from
-    :func:`cvar_utility`; exact when the grid contains ``-b`` for the optimal quantile ``b``
-    (e.g. integer rewards and an integer grid covering ``[-H max r, H max r]``, gamma = 1).
+    :func:`cvar_utility`. When the values on the grid are exact (e.g. ``gamma = 1``, integer
+    rewards, an integer grid), this is the best Rockafellar-Uryasev objective over the grid's
+    ``c_0``: never above the optimal CVaR, and equal to it when the grid contains minus the
+    value-at-risk of an optimal policy, e.g. when it covers ``[-max G_0, -min G_0]``.
     """
     grid = result.stock_grid[..., None, :]
     objective = -grid + result.values[..., 0, :, :]  # [..., S, C]

@@ -1,6 +1,7 @@
 """Stock-augmented objectives against brute force over all history-dependent policies."""
 
 import itertools
+from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
@@ -142,3 +143,192 @@ def test_bad_stock_inputs_rejected():
         stock_backward_induction(P, R, 1.0, 2, grid[::-1], expectation_utility)
     with pytest.raises(ValueError, match="P rows must sum to 1"):
         stock_backward_induction(P * 2, R, 1.0, 2, grid, expectation_utility)
+
+
+# ----------------------------------------------------------------------------- grid ends
+# Oracle: every deterministic history-dependent policy, written out as a table from histories
+# (s_0, k_0, s_1, ..., s_t) (k_t the index of the reward atom drawn at step t) to actions; its
+# exact return law by enumerating every trajectory; CVaR and E f(c_0 + G) computed from the law.
+
+
+def _histories(s0, H, S, K):
+    """Every history at which a decision is taken: tuples (s_0, k_0, s_1, ..., s_t), t < H."""
+    out, frontier = [], [(s0,)]
+    for _ in range(H):
+        out += frontier
+        frontier = [h + (k, s) for h in frontier for k in range(K) for s in range(S)]
+    return out
+
+
+def _policy_law(P, atoms, probs, s0, H, table):
+    """Exact law {return: probability} of the policy ``table`` (history -> action) from s0."""
+    law, stack = {}, [((s0,), 1.0, 0.0)]
+    while stack:
+        h, p, g = stack.pop()
+        if (len(h) - 1) // 2 == H:
+            law[g] = law.get(g, 0.0) + p
+            continue
+        s, a = h[-1], table[h]
+        for k in range(atoms.shape[-1]):
+            for t in range(P.shape[0]):
+                q = p * probs[s, a, k] * P[s, a, t]
+                if q > 0:
+                    stack.append((h + (k, t), q, g + float(atoms[s, a, k])))
+    return law
+
+
+def _all_laws(P, atoms, probs, s0, H):
+    """Distinct return laws of all deterministic history-dependent policies from s0, as
+    ``(g, p)``: ``g[L, n]`` each law's returns, increasing (padded with its last return),
+    ``p[L, n]`` their probabilities (padded with 0)."""
+    S, A, K = atoms.shape
+    hist = _histories(s0, H, S, K)
+    laws = set()
+    for actions in itertools.product(range(A), repeat=len(hist)):
+        law = _policy_law(P, atoms, probs, s0, H, dict(zip(hist, actions)))
+        laws.add(tuple((g, round(law[g], 12)) for g in sorted(law)))
+    n = max(len(law) for law in laws)
+    rows = [list(law) + [(law[-1][0], 0.0)] * (n - len(law)) for law in laws]
+    table = np.array(rows)  # [L, n, 2]
+    return table[..., 0], table[..., 1]
+
+
+def _law_cvar(g, p, alpha):
+    """``float[L]``: (1 / alpha) * integral_0^alpha F^{-1}(u) du of each law (g, p)."""
+    before = np.cumsum(p, axis=-1) - p
+    taken = np.minimum(p, np.maximum(alpha - before, 0.0))
+    return (taken * g).sum(-1) / alpha
+
+
+def _best_expected_utility(g, p, c, f):
+    """``float[C]``: max over the laws of E f(c + G) at each stock ``c[C]``."""
+    return (p[:, :, None] * f(g[:, :, None] + c)).sum(1).max(0)
+
+
+def _random_tree(seed, S, A, K):
+    """P [S, A, S] with some zero transitions; integer reward atoms in [-2, 2] (K per (s, a))
+    and their probabilities."""
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(S), size=(S, A)) * (rng.random((S, A, S)) < 0.8)
+    P[..., 0] += P.sum(-1) == 0
+    P /= P.sum(-1, keepdims=True)
+    atoms = rng.integers(-2, 3, (S, A, K)).astype(np.float64)
+    probs = rng.dirichlet(np.ones(K), size=(S, A))
+    return P, atoms, probs
+
+
+ALPHAS = (0.05, 0.1, 0.3, 0.5, 0.8, 0.9, 1.0)
+SLOW = pytest.mark.slow  # one backward-induction compile per grid size, each about a second
+TREES = [  # seed, S, A, K reward atoms, H
+    (11, 3, 2, 1, 3),
+    pytest.param(10, 2, 2, 1, 3, marks=SLOW),
+    pytest.param(12, 2, 3, 1, 3, marks=SLOW),
+    pytest.param(13, 2, 2, 2, 2, marks=SLOW),
+]
+
+
+def _grids(laws):
+    """Wide (much wider than the returns), tight (exactly minus the return range) and two
+    shifted grids (off the return range on one side, beyond it on the other)."""
+    lo = min(g.min() for g, _ in laws)
+    hi = max(g.max() for g, _ in laws)
+    return {
+        "wide": np.arange(-hi - 15.0, -lo + 16.0),
+        "tight": np.arange(-hi, -lo + 1.0),
+        "shifted up": np.arange(-hi + 3.0, -lo + 6.0),
+        "shifted down": np.arange(-hi - 7.0, -lo - 2.0),
+    }
+
+
+@pytest.mark.parametrize("seed, S, A, K, H", TREES)
+def test_cvar_exact_on_any_integer_grid_against_history_dependent_brute_force(seed, S, A, K, H):
+    # Every W_0(s, c_0) on the grid is the best E f(c_0 + G) over all history-dependent
+    # policies, wherever the grid sits, and optimal_cvar is the best -c_0 + W_0 over the grid:
+    # the optimal CVaR when the grid holds minus the optimal VaR.
+    P, atoms, probs = _random_tree(seed, S, A, K)
+    laws = [_all_laws(P, atoms, probs, s, H) for s in range(S)]
+    best_cvar = {a: [_law_cvar(g, p, a).max() for g, p in laws] for a in ALPHAS}
+    for name, grid in _grids(laws).items():
+        for alpha in ALPHAS:
+            res = stock_backward_induction(
+                P.astype(np.float32), atoms.astype(np.float32), 1.0, H, jnp.asarray(grid),
+                cvar_utility(alpha), reward_probs=probs.astype(np.float32),
+            )
+            f = partial(lambda a, x: np.minimum(x, 0.0) / a, alpha)
+            w0 = np.array([_best_expected_utility(g, p, grid, f) for g, p in laws])
+            np.testing.assert_allclose(res.values[0], w0, rtol=1e-5, atol=1e-4,
+                                       err_msg=f"{name} {alpha}")
+            cvar, _ = optimal_cvar(res)
+            np.testing.assert_allclose(cvar, (w0 - grid).max(-1), atol=1e-4,
+                                       err_msg=f"{name} {alpha}")
+            assert np.all(np.asarray(cvar) <= np.array(best_cvar[alpha]) + 1e-4)
+            if name != "shifted up":  # the others hold -VaR of every optimal policy
+                np.testing.assert_allclose(cvar, best_cvar[alpha], atol=1e-4,
+                                           err_msg=f"{name} {alpha}")
+
+
+def _finite_horizon_vi(P, atoms, probs, H):
+    V = np.zeros(P.shape[0])
+    for _ in range(H):
+        V = ((atoms * probs).sum(-1) + P @ V).max(axis=1)
+    return V
+
+
+@pytest.mark.parametrize("seed, S, A, K, H", [
+    (14, 4, 3, 2, 4), pytest.param(11, 3, 2, 1, 3, marks=SLOW), pytest.param(15, 5, 2, 1, 6, marks=SLOW),
+])
+def test_cvar_at_alpha_one_is_the_optimal_expected_return(seed, S, A, K, H):
+    # CVaR_1 = E G: optimal_cvar at alpha = 1 is finite-horizon value iteration's V, on a grid
+    # much wider than the returns (the case that clamped reads pushed above V), a tight one and
+    # one with its ends off in both directions.
+    P, atoms, probs = _random_tree(seed, S, A, K)
+    V = _finite_horizon_vi(P, atoms, probs, H)
+    for grid in (np.arange(-40.0, 41.0), np.arange(-2.0 * H, 2.0 * H + 1), np.arange(-2.0 * H, 3.0)):
+        res = stock_backward_induction(P.astype(np.float32), atoms.astype(np.float32), 1.0, H,
+                                       jnp.asarray(grid), cvar_utility(1.0),
+                                       reward_probs=probs.astype(np.float32))
+        np.testing.assert_allclose(optimal_cvar(res)[0], V, atol=2e-4, err_msg=f"{grid[[0, -1]]}")
+
+
+def _stock_policy_value(P, atoms, probs, policy, grid, s0, c0, H, f):
+    """Exact E f(c_0 + G) of the stock-augmented ``policy [H, S, C]`` from (s0, c0), gamma = 1:
+    enumerate trajectories, tracking the stock; off the grid the end point's action is used."""
+    total, stack = 0.0, [(0, s0, c0, 1.0)]
+    while stack:
+        t, s, c, p = stack.pop()
+        if t == H:
+            total += p * f(c)  # c_H = c_0 + G
+            continue
+        a = policy[t, s, int(np.argmin(np.abs(grid - c)))]
+        for k in range(atoms.shape[-1]):
+            for s_next in range(P.shape[0]):
+                q = p * probs[s, a, k] * P[s, a, s_next]
+                if q > 0:
+                    stack.append((t + 1, s_next, c + atoms[s, a, k], q))
+    return total
+
+
+def test_greedy_stock_policy_attains_the_brute_force_optimum_from_every_grid_stock():
+    # From every (s, c_0) on a grid much wider than the returns (its ends included, where the
+    # clamped reads misjudged the actions) the greedy policy's own E f(c_0 + G) is the optimum
+    # over history-dependent policies, and from c_0* its CVaR is the optimal CVaR.
+    seed, S, A, K, H = TREES[0]
+    P, atoms, probs = _random_tree(seed, S, A, K)
+    laws = [_all_laws(P, atoms, probs, s, H) for s in range(S)]
+    grid = _grids(laws)["wide"]
+    for alpha in (0.1, 0.5, 1.0):
+        res = stock_backward_induction(
+            P.astype(np.float32), atoms.astype(np.float32), 1.0, H, jnp.asarray(grid),
+            cvar_utility(alpha), reward_probs=probs.astype(np.float32),
+        )
+        policy = np.asarray(res.policy)
+        f = partial(lambda a, x: np.minimum(x, 0.0) / a, alpha)
+        for s, (g, p) in enumerate(laws):
+            best = _best_expected_utility(g, p, grid, f)
+            achieved = [_stock_policy_value(P, atoms, probs, policy, grid, s, c, H, f)
+                        for c in grid]
+            np.testing.assert_allclose(achieved, best, rtol=1e-6, atol=1e-6,
+                                       err_msg=f"alpha {alpha} state {s}")
+        cvar, c0 = optimal_cvar(res)
+        np.testing.assert_allclose(
+            cvar, [_law_cvar(g, p, alpha).max() for g, p in laws], atol=1e-4)
