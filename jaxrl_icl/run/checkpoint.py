@@ -9,7 +9,9 @@ Orbax alone restores a garbled data file without complaint (its chunks carry no 
 so restoring checks the target's structure, shapes and dtypes against the manifest first
 and the restored bits against the checksums after; any problem raises
 :class:`CheckpointError` naming the checkpoint and the leaf. Nothing falls back to an
-older checkpoint or a fresh start silently.
+older checkpoint or a fresh start silently. A checkpoint that cannot be written (disk
+full, read-only file system) raises :class:`~jaxrl_icl.run.rundir.RunWriteError` naming
+the checkpoint and saying whether the run can be resumed from an earlier one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxrl_icl.run.rundir import write_error
 
 _UINT_OF_SIZE = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}
 
@@ -100,8 +104,11 @@ class Checkpoints:
         self.close()
 
     def close(self) -> None:
-        """Wait for pending writes and release the manager."""
-        self._manager.close()
+        """Wait for pending writes and release the manager; a failed write raises RunWriteError."""
+        try:
+            self._manager.close()
+        except Exception as err:  # orbax/tensorstore report a failed write as many types
+            raise write_error(self.directory, err) from err
 
     def latest_update(self) -> int | None:
         """Update count of the newest complete checkpoint, None if there is none."""
@@ -110,7 +117,11 @@ class Checkpoints:
     def save(self, update: int, state: Any) -> None:
         """Checkpoint ``state`` (a pytree of jax arrays) as update ``update``."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), manifest=ocp.args.JsonSave(_manifest(state)))
-        if not self._manager.save(update, args=args):
+        try:
+            saved = self._manager.save(update, args=args)
+        except Exception as err:  # as in close(); includes the previous save's asynchronous failure
+            raise write_error(self.directory / str(update), err) from err
+        if not saved:
             raise CheckpointError(f"{self.directory / str(update)}: orbax declined to save")
 
     def restore(self, update: int, target: Any) -> Any:

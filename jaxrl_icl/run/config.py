@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from jaxrl_icl.config import ConfigError, config_type_hints
 from jaxrl_icl.run.rundir import RunDir, RunOptions
+from jaxrl_icl.run.sweep import check_seed_count
 
 _SCALARS = (int, float, str, bool)
 _RUN_FLAGS = ("run_dir", "resume", "progress", "no_progress", "help")
@@ -231,6 +232,20 @@ def cli_error(prog: str, message: str) -> typing.NoReturn:
     """
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def check_num_seeds(prog: str, num_seeds: int) -> None:
+    """Exit like a bad flag (:func:`cli_error`, naming ``--num-seeds`` and the device count)
+    unless ``num_seeds`` splits evenly over the devices the seeds are sharded across.
+
+    For experiments that shard their seed axis (``train_in_chunks``, ``sweep_seeds``): call
+    it after ``init_distributed`` (which sets the device count) and before ``open_run``, so a
+    bad count leaves no run directory behind and runs no compute.
+    """
+    try:
+        check_seed_count(num_seeds)
+    except ValueError as err:
+        cli_error(prog, f"argument --num-seeds: {err}")
 
 
 def parse_cli(

@@ -8,7 +8,10 @@ written as ``null``.
 
 Lines are appended one chunk at a time (a single write, then flush and fsync). A torn
 last line from a crash mid-write is dropped by :meth:`MetricsWriter.truncate_after`,
-which a resumed run calls to cut the file back to its checkpoint.
+which a resumed run calls to cut the file back to its checkpoint; it refuses a file that
+lacks any update the checkpoint covers (deleted, emptied or cut short), since resuming
+would leave a log with a silent hole. A failed write raises
+:class:`~jaxrl_icl.run.rundir.RunWriteError`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxrl_icl.run.rundir import write_atomic
+from jaxrl_icl.run.rundir import write_atomic, write_error
 
 _RESERVED = ("step", "update", "seed")
 
@@ -39,7 +42,10 @@ class MetricsWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.touch()
+        try:
+            self.path.touch()
+        except OSError as err:
+            raise write_error(self.path, err) from err
 
     def write(self, updates: np.ndarray, steps: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
         """Append ``len(updates) * num_seeds`` lines.
@@ -68,32 +74,46 @@ class MetricsWriter:
                 row = {"step": step, "update": update, "seed": seed}
                 row.update((name, _json_value(as_lists[name][seed][i])) for name in names)
                 lines.append(json.dumps(row, allow_nan=False) + "\n")
-        with open(self.path, "a") as fh:
-            fh.write("".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(self.path, "a") as fh:
+                fh.write("".join(lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise write_error(self.path, err) from err
 
     def truncate_after(self, update: int) -> None:
         """Drop every line logged after ``update`` (and a torn, newline-less last line).
 
         The kept lines are rewritten atomically. Raises ValueError naming the file if a
-        complete line is malformed, or if the file holds lines but none reaches
-        ``update`` (the log is missing points the checkpoint covers).
+        complete line is malformed, or if the kept lines do not log every update
+        ``1..update`` (the file was deleted, emptied or cut short: resuming would leave a
+        log without the points the checkpoint covers).
         """
         text = self.path.read_text()
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
             lines.pop()
         kept: list[str] = []
-        last = 0
+        logged: set[int] = set()
         for lineno, line in enumerate(lines, start=1):
             row_update = _parse_line(self.path, lineno, line)["update"]
             if row_update > update:
                 break
             kept.append(line)
-            last = row_update
-        if kept and last != update:
-            raise ValueError(f"{self.path}: logged only up to update {last}, but the checkpoint is at update {update}")
+            logged.add(row_update)
+        missing = sorted(set(range(1, update + 1)) - logged)
+        if missing:
+            if not logged:
+                what = "holds no metrics"
+            elif missing[0] > max(logged):
+                what = f"logged only up to update {max(logged)}"
+            else:
+                what = f"lacks {len(missing)} of updates 1..{update} (first {missing[0]})"
+            raise ValueError(
+                f"{self.path}: {what}, but the checkpoint is at update {update}; resuming would leave "
+                "a log without those updates. Put the original file back, or start a new run"
+            )
         write_atomic(self.path, "".join(kept).encode())
 
 

@@ -9,28 +9,82 @@ Layout::
     <name>.png       plots
 
 Every file here is written to a temporary file in the same directory and renamed into
-place (:func:`write_atomic`), so a reader never sees half a file. Only process 0 writes
-when several JAX processes share a run.
+place (:func:`write_atomic`), so a reader never sees half a file; files and folders get the
+modes the umask gives (0644 and 0755 under umask 022), so teammates can read a shared run.
+A write that fails (disk full, read-only file system) raises :class:`RunWriteError` saying
+which file, why, and whether the run can be resumed. Only process 0 writes when several
+JAX processes share a run.
+
+While a process creates, trains or resumes a run it holds an exclusive lock on
+``<run>/.lock`` (:func:`lock_run`; the file names the holder's pid and host), so a second
+process driving the same directory fails at once with :class:`RunInUseError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import importlib.metadata
 import json
+import math
 import os
 import platform
+import socket
 import subprocess
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxrl_icl.config import ConfigError, config_from_dict, config_to_dict
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+LOCK_NAME = ".lock"
+
+
+class RunInUseError(RuntimeError):
+    """Another process holds the lock of a run directory."""
+
+
+class RunWriteError(OSError):
+    """A file or folder of a run could not be written (disk full, read-only file system, ...).
+
+    The message names it and the reason and, when it lies in a run directory, says whether
+    that run can be continued with ``--resume`` (it can once it holds a checkpoint). That
+    part is worked out when the message is shown, so checkpoints still being written when
+    the error was raised count. ``errno`` is the underlying error's, when there is one.
+
+    Attributes:
+      path: absolute path of what could not be written.
+      reason: why, e.g. ``"No space left on device"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, errno: int | None = None):
+        super().__init__(f"could not write {path}: {reason}")
+        self.path, self.reason, self.errno = Path(path).absolute(), reason, errno
+
+    def __str__(self) -> str:
+        message = f"could not write {self.path}: {self.reason}"
+        run = next((p for p in self.path.parents if (p / "config.json").is_file()), None)
+        if run is None:
+            return message
+        try:
+            saved = [int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()]
+        except OSError:
+            saved = []
+        if saved:
+            return (f"{message}. The run is saved up to update {max(saved)}: once the disk has room "
+                    f"(or is writable), continue it with --resume {run}")
+        return f"{message}. No checkpoint of the run in {run} was written, so it cannot be resumed: start it again"
+
+
+def write_error(path: str | os.PathLike, err: BaseException) -> RunWriteError:
+    """The :class:`RunWriteError` for ``err``, raised by a write of ``path``."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else f"{type(err).__name__}: {err}"
+    return RunWriteError(path, reason, getattr(err, "errno", None))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,23 +104,53 @@ class RunOptions:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (``0o666`` less the
+    umask: 0644 under the usual umask 022), so teammates can read a shared run. A failed
+    write raises :class:`RunWriteError` (see :func:`write_error`) and leaves ``path`` as it was.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:
+        raise write_error(path, err) from err
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise write_error(path, err) from err
         raise
 
 
+def _nulls_for_non_finite(obj: Any) -> Any:
+    """``obj`` with every NaN or +-inf float (numpy scalars included) replaced by None,
+    through nested dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        return {key: _nulls_for_non_finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nulls_for_non_finite(value) for value in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """``obj`` as indented JSON (NaN/inf rejected), written atomically."""
-    write_atomic(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+    """``obj`` as indented JSON, written atomically; NaN and +-inf are written as ``null``
+    (JSON has no such numbers), numpy scalars as Python numbers."""
+    text = json.dumps(_nulls_for_non_finite(obj), indent=2, allow_nan=False)
+    write_atomic(path, (text + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
@@ -132,6 +216,56 @@ def versions() -> dict[str, Any]:
     return info
 
 
+# Run directory (resolved) -> descriptor of its locked lock file, for the runs this process holds.
+_held_locks: dict[Path, int] = {}
+
+
+def _lock_holder(lock_path: Path) -> str:
+    try:
+        holder = json.loads(lock_path.read_text())
+        return f"process {int(holder['pid'])} on host {holder['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (it has not written its pid yet)"
+
+
+def lock_run(path: str | os.PathLike) -> None:
+    """Lock the run directory ``path`` for this process until it exits.
+
+    Takes an exclusive ``flock`` on ``<path>/.lock`` (created with the umask's mode) and
+    writes ``{"pid", "host"}`` of this process into it. The kernel drops the lock when the
+    process ends, however it ends, so a lock left by a dead process never blocks. Locking a
+    directory this process already holds does nothing.
+
+    Raises:
+      RunInUseError: another process holds the lock; the message names the directory and
+        the holder's pid and host.
+      RunWriteError: the lock file cannot be created (e.g. a read-only file system).
+    """
+    run_path = Path(path).resolve()
+    if run_path in _held_locks:
+        return
+    lock_path = run_path / LOCK_NAME
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise write_error(lock_path, err) from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunInUseError(
+            f"{path}: this run directory is in use by {_lock_holder(lock_path)} (lock {lock_path}); "
+            "wait for that run to finish or stop it, then --resume it"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n").encode(), 0)
+    except OSError as err:
+        os.close(fd)
+        raise write_error(lock_path, err) from err
+    _held_locks[run_path] = fd
+
+
 def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -181,6 +315,8 @@ class RunDir:
           root: parent of the experiment folders.
           path: explicit directory (created if missing; must not already hold a run).
             Required with several JAX processes, whose clocks may give different timestamps.
+
+        Process 0 locks the directory (:func:`lock_run`) before writing into it.
         """
         if not experiment or Path(experiment).name != experiment:
             raise ValueError(f"experiment must be a plain name, got {experiment!r}")
@@ -190,11 +326,18 @@ class RunDir:
             if (run_path / "config.json").exists():
                 raise ValueError(f"{run_path}: already holds a run (config.json exists); resume it instead")
             if jax.process_index() == 0:
-                run_path.mkdir(parents=True, exist_ok=True)
+                try:
+                    run_path.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise write_error(run_path, err) from err
+                lock_run(run_path)
+                if (run_path / "config.json").exists():  # made by another process meanwhile
+                    raise ValueError(f"{run_path}: already holds a run (config.json exists); resume it instead")
         elif jax.process_count() > 1:
             raise ValueError("path: an explicit run directory is required with several JAX processes")
         else:
             run_path = _new_timestamped_dir(Path(root) / experiment)
+            lock_run(run_path)
         if jax.process_index() == 0:
             write_json(
                 run_path / "config.json",
@@ -233,7 +376,10 @@ class RunDir:
 
 def _new_timestamped_dir(parent: Path) -> Path:
     """Create and return ``parent/<YYYYmmdd-HHMMSS>[-k]``, a directory that did not exist."""
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(parent, err) from err
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         candidate = parent / (stamp if k == 0 else f"{stamp}-{k}")
@@ -241,6 +387,8 @@ def _new_timestamped_dir(parent: Path) -> Path:
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as err:
+            raise write_error(candidate, err) from err
         return candidate
     raise FileExistsError(f"{parent}: no free run directory name for timestamp {stamp}")
 
@@ -250,11 +398,18 @@ def open_run(experiment: str, config: Any, options: RunOptions, *, resumable: bo
 
     ``--resume DIR`` reopens ``DIR`` (only when the experiment is ``resumable``: one that
     checkpoints; otherwise it exits with status 2 and a message); else a new directory is
-    made at ``--run-dir`` or ``runs/<experiment>/<timestamp>/``.
+    made at ``--run-dir`` or ``runs/<experiment>/<timestamp>/``. Either way process 0 holds
+    the directory's lock until it exits; a directory another process holds, or one that
+    cannot be written, exits with status 1 and a message naming it (and the holder).
     """
-    if options.resume is not None:
-        if not resumable:
-            raise SystemExit(f"--resume: {experiment} runs in one call and has nothing to resume; run it again")
-        run, _ = RunDir.open(options.resume, type(config))
-        return run
-    return RunDir.create(experiment, config, path=options.run_dir)
+    try:
+        if options.resume is not None:
+            if not resumable:
+                raise SystemExit(f"--resume: {experiment} runs in one call and has nothing to resume; run it again")
+            run, _ = RunDir.open(options.resume, type(config))
+            if jax.process_index() == 0:
+                lock_run(run.path)
+            return run
+        return RunDir.create(experiment, config, path=options.run_dir)
+    except (RunInUseError, RunWriteError) as err:
+        raise SystemExit(f"error: {err}") from None

@@ -37,6 +37,20 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(seed), num_seeds)
 
 
+def check_seed_count(num_seeds: int) -> None:
+    """ValueError unless ``num_seeds`` splits evenly over ``jax.device_count()`` devices.
+
+    Every sharded seed axis goes through this check; experiments call it (through
+    :func:`jaxrl_icl.run.config.check_num_seeds`) before making a run directory.
+    """
+    devices = jax.device_count()
+    if num_seeds % devices:
+        raise ValueError(
+            f"num_seeds ({num_seeds}) is not a multiple of the device count ({devices}); the seeds "
+            f"are split evenly over the devices, so use a multiple of {devices}"
+        )
+
+
 def seed_mesh() -> Mesh:
     """1-D mesh over all global devices (``jax.devices()``), axis name ``"seeds"``."""
     return Mesh(np.asarray(jax.devices()), (SEED_AXIS,))
@@ -83,12 +97,7 @@ def shard_seed_axis(tree: Any) -> Any:
     """
     if jax.device_count() == 1:
         return tree
-    num_seeds = _num_seeds(tree)
-    if num_seeds % jax.device_count():
-        raise ValueError(
-            f"num_seeds ({num_seeds}) must be a multiple of the device count "
-            f"({jax.device_count()}) to shard seeds across devices"
-        )
+    check_seed_count(_num_seeds(tree))
     sharding = seed_sharding()
     return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
 

@@ -50,7 +50,7 @@ def test_create_layout_and_config_round_trip(tmp_path):
     run = RunDir.create("darkroom_ad", config, root=tmp_path)
     assert run.path.parent == tmp_path / "darkroom_ad"
     assert re.fullmatch(r"\d{8}-\d{6}", run.path.name)
-    assert listing(run.path) == ["config.json", "versions.json"]  # no temporaries left
+    assert listing(run.path) == [".lock", "config.json", "versions.json"]  # no temporaries left
     assert run.checkpoints == run.path / "checkpoints"
     assert run.metrics_path == run.path / "metrics.jsonl"
     assert run.plot_path("return") == run.path / "return.png"
@@ -143,8 +143,9 @@ def test_atomic_write_leaves_no_temporary(tmp_path, monkeypatch):
         write_json(target, {"a": 2})
     assert listing(tmp_path) == ["file.json"]
     assert json.loads(target.read_text()) == {"a": 1}
-    with pytest.raises(ValueError):
-        write_json(target, {"a": math.nan})  # not valid JSON: refused
+    monkeypatch.undo()
+    write_json(target, {"a": math.nan})  # JSON has no NaN: written as null
+    assert json.loads(target.read_text()) == {"a": None}
     assert listing(tmp_path) == ["file.json"]
 
 
