@@ -24,16 +24,12 @@ cell under each objective's policy), prints the tables and the run directory.
 from __future__ import annotations
 
 import dataclasses
-import io
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from envs.cliffwalk import CLIFF, COLS, GOAL, ROWS, START, CliffWalkParams, cliffwalk_mdp
 from envs.tabular import TabularMDP
@@ -51,7 +47,9 @@ from jaxrl_icl.distributional import (
 )
 from jaxrl_icl.config import field, require_in, require_positive, require_types
 from jaxrl_icl.run.config import parse_cli
-from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
+from jaxrl_icl.run import plots
+from jaxrl_icl.run.plots import HistogramPanel, plot_log_maps
+from jaxrl_icl.run.rundir import open_run, write_json
 
 ALPHAS = (0.1, 0.25, 0.5)
 
@@ -202,58 +200,30 @@ def format_table(problem: Problem, table: dict, num_grid: int) -> str:
 
 def plot_histograms(results: dict, path) -> None:
     """One row per MDP, one panel per objective: histogram of returns, mean and CVaR_0.1."""
-    names = list(results)
-    labels = list(results[names[0]][1])
-    fig = Figure(figsize=(3.2 * len(labels), 3.0 * len(names)))
-    axes = fig.subplots(len(names), len(labels), squeeze=False)
-    for row, name in enumerate(names):
-        _, runs, table = results[name]
+    panels = []
+    for name, (_, runs, table) in results.items():
         all_g = np.concatenate([r["returns"] for r in runs.values()])
         bins = np.arange(all_g.min() - 0.5, all_g.max() + 1.5)
         if len(bins) > 80:
             bins = np.linspace(all_g.min() - 0.5, all_g.max() + 0.5, 80)
-        for col, label in enumerate(runs):
-            ax = axes[row, col]
-            ax.hist(runs[label]["returns"], bins=bins, color="C0", alpha=0.8)
-            ax.axvline(table[label]["mean"], color="k", lw=1.2, label="mean")
-            ax.axvline(table[label]["cvar_0.1"], color="C3", lw=1.2, ls="--", label="CVaR_0.1")
-            ax.set_yscale("log")
-            ax.set_title(f"{name}\n{label}", fontsize=9)
-            ax.set_xlabel("return G")
-            if col == 0:
-                ax.set_ylabel("episodes")
-                ax.legend(fontsize=7)
-    _save_png(fig, path)
+        panels.append([HistogramPanel(f"{name}\n{label}", {label: run["returns"]}, bins,
+                                      {label: {"mean": table[label]["mean"], "CVaR_0.1": table[label]["cvar_0.1"]}})
+                       for label, run in runs.items()])
+    columns = len(panels[0])
+    plots.plot_histograms(panels, path, "return G", "episodes", figsize=(3.2 * columns, 3.0 * len(panels)),
+                          legend_fontsize=7)
 
 
 def plot_paths(runs: dict, horizon: int, path) -> None:
     """Cliff walk: mean visits per episode to each cell (log colour) per objective, the
     cliff outlined in red, S and G marked (the goal left blank: the episode ends there)."""
-    fig = Figure(figsize=(7.5, 2.0 * len(runs)))
-    axes = fig.subplots(len(runs), 1, squeeze=False)
-    for ax, (label, run) in zip(axes[:, 0], runs.items(), strict=True):
+    maps = {}
+    for label, run in runs.items():
         visits = np.bincount(run["states"].ravel(), minlength=ROWS * COLS) / run["states"].shape[0]
-        visits = np.maximum(visits, 1e-3)
         visits[GOAL] = np.nan  # steps "at" the goal are the model's time after termination
-        im = ax.imshow(visits.reshape(ROWS, COLS), cmap="viridis",
-                       norm=LogNorm(1e-3, max(np.nanmax(visits), 1e-2)))
-        ax.add_patch(Rectangle((CLIFF[0] % COLS - 0.5, ROWS - 1.5), len(CLIFF), 1,
-                               fill=False, ec="red", lw=2))
-        ax.text(START % COLS, START // COLS, "S", ha="center", va="center", color="w")
-        ax.text(GOAL % COLS, GOAL // COLS, "G", ha="center", va="center", color="k")
-        ax.set_title(f"{label}: mean visits per episode (H={horizon})", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.02)
-    _save_png(fig, path)
-
-
-def _save_png(fig: Figure, path) -> None:
-    """Lay out ``fig`` and write it as PNG to ``path`` atomically."""
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    write_atomic(path, buffer.getvalue())
+        maps[f"{label}: mean visits per episode (H={horizon})"] = visits.reshape(ROWS, COLS)
+    plot_log_maps(maps, path, floor=1e-3, outline=(CLIFF[0] // COLS, CLIFF[0] % COLS, 1, len(CLIFF)),
+                  cell_text={divmod(START, COLS): ("S", "w"), divmod(GOAL, COLS): ("G", "k")})
 
 
 def run(config: DistributionalDPConfig) -> dict:

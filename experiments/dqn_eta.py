@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import sys
 import time
 from typing import Literal
@@ -36,8 +35,6 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.figure import Figure
-
 import envs
 from envs.cliffwalk import NUM_STATES, START, cliffwalk_mdp
 from jaxrl_icl.distributional import cvar, mc_returns, mc_stock_returns, threshold_probability
@@ -48,8 +45,9 @@ from jaxrl_icl.rl.dqn import DQNConfig, q_network
 from jaxrl_icl.rl.dqn import make_train as make_dqn_train
 from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
 from jaxrl_icl.run.config import parse_cli, with_scale
-from jaxrl_icl.run.plots import plot_curves
-from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
+from jaxrl_icl.run.plots import HistogramPanel, plot_curves
+from jaxrl_icl.run import plots
+from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys
 
 PROG = "python -m experiments.dqn_eta"
@@ -195,22 +193,11 @@ def plot_histograms(config: DQNEtaExperimentConfig, returns: dict, table: dict, 
     both = np.concatenate(list(pooled.values()))
     lo, hi = float(both.min()), float(both.max())
     bins = np.arange(lo - 0.5, hi + 1.5) if hi - lo < 120 else np.linspace(lo - 0.5, hi + 0.5, 120)
-    fig = Figure(figsize=(7.5, 4.0))
-    ax = fig.subplots()
-    for i, (name, g) in enumerate(pooled.items()):
-        ax.hist(g, bins=bins, color=f"C{i}", alpha=0.55, label=name)
-        ax.axvline(table[name]["mean_return"]["mean"], color=f"C{i}", lw=1.2)
-        ax.axvline(table[name][f"cvar_{alpha:g}"]["mean"], color=f"C{i}", lw=1.2, ls="--")
-    ax.set_yscale("log")
-    ax.set_xlabel("episode return G")
-    ax.set_ylabel("episodes (all seeds)")
-    ax.set_title(f"cliff walk returns of the final greedy policies\nsolid: mean, dashed: CVaR_{alpha:g}",
-                 fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    write_atomic(path, buffer.getvalue())
+    marks = {name: {"mean": table[name]["mean_return"]["mean"], "cvar": table[name][f"cvar_{alpha:g}"]["mean"]}
+             for name in pooled}
+    title = f"cliff walk returns of the final greedy policies\nsolid: mean, dashed: CVaR_{alpha:g}"
+    plots.plot_histograms([[HistogramPanel(title, pooled, bins, marks)]], path, "episode return G",
+                          "episodes (all seeds)", figsize=(7.5, 4.0))
 
 
 def main(argv: list[str] | None = None):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from jaxrl_icl.run.metrics import read_metrics
@@ -135,6 +137,105 @@ def plot_paired_bars(pairs: Mapping[str, tuple[float, float]], names: tuple[str,
         values[f"{names[0]}, {case}"] = first
         values[f"{names[1]}, {case}"] = second
     return plot_bars(values, path, ylabel=ylabel, title=title, log_scale=True)
+
+
+class HistogramPanel(NamedTuple):
+    """One panel of :func:`plot_histograms`.
+
+    Attributes:
+      title: the panel's title.
+      series: label -> values ``[N]`` (e.g. episode returns), overlaid in colours C0, C1, ...
+      bins: bin edges shared by the panel's series.
+      marks: series label -> (mark label -> x), vertical lines such as a mean or a CVaR;
+        the first mark of a series is solid, the second dashed.
+    """
+
+    title: str
+    series: Mapping[str, np.ndarray]
+    bins: np.ndarray
+    marks: Mapping[str, Mapping[str, float]] = {}
+
+
+def plot_histograms(
+    panels: Sequence[Sequence[HistogramPanel]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    *,
+    figsize: tuple[float, float],
+    legend_fontsize: float | str | None = None,
+    dpi: int = 110,
+) -> Path:
+    """Histograms on log counts, a grid of panels (rows of :class:`HistogramPanel`), as PNG.
+
+    A panel with one series draws it in C0 with its marks black (first) and red dashed
+    (second), and the legend names the marks; a panel with several series draws each in
+    its own colour, half transparent, with its marks in that colour, and the legend names
+    the series. The first column carries the y label and the legend.
+    """
+    if not panels or not all(panels) or len({len(row) for row in panels}) != 1:
+        raise ValueError("panels: need a non-empty grid of rows of equal length")
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(len(panels), len(panels[0]), squeeze=False)
+    for row, panel_row in enumerate(panels):
+        for col, panel in enumerate(panel_row):
+            ax, single = axes[row, col], len(panel.series) == 1
+            for i, (label, values) in enumerate(panel.series.items()):
+                color = f"C{i}"
+                ax.hist(values, bins=panel.bins, color=color, alpha=0.8 if single else 0.55,
+                        label=None if single else label)
+                for j, (mark, x) in enumerate(panel.marks.get(label, {}).items()):
+                    ax.axvline(x, color=("k", "C3")[j] if single else color, lw=1.2, ls=("-", "--")[j],
+                               label=mark if single else None)
+            ax.set_yscale("log")
+            ax.set_title(panel.title, fontsize=9)
+            ax.set_xlabel(xlabel)
+            if col == 0:
+                ax.set_ylabel(ylabel)
+                ax.legend(fontsize=legend_fontsize)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_log_maps(
+    maps: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    *,
+    floor: float,
+    outline: tuple[int, int, int, int] | None = None,
+    cell_text: Mapping[tuple[int, int], tuple[str, str]] | None = None,
+    width: float = 7.5,
+    panel_height: float = 2.0,
+    dpi: int = 110,
+) -> Path:
+    """Grid-world maps ``label -> float[rows, cols]`` stacked vertically, on a log colour
+    scale with a colour bar each, as PNG (e.g. mean visits per episode to each cell).
+
+    Values below ``floor`` are drawn at ``floor``; NaN cells stay blank. ``outline =
+    (row, col, height, width)`` draws a red rectangle around those cells (e.g. a cliff);
+    ``cell_text`` maps ``(row, col) -> (text, colour)`` (e.g. start and goal).
+    """
+    if not maps:
+        raise ValueError("maps is empty: nothing to plot")
+    fig = Figure(figsize=(width, panel_height * len(maps)))
+    axes = fig.subplots(len(maps), 1, squeeze=False)
+    for ax, (label, values) in zip(axes[:, 0], maps.items(), strict=True):
+        values = np.asarray(values, np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"map {label!r}: need [rows, cols], got shape {values.shape}")
+        values = np.where(np.isnan(values), np.nan, np.maximum(values, floor))
+        image = ax.imshow(values, cmap="viridis", norm=LogNorm(floor, max(np.nanmax(values), 10 * floor)))
+        if outline is not None:
+            row, col, height, cols = outline
+            ax.add_patch(Rectangle((col - 0.5, row - 0.5), cols, height, fill=False, ec="red", lw=2))
+        for (row, col), (text, color) in (cell_text or {}).items():
+            ax.text(col, row, text, ha="center", va="center", color=color)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, fraction=0.02)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
 
 
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:

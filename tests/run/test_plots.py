@@ -183,3 +183,30 @@ def test_moving_average_matches_convolution_and_rejects_bad_windows(tmp_path):
             plots.moving_average(y, window)
     path = plots.plot_training_loss(np.arange(1, 41), y, tmp_path / "loss.png", "loss")
     assert path.stat().st_size > 0
+
+
+def test_plot_histograms_writes_a_grid_of_panels_of_the_requested_size(tmp_path):
+    rng = np.random.default_rng(0)
+    bins = np.arange(-10.5, 1.5)
+    one = plots.HistogramPanel("one series", {"a": rng.integers(-10, 1, 200)}, bins, {"a": {"mean": -5.0, "cvar": -9}})
+    two = plots.HistogramPanel("two series", {"a": rng.integers(-10, 1, 200), "b": rng.integers(-5, 1, 200)}, bins,
+                               {"a": {"mean": -5.0}, "b": {"mean": -2.5, "cvar": -4.5}})
+    out = plots.plot_histograms([[one, two], [two, one]], tmp_path / "h.png", "return", "episodes",
+                                figsize=(6.0, 4.0), dpi=50, legend_fontsize=7)
+    assert png_size(out) == (300, 200) and out.stat().st_size > 5_000
+    with pytest.raises(ValueError, match="panels"):
+        plots.plot_histograms([[one, two], [one]], tmp_path / "ragged.png", "x", "y", figsize=(4.0, 4.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png"]
+
+
+def test_plot_log_maps_writes_one_panel_per_map(tmp_path):
+    visits = np.linspace(0.0, 2.0, 12).reshape(3, 4)
+    visits[0, 3] = np.nan  # blank cell
+    out = plots.plot_log_maps({"a": visits, "b": visits / 10}, tmp_path / "m.png", floor=1e-3, outline=(2, 1, 1, 2),
+                              cell_text={(2, 0): ("S", "w")}, width=4.0, panel_height=1.5, dpi=50)
+    assert png_size(out) == (200, 150)
+    with pytest.raises(ValueError, match="map 'flat'"):
+        plots.plot_log_maps({"flat": np.ones(4)}, tmp_path / "x.png", floor=1e-3)
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_log_maps({}, tmp_path / "x.png", floor=1e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png"]
