@@ -47,7 +47,7 @@ import numpy as np
 import envs
 from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
 from jaxrl_icl.icl import dpt, posterior, transformer
-from jaxrl_icl.icl.evaluate import Transition, episode_returns, evaluate, prefill, previous_episode_context
+from jaxrl_icl.icl.evaluate import ContextTransition, episode_returns, evaluate, prefill, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.config import field, require_nonnegative, require_positive
@@ -102,23 +102,23 @@ ONLINE = {
 }
 
 
-def random_transitions(key: jax.Array, goal: jax.Array, size: int, n: int) -> Transition:
+def random_transitions(key: jax.Array, goal: jax.Array, size: int, n: int) -> ContextTransition:
     """``n`` uniformly random transitions of the task with ``goal`` (raw int positions)."""
     k_pos, k_act = jax.random.split(key)
     pos = jax.random.randint(k_pos, (n, 2), 0, size)
     action = jax.random.randint(k_act, (n,), 0, 5)
     nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
     reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
-    return Transition(pos, action, reward, nxt, jnp.zeros(n, bool))
+    return ContextTransition(pos, action, reward, nxt, jnp.zeros(n, bool))
 
 
-def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> Transition:
+def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> ContextTransition:
     """The first ``n`` transitions of the optimal policy from ``start``."""
 
     def body(pos, _):
         action = optimal_action(pos, goal)
         nxt = move(pos, action, size)
-        return nxt, Transition(pos, action, jnp.all(nxt == goal).astype(jnp.float32), nxt, jnp.bool_(False))
+        return nxt, ContextTransition(pos, action, jnp.all(nxt == goal).astype(jnp.float32), nxt, jnp.bool_(False))
 
     return jax.lax.scan(body, start, None, n)[1]
 

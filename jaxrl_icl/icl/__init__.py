@@ -12,9 +12,9 @@ and jitted in-context evaluation (``evaluate``).
 
 from jaxrl_icl.icl import ad, dpt, posterior
 from jaxrl_icl.icl.evaluate import (
+    ContextTransition,
     EpisodicCarry,
     InContextAgent,
-    Transition,
     episode_returns,
     evaluate,
     prefill,
@@ -50,8 +50,8 @@ from jaxrl_icl.icl.transformer import (
 )
 
 __all__ = [
-    "EpisodicCarry", "InContextAgent", "OptimConfig", "Transition", "ad", "dpt", "episode_returns", "evaluate",
-    "make_supervised_trainer", "posterior", "prefill", "previous_episode_context", "rollout",
+    "ContextTransition", "EpisodicCarry", "InContextAgent", "OptimConfig", "ad", "dpt", "episode_returns",
+    "evaluate", "make_supervised_trainer", "posterior", "prefill", "previous_episode_context", "rollout",
     "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
     "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step", "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",

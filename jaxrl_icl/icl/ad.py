@@ -38,7 +38,7 @@ import numpy as np
 
 from jaxrl_icl.icl import tokens as tk
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import InContextAgent, Transition
+from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
 from jaxrl_icl.rl.histories import load_histories
 from jaxrl_icl.config import require_in, require_positive, require_types
@@ -333,7 +333,7 @@ def make_agent(config: ADConfig, model: tr.TransformerConfig) -> InContextAgent:
         logits, carry = policy_logits(config, model, params, carry, obs)
         return jax.random.categorical(key, logits).astype(jnp.int32), carry
 
-    def observe(params, carry: ADCarry, t: Transition) -> ADCarry:
+    def observe(params, carry: ADCarry, t: ContextTransition) -> ADCarry:
         action, reward = jnp.asarray(t.action, jnp.int32), jnp.asarray(t.reward, jnp.float32)
         carry = carry._replace(prev_action=action, prev_reward=reward)
         if config.layout == "step":

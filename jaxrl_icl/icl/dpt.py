@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from envs.darkroom import move, optimal_action, optimal_actions
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import InContextAgent, Transition, previous_episode_context
+from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
 from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.trainer import Trainer
@@ -233,7 +233,7 @@ def make_agent(model: tr.TransformerConfig, num_actions: int, state_fn: Callable
         action = jnp.argmax(logits) if greedy else jax.random.categorical(key, logits)
         return action.astype(jnp.int32), cache
 
-    def observe(params, cache, t: Transition):
+    def observe(params, cache, t: ContextTransition):
         token = transition_tokens(state_fn(t.obs), t.action, t.reward, state_fn(t.next_obs), num_actions)
         return tr.step(model, params, cache, token[None])[1]
 

@@ -5,7 +5,7 @@ KV cache plus the previous action and reward), bundled in :class:`InContextAgent
 
 * ``init() -> carry``: the empty context;
 * ``act(params, carry, obs, key) -> (action, carry)``: choose an action in state ``obs``;
-* ``observe(params, carry, transition) -> carry``: add one :class:`Transition` to the context.
+* ``observe(params, carry, transition) -> carry``: add one :class:`ContextTransition` to the context.
 
 :func:`rollout` runs one task for ``num_steps`` environment steps inside ``lax.scan``:
 online (``learn=True``: every transition enters the context as it happens, across
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class Transition(NamedTuple):
+class ContextTransition(NamedTuple):
     """One step ``(obs, action, reward, next_obs, done)``; ``done = terminated | truncated``
     and ``next_obs`` is the observation the step led to, before any auto-reset
     (``info["final_observation"]``), so ``(obs, action, reward, next_obs)`` is a true
@@ -43,7 +43,7 @@ class InContextAgent(NamedTuple):
 
     init: Callable[[], Any]
     act: Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
-    observe: Callable[[Any, Any, Transition], Any]
+    observe: Callable[[Any, Any, ContextTransition], Any]
 
 
 class EpisodicCarry(NamedTuple):
@@ -71,7 +71,7 @@ def previous_episode_context(agent: InContextAgent) -> InContextAgent:
         action, acting = agent.act(params, carry.acting, obs, key)
         return action, carry._replace(acting=acting)
 
-    def observe(params, carry: EpisodicCarry, t: Transition):
+    def observe(params, carry: EpisodicCarry, t: ContextTransition):
         building = agent.observe(params, carry.building, t)
         ended = jnp.asarray(t.done, bool)
         acting = jax.tree.map(lambda new, old: jnp.where(ended, new, old), building, carry.acting)
@@ -108,7 +108,8 @@ def rollout(
         next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
         done = terminated | truncated
         if learn:
-            carry = agent.observe(params, carry, Transition(obs, action, reward, info["final_observation"], done))
+            step = ContextTransition(obs, action, reward, info["final_observation"], done)
+            carry = agent.observe(params, carry, step)
         out = {"reward": reward.astype(jnp.float32), "action": action.astype(jnp.int32), "done": done}
         return (next_obs, env_state, carry), out
 
@@ -116,7 +117,7 @@ def rollout(
     return {**out, "carry": carry}
 
 
-def prefill(agent: InContextAgent, params: Any, transitions: Transition, carry: Any = None) -> Any:
+def prefill(agent: InContextAgent, params: Any, transitions: ContextTransition, carry: Any = None) -> Any:
     """The context after observing ``transitions`` (each field with a leading ``[N]`` step axis) in order."""
     carry = agent.init() if carry is None else carry
     carry, _ = jax.lax.scan(lambda c, t: (agent.observe(params, c, t), None), carry, transitions)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from envs.darkroom import all_goals, optimal_action, optimal_actions
 from jaxrl_icl.icl.dpt import darkroom_sample
-from jaxrl_icl.icl.evaluate import InContextAgent, Transition
+from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent
 
 
 class GoalEvidence(NamedTuple):
@@ -117,7 +117,7 @@ def make_posterior_agent(size: int, prior_goals: jax.Array, *, context_len: int,
         probs = action_probs(evidence, jnp.asarray(obs, jnp.int32), prior, size, random_ties)
         return jax.random.categorical(key, jnp.log(probs)).astype(jnp.int32), evidence
 
-    def observe(params, evidence: GoalEvidence, t: Transition):
+    def observe(params, evidence: GoalEvidence, t: ContextTransition):
         return add_transition(evidence, jnp.asarray(t.next_obs, jnp.int32), t.reward, size)
 
     return InContextAgent(init=lambda: empty_evidence(context_len), act=act, observe=observe)

@@ -20,7 +20,7 @@ from envs.darkroom import move, optimal_action
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl import tokens as tk
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import Transition
+from jaxrl_icl.icl.evaluate import ContextTransition
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.config import ConfigError
@@ -186,7 +186,7 @@ def test_cached_rollout_logits_equal_full_sequence_logits(layout):
     def body(carry, step):
         o, a, r = step
         logits, carry = ad.policy_logits(config, model, params, carry, o)
-        carry = agent.observe(params, carry, Transition(o, a, r, o, jnp.bool_(False)))
+        carry = agent.observe(params, carry, ContextTransition(o, a, r, o, jnp.bool_(False)))
         return carry, logits
 
     _, logits = jax.lax.scan(body, agent.init(), (jnp.asarray(obs), jnp.asarray(action), jnp.asarray(reward)))

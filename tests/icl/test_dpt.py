@@ -11,7 +11,7 @@ import pytest
 from envs.darkroom import move, optimal_action
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import Transition, prefill
+from jaxrl_icl.icl.evaluate import ContextTransition, prefill
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.run.loop import train_in_chunks
 
@@ -136,7 +136,8 @@ def test_agent_decisions_equal_the_full_sequence_model():
         got, _ = agent.act(params, carry, query_pos, jax.random.key(0))
         assert int(got) == int(jnp.argmax(logits[0, i]))
         if i < N:
-            carry = agent.observe(params, carry, Transition(pos[i], action[i], reward[i], nxt[i], jnp.bool_(False)))
+            step = ContextTransition(pos[i], action[i], reward[i], nxt[i], jnp.bool_(False))
+            carry = agent.observe(params, carry, step)
 
 
 def test_config_rejects_learned_positions():
@@ -158,7 +159,7 @@ def test_episodic_agent_acts_on_exactly_the_previous_episode():
     nxt = jax.vmap(lambda p, a: move(p, a, SIZE))(pos, action)
     reward = (jnp.arange(steps) % 3 == 0).astype(jnp.float32)
     done = jnp.arange(steps) % horizon == horizon - 1
-    transitions = Transition(pos, action, reward, nxt, done)
+    transitions = ContextTransition(pos, action, reward, nxt, done)
     carry = episodic.init()
     for t in range(steps):
         episode = t // horizon

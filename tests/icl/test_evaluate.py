@@ -9,7 +9,7 @@ import pytest
 
 import envs
 from envs.darkroom import optimal_action, optimal_return
-from jaxrl_icl.icl.evaluate import InContextAgent, Transition, episode_returns, evaluate, prefill, rollout
+from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, episode_returns, evaluate, prefill, rollout
 
 
 def _counting_agent(goal_from_carry: bool = False) -> InContextAgent:
@@ -21,7 +21,7 @@ def _counting_agent(goal_from_carry: bool = False) -> InContextAgent:
         action = optimal_action(obs, goal) if goal_from_carry else jnp.int32(4)
         return action, carry
 
-    def observe(params, carry, t: Transition):
+    def observe(params, carry, t: ContextTransition):
         count, rewards, goal = carry
         return count + 1, rewards + t.reward, goal
 
@@ -45,7 +45,7 @@ def test_observed_transitions_end_where_the_step_led_not_at_the_reset():
     """At an episode's last step the observed next_obs is the cell moved to (here the goal,
     with reward 1), not the start cell the env resets to."""
 
-    def observe(params, carry, t: Transition):
+    def observe(params, carry, t: ContextTransition):
         return carry.at[t.done.astype(jnp.int32)].set(jnp.concatenate([t.next_obs, t.reward[None]]))
 
     recorder = InContextAgent(init=lambda: jnp.zeros((2, 3)), act=lambda p, c, o, k: (jnp.int32(4), c),
@@ -62,8 +62,8 @@ def test_offline_context_is_never_updated_and_online_is():
     goals = jnp.array([[0, 0], [8, 8], [4, 6]], jnp.int32)
     tasks = jax.vmap(lambda g: base.replace(goal=g))(goals)
     agent = _counting_agent(goal_from_carry=True)
-    data = Transition(jnp.zeros((7, 2), jnp.int32), jnp.zeros(7, jnp.int32), jnp.ones(7), jnp.zeros((7, 2), jnp.int32),
-                      jnp.zeros(7, bool))
+    data = ContextTransition(jnp.zeros((7, 2), jnp.int32), jnp.zeros(7, jnp.int32), jnp.ones(7),
+                             jnp.zeros((7, 2), jnp.int32), jnp.zeros(7, bool))
     contexts = jax.vmap(lambda g: (lambda c: (c[0], c[1], g))(prefill(agent, None, data)))(goals)
     assert contexts[0].tolist() == [7, 7, 7]
     out = evaluate(env, tasks, agent, None, jax.random.key(1), num_steps=40, num_seeds=2, learn=False,

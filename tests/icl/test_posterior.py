@@ -16,7 +16,7 @@ import pytest
 import envs
 from envs.darkroom import optimal_return
 from jaxrl_icl.icl import posterior
-from jaxrl_icl.icl.evaluate import Transition, evaluate, prefill
+from jaxrl_icl.icl.evaluate import ContextTransition, evaluate, prefill
 
 SIZE = 5
 MOVES = {0: (0, 0), 1: (0, 1), 2: (0, -1), 3: (-1, 0), 4: (1, 0)}  # stay, up, down, left, right
@@ -101,7 +101,7 @@ def test_with_the_goal_in_its_context_the_agent_is_optimal():
     env, base = envs.make("darkroom-10x10")
     goals = jnp.array([[7, 3], [0, 9], [9, 9]], jnp.int32)
     agent = posterior.make_posterior_agent(10, goals, context_len=100, random_ties=True)
-    one = lambda g: Transition(g[None], jnp.zeros(1, jnp.int32), jnp.ones(1), g[None], jnp.zeros(1, bool))  # noqa: E731
+    one = lambda g: ContextTransition(g[None], jnp.zeros(1, jnp.int32), jnp.ones(1), g[None], jnp.zeros(1, bool))  # noqa: E731
     contexts = jax.vmap(lambda g: prefill(agent, None, one(g)))(goals)
     tasks = jax.vmap(lambda g: base.replace(goal=g))(goals)
     out = evaluate(env, tasks, agent, None, jax.random.key(0), num_steps=100, num_seeds=3, contexts=contexts)
