@@ -8,6 +8,9 @@ A wrapper's ``reset``/``step`` call the wrapped env's (auto-reset included); att
 not define (``default_params``, ``sample_params``, ``action_space``, ``num_actions``, ...) come
 from the wrapped env. Methods that take the wrapped env's *state* (``step_env``, ``reset_env``,
 ``is_truncated``, ...) are not forwarded, because the wrapper's state is a different type.
+
+Importing this module does not import gymnax (whose ``__init__`` loads matplotlib); the
+``Box`` spaces the wrappers report are built on demand.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
+
+from envs.running_moments import RunningMoments
+from envs.spaces import is_box
 
 __all__ = [
     "EpisodeStats",
@@ -135,29 +140,15 @@ class EpisodeStats(Wrapper):
 
 @struct.dataclass
 class ObsNormState:
-    """Welford statistics of the observations seen since ``reset``: ``count`` float32,
-    ``mean`` and ``m2`` (sum of squared deviations) float32[obs_shape]."""
+    """``moments``: :class:`~envs.running_moments.RunningMoments` of the observations seen
+    since ``reset`` (``count`` float32, ``mean`` and population ``var`` float32[obs_shape])."""
 
     env_state: Any
-    count: jax.Array
-    mean: jax.Array
-    m2: jax.Array
-
-    @property
-    def var(self) -> jax.Array:
-        """Population variance float32[obs_shape] (0 before two observations).
-
-        Also works on stacked states (leading batch/time axes on ``count`` and ``m2``).
-        """
-        count = jnp.maximum(self.count, 1.0)
-        return self.m2 / count.reshape(count.shape + (1,) * (self.m2.ndim - count.ndim))
+    moments: RunningMoments
 
 
-def _welford(state: ObsNormState, obs: jax.Array) -> ObsNormState:
-    count = state.count + 1.0
-    delta = obs - state.mean
-    mean = state.mean + delta / count
-    return state.replace(count=count, mean=mean, m2=state.m2 + delta * (obs - mean))
+def _observe(state: ObsNormState, obs: jax.Array) -> ObsNormState:
+    return state.replace(moments=state.moments.merge(obs[None]))
 
 
 class ObsNorm(Wrapper):
@@ -180,25 +171,25 @@ class ObsNorm(Wrapper):
         if not eps > 0:
             raise ValueError(f"ObsNorm: eps must be > 0, got {eps}")
         space = env.observation_space(env.default_params)
-        if not isinstance(space, spaces.Box):
+        if not is_box(space):
             raise ValueError(f"ObsNorm: needs a Box observation space, got {space!r}")
         self.clip = float(clip)
         self.eps = float(eps)
         self._obs_shape = tuple(space.shape)
 
-    def observation_space(self, params: Any = None) -> spaces.Box:
+    def observation_space(self, params: Any = None) -> Any:
+        from gymnax.environments import spaces
+
         return spaces.Box(-self.clip, self.clip, self._obs_shape, jnp.float32)
 
     def _normalise(self, state: ObsNormState, obs: jax.Array) -> jax.Array:
-        scaled = (obs - state.mean) / jnp.sqrt(state.var + self.eps)
-        return jnp.clip(scaled, -self.clip, self.clip)
+        return state.moments.normalize(obs, self.clip, self.eps)
 
     @partial(jax.jit, static_argnames=("self",))
     def reset(self, key: jax.Array, params: Any = None) -> tuple[jax.Array, ObsNormState]:
         obs, env_state = self._env.reset(key, self._params(params))
         obs = jnp.asarray(obs, jnp.float32)
-        zeros = jnp.zeros(self._obs_shape, jnp.float32)
-        state = _welford(ObsNormState(env_state, jnp.zeros((), jnp.float32), zeros, zeros), obs)
+        state = _observe(ObsNormState(env_state, RunningMoments.create(self._obs_shape)), obs)
         return self._normalise(state, obs), state
 
     @partial(jax.jit, static_argnames=("self",))
@@ -209,7 +200,7 @@ class ObsNorm(Wrapper):
             key, state.env_state, action, self._params(params)
         )
         obs = jnp.asarray(obs, jnp.float32)
-        state = _welford(state.replace(env_state=env_state), obs)
+        state = _observe(state.replace(env_state=env_state), obs)
         info = {**info}
         if "final_observation" in info:
             final = jnp.asarray(info["final_observation"], jnp.float32)
@@ -228,10 +219,12 @@ class Flatten(Wrapper):
     def __init__(self, env: Any):
         super().__init__(env)
         space = env.observation_space(env.default_params)
-        if not isinstance(space, spaces.Box):
+        if not is_box(space):
             raise ValueError(f"Flatten: needs a Box observation space, got {space!r}")
 
-    def observation_space(self, params: Any = None) -> spaces.Box:
+    def observation_space(self, params: Any = None) -> Any:
+        from gymnax.environments import spaces
+
         space = self._env.observation_space(self._params(params))
         size = int(np.prod(space.shape))
 

@@ -21,7 +21,7 @@ import numpy as np
 import envs
 from jaxrl_icl.rl.bandit_algorithms import (
     BanditAlgorithm,
-    epsilon_greedy,
+    epsilon_greedy_bandit,
     greedy,
     run_bandit,
     thompson_gaussian,
@@ -68,7 +68,7 @@ def algorithms(config: BanditsConfig, noise_std: float) -> dict[str, BanditAlgor
         f"UCB (c={config.ucb_c:g})": ucb(config.ucb_c),
         "Thompson (Gaussian)": thompson_gaussian(noise_std, prior_mean=0.5, prior_std=config.prior_std),
         "greedy": greedy(),
-        f"epsilon-greedy ({config.epsilon:g})": epsilon_greedy(config.epsilon),
+        f"epsilon-greedy ({config.epsilon:g})": epsilon_greedy_bandit(config.epsilon),
     }
 
 

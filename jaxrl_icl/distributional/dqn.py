@@ -40,7 +40,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from gymnax.environments import spaces
 
 from envs.wrappers import EpisodeStats
 from jaxrl_icl.distributional.categorical import categorical_project
@@ -50,7 +49,8 @@ from jaxrl_icl.distributional.stock import (
     homeostatic_utility,
     threshold_utility,
 )
-from jaxrl_icl.rl.dqn import DQNConfig, Transition, epsilon_greedy, learner_update, observation_encoder
+from jaxrl_icl.rl.action_selection import epsilon_greedy
+from jaxrl_icl.rl.dqn import DQNConfig, ReplayTransition, learner_update, linear_epsilon, q_network_spaces
 from jaxrl_icl.rl.networks import MLP
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init
 from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
@@ -139,7 +139,7 @@ class DQNEtaState:
     """One seed's run: as :class:`jaxrl_icl.rl.dqn.DQNState`, plus ``stock``/``c0``:
     float32[num_envs], each env's current stock and the initial stock of its episode.
 
-    The replay holds :class:`~jaxrl_icl.rl.dqn.Transition` with stock-augmented observations:
+    The replay holds :class:`~jaxrl_icl.rl.dqn.ReplayTransition` with stock-augmented observations:
     ``obs = [encode(obs), c]`` and ``next_obs = [encode(final obs), (c + r) / gamma]``.
     """
 
@@ -255,11 +255,10 @@ def make_agent(config: DQNEtaConfig, env: Any, env_params: Any = None) -> DQNEta
         raise TypeError(f"config must be a DQNEtaConfig, got {type(config).__name__}")
     space_params = env.default_params if env_params is None else env_params
     name = str(getattr(env, "name", type(env).__name__))
-    action_space = env.action_space(space_params)
-    if not isinstance(action_space, spaces.Discrete):
-        raise ConfigError("action_space", f"DηN needs a Discrete action space; env {name} has {action_space!r}")
-    obs_dim, encode = observation_encoder(env.observation_space(space_params), name)
-    return DQNEtaAgent(config, obs_dim, int(action_space.n), encode)
+    obs_dim, encode, num_actions = q_network_spaces(
+        env.observation_space(space_params), env.action_space(space_params), "DηN", name
+    )
+    return DQNEtaAgent(config, obs_dim, num_actions, encode)
 
 
 def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Trainer:
@@ -288,7 +287,7 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
         params = agent.network.init(net_key, jnp.zeros((agent.obs_dim + 1,), jnp.float32))
         c0 = agent.initial_stock(params, obs)
         x = agent.augment(obs[0], c0[0])
-        example = Transition(obs=x, action=jnp.int32(0), reward=jnp.float32(0.0), next_obs=x,
+        example = ReplayTransition(obs=x, action=jnp.int32(0), reward=jnp.float32(0.0), next_obs=x,
                              terminated=jnp.bool_(False))
         return DQNEtaState(
             params=params, target_params=params, opt_state=tx.init(params),
@@ -300,14 +299,14 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
         """One epsilon-greedy step (greedy in the objective) of all envs, stored in the buffer."""
         key, explore_key, random_key, step_key = jax.random.split(state.key, 4)
         x = agent.augment(state.obs, state.stock)
-        action, epsilon = epsilon_greedy(explore_key, random_key, agent.scores(state.params, x),
-                                         state.timestep, dqn)
+        epsilon = linear_epsilon(state.timestep, dqn.epsilon_start, dqn.epsilon_finish, dqn.epsilon_anneal_steps)
+        action = epsilon_greedy(explore_key, random_key, agent.scores(state.params, x), epsilon)
         obs, env_state, reward, terminated, truncated, info = step_envs(
             jax.random.split(step_key, dqn.num_envs), state.env_state, action, state.env_params
         )
         reward = reward.astype(jnp.float32)
         next_stock = (state.stock + reward) / gamma
-        transition = Transition(
+        transition = ReplayTransition(
             obs=x, action=action, reward=reward,
             next_obs=agent.augment(info["final_observation"], next_stock),
             terminated=jnp.asarray(terminated, bool),
@@ -321,7 +320,7 @@ def make_train(config: DQNEtaConfig, env: Any, env_params: Any = None) -> Traine
         )
         return state, (info["returned_episode"], info["returned_episode_returns"], epsilon)
 
-    def loss_fn(params: Any, target_params: Any, batch: Transition) -> tuple[jax.Array, tuple]:
+    def loss_fn(params: Any, target_params: Any, batch: ReplayTransition) -> tuple[jax.Array, tuple]:
         """Mean cross-entropy; aux: per-transition losses and ``E Z(s, c, a)`` ``[batch_size]``."""
         log_p = jax.nn.log_softmax(agent.logits(params, batch.obs))
         log_p_taken = jnp.take_along_axis(log_p, batch.action[:, None, None], axis=1)[:, 0]

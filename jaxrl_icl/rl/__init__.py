@@ -8,10 +8,11 @@ Each algorithm module has ``make_train(config, env, env_params=None) -> Trainer`
     final_state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, params)
 """
 
+from jaxrl_icl.rl.action_selection import epsilon_greedy, random_argmax
 from jaxrl_icl.rl.bandit_algorithms import (
     ArmStats,
     BanditAlgorithm,
-    epsilon_greedy,
+    epsilon_greedy_bandit,
     greedy,
     run_bandit,
     thompson_bernoulli,
@@ -19,7 +20,7 @@ from jaxrl_icl.rl.bandit_algorithms import (
     ucb,
     ucb_index,
 )
-from jaxrl_icl.rl.dqn import DQNConfig, linear_epsilon, q_loss, td_targets
+from jaxrl_icl.rl.dqn import DQNConfig, ReplayTransition, linear_epsilon, q_loss, td_targets
 from jaxrl_icl.rl.dqn import make_train as make_dqn_train
 from jaxrl_icl.rl.histories import (
     HISTORY_KEYS,
@@ -29,17 +30,17 @@ from jaxrl_icl.rl.histories import (
     nbytes,
     save_histories,
 )
-from jaxrl_icl.rl.ppo import PPOConfig, gae_advantages
+from jaxrl_icl.rl.ppo import PPOBatch, PPOConfig, gae_advantages, ppo_loss
 from jaxrl_icl.rl.ppo import make_train as make_ppo_train
 from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.rl.q_learning import make_train as make_q_learning_train
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init, replay_sample
 
 __all__ = [
-    "ArmStats", "BanditAlgorithm", "DQNConfig", "HISTORY_KEYS", "PPOConfig", "QLearningConfig",
-    "ReplayBuffer", "compact_histories", "epsilon_greedy", "gae_advantages", "greedy",
-    "histories_from_metrics", "linear_epsilon", "load_histories", "make_dqn_train",
-    "make_ppo_train", "make_q_learning_train", "nbytes", "q_loss", "replay_add", "replay_init",
-    "replay_sample", "run_bandit", "save_histories", "td_targets", "thompson_bernoulli",
-    "thompson_gaussian", "ucb", "ucb_index",
+    "ArmStats", "BanditAlgorithm", "DQNConfig", "HISTORY_KEYS", "PPOBatch", "PPOConfig", "QLearningConfig",
+    "ReplayBuffer", "ReplayTransition", "compact_histories", "epsilon_greedy", "epsilon_greedy_bandit",
+    "gae_advantages", "greedy", "histories_from_metrics", "linear_epsilon", "load_histories",
+    "make_dqn_train", "make_ppo_train", "make_q_learning_train", "nbytes", "ppo_loss", "q_loss",
+    "random_argmax", "replay_add", "replay_init", "replay_sample", "run_bandit", "save_histories",
+    "td_targets", "thompson_bernoulli", "thompson_gaussian", "ucb", "ucb_index",
 ]

@@ -17,7 +17,7 @@ and break ties uniformly at random. :func:`run_bandit` plays one for a whole hor
 
 Algorithms: :func:`ucb` (DPT's index ``mean + c / sqrt(n)``), :func:`thompson_gaussian`
 (Gaussian prior, known Gaussian noise), :func:`thompson_bernoulli` (Beta(1, 1) prior,
-rewards in {0, 1}), :func:`greedy` (empirical mean), :func:`epsilon_greedy`.
+rewards in {0, 1}), :func:`greedy` (empirical mean), :func:`epsilon_greedy_bandit`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl_icl.rl.action_selection import epsilon_greedy, random_argmax
+
 __all__ = [
     "ArmStats",
     "BanditAlgorithm",
-    "epsilon_greedy",
+    "epsilon_greedy_bandit",
     "greedy",
     "run_bandit",
     "thompson_bernoulli",
@@ -82,12 +84,6 @@ def _update(stats: ArmStats, arm: jax.Array, reward: jax.Array) -> ArmStats:
     )
 
 
-def _random_argmax(key: jax.Array, values: jax.Array) -> jax.Array:
-    """int32 index of a maximum of ``values`` [K] (``+inf`` allowed), uniform over ties."""
-    logits = jnp.where(values == values.max(), 0.0, -jnp.inf)
-    return jax.random.categorical(key, logits).astype(jnp.int32)
-
-
 def _mean_or_inf(stats: ArmStats) -> jax.Array:
     """float32[K] empirical means, ``+inf`` for untried arms."""
     tried = stats.counts > 0
@@ -118,7 +114,7 @@ def ucb(c: float = 1.0) -> BanditAlgorithm:
     c = _check("c", c, 0.0)
 
     def act(key: jax.Array, stats: ArmStats, t: jax.Array) -> jax.Array:
-        return _random_argmax(key, ucb_index(stats, c))
+        return random_argmax(key, ucb_index(stats, c))
 
     return BanditAlgorithm(f"ucb(c={c:g})", _init, act, _update)
 
@@ -142,7 +138,7 @@ def thompson_gaussian(
         precision = 1.0 / prior_var + stats.counts / noise_var
         mean = (prior_mean / prior_var + stats.sums / noise_var) / precision
         draw = mean + jax.random.normal(sample_key, mean.shape) / jnp.sqrt(precision)
-        return _random_argmax(tie_key, jnp.where(stats.counts > 0, draw, jnp.inf))
+        return random_argmax(tie_key, jnp.where(stats.counts > 0, draw, jnp.inf))
 
     name = f"thompson-gaussian(noise={noise_std:g})"
     return BanditAlgorithm(name, _init, act, _update)
@@ -154,7 +150,7 @@ def thompson_bernoulli() -> BanditAlgorithm:
     def act(key: jax.Array, stats: ArmStats, t: jax.Array) -> jax.Array:
         sample_key, tie_key = jax.random.split(key)
         draw = jax.random.beta(sample_key, 1.0 + stats.sums, 1.0 + stats.counts - stats.sums)
-        return _random_argmax(tie_key, jnp.where(stats.counts > 0, draw, jnp.inf))
+        return random_argmax(tie_key, jnp.where(stats.counts > 0, draw, jnp.inf))
 
     return BanditAlgorithm("thompson-bernoulli", _init, act, _update)
 
@@ -163,21 +159,19 @@ def greedy() -> BanditAlgorithm:
     """Pull the arm with the largest empirical mean."""
 
     def act(key: jax.Array, stats: ArmStats, t: jax.Array) -> jax.Array:
-        return _random_argmax(key, _mean_or_inf(stats))
+        return random_argmax(key, _mean_or_inf(stats))
 
     return BanditAlgorithm("greedy", _init, act, _update)
 
 
-def epsilon_greedy(epsilon: float = 0.1) -> BanditAlgorithm:
+def epsilon_greedy_bandit(epsilon: float = 0.1) -> BanditAlgorithm:
     """Once every arm is tried: with probability ``epsilon`` a uniform arm, else the greedy one."""
     epsilon = _check("epsilon", epsilon, 0.0, 1.0)
 
     def act(key: jax.Array, stats: ArmStats, t: jax.Array) -> jax.Array:
         explore_key, random_key, greedy_key = jax.random.split(key, 3)
-        random_arm = jax.random.randint(random_key, (), 0, stats.counts.shape[0], jnp.int32)
-        greedy_arm = _random_argmax(greedy_key, _mean_or_inf(stats))
-        explore = (jax.random.uniform(explore_key) < epsilon) & jnp.all(stats.counts > 0)
-        return jnp.where(explore, random_arm, greedy_arm)
+        rate = jnp.where(jnp.all(stats.counts > 0), epsilon, 0.0)  # untried arms first
+        return epsilon_greedy(explore_key, random_key, _mean_or_inf(stats), rate, greedy_key)
 
     return BanditAlgorithm(f"epsilon-greedy(eps={epsilon:g})", _init, act, _update)
 

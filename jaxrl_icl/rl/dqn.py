@@ -25,20 +25,19 @@ from typing import Any, Callable, Literal
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
-from gymnax.environments import spaces
 
+from envs.spaces import feature_encoder, is_discrete
 from envs.wrappers import EpisodeStats
+from jaxrl_icl.config import ConfigError, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.rl.action_selection import epsilon_greedy
 from jaxrl_icl.rl.networks import MLP
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init, replay_sample
-from jaxrl_icl.config import ConfigError, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.trainer import Trainer
 
 __all__ = [
-    "DQNConfig", "DQNState", "Transition", "epsilon_greedy", "linear_epsilon", "make_train", "observation_encoder", "q_loss",
-    "q_network", "td_targets",
+    "DQNConfig", "DQNState", "ReplayTransition", "linear_epsilon", "make_train", "q_loss", "q_network", "td_targets",
 ]
 
 
@@ -123,8 +122,8 @@ class DQNConfig:
 
 
 @struct.dataclass
-class Transition:
-    """One transition per entry (leaves ``[..., ...]`` with any leading batch axes).
+class ReplayTransition:
+    """One replay-buffer transition per entry (leaves ``[..., ...]`` with any leading batch axes).
 
     ``obs``/``next_obs``: raw observations (``next_obs`` before any auto-reset);
     ``action`` int32; ``reward`` float32; ``terminated`` bool (cuts bootstrapping).
@@ -142,7 +141,7 @@ class DQNState:
     """Everything one seed's run carries between updates.
 
     ``params``/``target_params``: online and target Q-network; ``opt_state``: Adam;
-    ``buffer``: replay of :class:`Transition`; ``env_state``/``obs``: the ``num_envs``
+    ``buffer``: replay of :class:`ReplayTransition`; ``env_state``/``obs``: the ``num_envs``
     environments; ``env_params``: the task; ``key``: PRNG key; ``timestep``: int32 env
     steps done (summed over the ``num_envs`` envs).
     """
@@ -162,19 +161,6 @@ def linear_epsilon(timestep: jax.Array, start: float, finish: float, anneal_step
     """``start + (finish - start) * min(timestep / anneal_steps, 1)`` as float32."""
     fraction = jnp.minimum(jnp.asarray(timestep, jnp.float32) / anneal_steps, 1.0)
     return jnp.float32(start) + (jnp.float32(finish) - jnp.float32(start)) * fraction
-
-
-def epsilon_greedy(
-    explore_key: jax.Array, random_key: jax.Array, scores: jax.Array, timestep: jax.Array, config: DQNConfig
-) -> tuple[jax.Array, jax.Array]:
-    """Actions int32[num_envs] greedy in ``scores [num_envs, num_actions]``, uniformly random
-    with probability :func:`linear_epsilon` at ``timestep``; returns ``(action, epsilon)``.
-    ``explore_key`` draws who explores, ``random_key`` the random actions."""
-    epsilon = linear_epsilon(timestep, config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_steps)
-    greedy = jnp.argmax(scores, axis=-1).astype(jnp.int32)
-    random_action = jax.random.randint(random_key, greedy.shape, 0, scores.shape[-1], jnp.int32)
-    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-    return jnp.where(explore, random_action, greedy), epsilon
 
 
 def td_targets(
@@ -225,31 +211,23 @@ def _env_name(env: Any) -> str:
     return str(getattr(env, "name", type(env).__name__))
 
 
-def observation_encoder(obs_space: Any, env_name: str) -> tuple[int, Callable[[jax.Array], jax.Array]]:
-    """``(obs_dim, encode)`` for a Q-network's input: ``encode(obs [..., *shape]) -> float32
-    [..., obs_dim]``, one-hot for a ``Discrete`` space, flattened for a ``Box``.
+def q_network_spaces(
+    obs_space: Any, action_space: Any, who: str, env_name: str
+) -> tuple[int, Callable[[jax.Array], jax.Array], int]:
+    """``(obs_dim, encode, num_actions)`` for a Q-network on these spaces.
 
-    Raises ConfigError naming ``observation_space`` (and ``env_name``) for any other space.
+    ``encode`` is :func:`envs.spaces.feature_encoder`'s (one-hot for ``Discrete``, flattened
+    for ``Box``). Raises ConfigError naming ``action_space`` unless it is ``Discrete``, or
+    ``observation_space`` unless it is ``Box`` or ``Discrete`` (with ``who`` and ``env_name``).
     """
-    if isinstance(obs_space, spaces.Discrete):
-        obs_dim = int(obs_space.n)
-
-        def encode(obs: jax.Array) -> jax.Array:
-            return jax.nn.one_hot(obs, obs_dim)
-
-        return obs_dim, encode
-    if isinstance(obs_space, spaces.Box):
-        obs_ndim = len(obs_space.shape)
-        obs_dim = int(np.prod(obs_space.shape))
-
-        def encode(obs: jax.Array) -> jax.Array:
-            return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (obs_dim,)).astype(jnp.float32)
-
-        return obs_dim, encode
-    raise ConfigError(
-        "observation_space",
-        f"DQN needs a Box or Discrete observation space; env {env_name} has {obs_space!r}",
-    )
+    if not is_discrete(action_space):
+        raise ConfigError("action_space", f"{who} needs a Discrete action space; env {env_name} has {action_space!r}")
+    encoder = feature_encoder(obs_space)
+    if encoder is None:
+        raise ConfigError(
+            "observation_space", f"{who} needs a Box or Discrete observation space; env {env_name} has {obs_space!r}"
+        )
+    return encoder[0], encoder[1], int(action_space.n)
 
 
 def q_network(config: DQNConfig, num_actions: int) -> MLP:
@@ -282,15 +260,9 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
     if not isinstance(config, DQNConfig):
         raise TypeError(f"config must be a DQNConfig, got {type(config).__name__}")
     space_params = env.default_params if env_params is None else env_params
-    obs_space = env.observation_space(space_params)
-    action_space = env.action_space(space_params)
-    if not isinstance(action_space, spaces.Discrete):
-        raise ConfigError(
-            "action_space", f"DQN needs a Discrete action space; env {_env_name(env)} has {action_space!r}"
-        )
-    num_actions = int(action_space.n)
-
-    obs_dim, encode = observation_encoder(obs_space, _env_name(env))
+    obs_dim, encode, num_actions = q_network_spaces(
+        env.observation_space(space_params), env.action_space(space_params), "DQN", _env_name(env)
+    )
     env = EpisodeStats(env)
     network = q_network(config, num_actions)
     tx = optax.adam(config.lr)
@@ -301,7 +273,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = reset_envs(jax.random.split(env_key, config.num_envs), env_params)
         params = network.init(net_key, jnp.zeros((obs_dim,), jnp.float32))
-        example = Transition(
+        example = ReplayTransition(
             obs=obs[0], action=jnp.int32(0), reward=jnp.float32(0.0), next_obs=obs[0],
             terminated=jnp.bool_(False),
         )
@@ -320,13 +292,14 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
     def env_step(state: DQNState, _: None) -> tuple[DQNState, tuple[jax.Array, ...]]:
         """One epsilon-greedy step of all ``num_envs`` envs, stored in the buffer."""
         key, explore_key, random_key, step_key = jax.random.split(state.key, 4)
-        action, epsilon = epsilon_greedy(
-            explore_key, random_key, network.apply(state.params, encode(state.obs)), state.timestep, config
+        epsilon = linear_epsilon(
+            state.timestep, config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_steps
         )
+        action = epsilon_greedy(explore_key, random_key, network.apply(state.params, encode(state.obs)), epsilon)
         obs, env_state, reward, terminated, _, info = step_envs(
             jax.random.split(step_key, config.num_envs), state.env_state, action, state.env_params
         )
-        transition = Transition(
+        transition = ReplayTransition(
             obs=state.obs, action=action, reward=reward.astype(jnp.float32),
             next_obs=info["final_observation"], terminated=jnp.asarray(terminated, bool),
         )
@@ -336,7 +309,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
         )
         return state, (info["returned_episode"], info["returned_episode_returns"], epsilon)
 
-    def loss_fn(params: Any, target_params: Any, batch: Transition) -> tuple[jax.Array, tuple]:
+    def loss_fn(params: Any, target_params: Any, batch: ReplayTransition) -> tuple[jax.Array, tuple]:
         """Mean TD loss; aux: the per-transition losses and ``Q(s, a)``, float32 ``[batch_size]``."""
         q = network.apply(params, encode(batch.obs))
         q_taken = jnp.take_along_axis(q, batch.action[:, None], axis=-1)[:, 0]
@@ -360,7 +333,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any = None) -> Trainer:
 def learner_update(
     config: DQNConfig,
     tx: optax.GradientTransformation,
-    loss_fn: Callable[[Any, Any, Transition], tuple[jax.Array, tuple[jax.Array, jax.Array]]],
+    loss_fn: Callable[[Any, Any, ReplayTransition], tuple[jax.Array, tuple[jax.Array, jax.Array]]],
     env_step: Callable[[Any, None], tuple[Any, tuple[jax.Array, jax.Array, jax.Array]]],
     extra_metrics: Callable[[Any], dict[str, jax.Array]] = lambda state: {},
 ) -> Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]]:
@@ -379,14 +352,14 @@ def learner_update(
     vector_steps_per_train = config.train_frequency // config.num_envs
     trains_per_update = config.steps_per_update // config.train_frequency
 
-    def gradient_step(state, batch: Transition):
+    def gradient_step(state, batch: ReplayTransition):
         (_, (losses, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, batch
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return optax.apply_updates(state.params, updates), opt_state, losses, q_taken
 
-    def skip_step(state, batch: Transition):
+    def skip_step(state, batch: ReplayTransition):
         nan = jnp.full_like(batch.reward, jnp.nan)
         return state.params, state.opt_state, nan, nan
 

@@ -17,7 +17,7 @@ observation (``info["final_observation"]``), terminated ones are not.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import chex
 import jax
@@ -25,14 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from gymnax.environments import spaces
 
+from envs.running_moments import RunningMoments
+from envs.spaces import exact_dtype, feature_encoder, is_box, is_discrete
 from envs.wrappers import EpisodeStats
-from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.config import ConfigError, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.trainer import Trainer
 
-__all__ = ["ObsNormStats", "PPOConfig", "PPOState", "RewardNormState", "gae_advantages", "make_train"]
+__all__ = ["PPOBatch", "PPOConfig", "PPOState", "RewardNormState", "gae_advantages", "make_train", "ppo_loss"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ class PPOConfig:
       num_layers: hidden layers of the actor and of the critic.
       clip_value_loss: use PPO's clipped value loss max((V - R)^2, (V_clipped - R)^2).
       normalize_obs: feed the networks observations normalised by the running mean and variance
-        of all observations collected so far, pooled over envs (:class:`ObsNormStats`).
+        of all observations collected so far, pooled over envs (``PPOState.obs_norm``).
       normalize_reward: divide rewards by the running std of the discounted return.
       continuous_action: how a Gaussian sample meets a Box action space: clip to the bounds,
         or tanh-squash into them (bounds must be finite).
@@ -129,36 +130,12 @@ class RewardNormState:
     """Running statistics of the discounted return, for reward scaling.
 
     ``discounted_return`` float32[num_envs]: return so far of each env's current episode;
-    ``mean``, ``var``, ``count``: float32 scalars over all envs and steps seen.
+    ``moments``: scalar :class:`~envs.running_moments.RunningMoments` of those returns over
+    all envs and steps seen.
     """
 
     discounted_return: jax.Array
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-
-@struct.dataclass
-class ObsNormStats:
-    """Running statistics of the (encoded) observations of every env and step collected so far.
-
-    ``count`` float32[]; ``mean``, ``var`` float32[obs_dim] (population variance). Starts as
-    the identity (mean 0, variance 1, count 0); each update merges its rollout's
-    ``num_steps * num_envs`` observations after its gradient steps, so a rollout and the
-    gradient steps on it see the same normalisation.
-    """
-
-    count: jax.Array
-    mean: jax.Array
-    var: jax.Array
-
-    def normalize(self, obs: jax.Array, clip: float = 10.0) -> jax.Array:
-        """``clip((obs - mean) / sqrt(var + 1e-8), -clip, clip)`` for ``obs [..., obs_dim]``."""
-        return jnp.clip((obs - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)
-
-    def merge(self, batch: jax.Array) -> "ObsNormStats":
-        """Statistics over the old observations and ``batch [N, obs_dim]``."""
-        return ObsNormStats(*_merge_moments(self.count, self.mean, self.var, batch))
+    moments: RunningMoments
 
 
 @struct.dataclass
@@ -167,9 +144,13 @@ class PPOState:
 
     ``params``/``opt_state``: network and Adam state; ``env_state``/``obs``: the
     ``num_envs`` environments (leading axis ``num_envs``); ``obs_norm``: the
-    :class:`ObsNormStats` the networks' inputs are normalised with (None when
-    ``normalize_obs`` is off; apply the policy as ``network.apply(params,
-    obs_norm.normalize(obs))``); ``reward_norm``: a
+    :class:`~envs.running_moments.RunningMoments` (float32[obs_dim]) of the encoded
+    observations of every env and step collected so far, which the networks' inputs are
+    normalised with (None when ``normalize_obs`` is off; apply the policy as
+    ``network.apply(params, obs_norm.normalize(obs))``). It starts at mean 0, variance 1,
+    count 0; each update merges its rollout's ``num_steps * num_envs`` observations after its
+    gradient steps, so a rollout and the gradient steps on it see the same normalisation.
+    ``reward_norm``: a
     :class:`RewardNormState`, or None when ``normalize_reward`` is off; ``env_params``: the
     task; ``key``: PRNG key; ``update_step``: int32 updates done.
     """
@@ -178,7 +159,7 @@ class PPOState:
     opt_state: Any
     env_state: Any
     obs: jax.Array
-    obs_norm: ObsNormStats | None
+    obs_norm: RunningMoments | None
     reward_norm: RewardNormState | None
     env_params: Any
     key: jax.Array
@@ -239,35 +220,6 @@ def gae_advantages(
     return advantages, advantages + values
 
 
-def _smallest_int_dtype(low: Any, high: Any, fallback: Any) -> np.dtype:
-    """The narrowest signed integer dtype holding every value in ``[low, high]``, else ``fallback``."""
-    low, high = np.min(np.asarray(low)), np.max(np.asarray(high))
-    for dtype in (np.int8, np.int16, np.int32):
-        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(fallback)
-
-
-def _history_obs_dtype(space: Any) -> np.dtype:
-    if isinstance(space, spaces.Discrete):
-        return _smallest_int_dtype(0, space.n - 1, space.dtype)
-    if np.issubdtype(np.dtype(space.dtype), np.integer):
-        return _smallest_int_dtype(space.low, space.high, space.dtype)
-    return np.dtype(space.dtype)
-
-
-def _merge_moments(
-    count: jax.Array, mean: jax.Array, var: jax.Array, batch: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(count, mean, var)`` of old statistics merged with ``batch [N, ...]`` (Chan et al.)."""
-    n = jnp.float32(batch.shape[0])
-    batch_mean, batch_var = jnp.mean(batch, axis=0), jnp.var(batch, axis=0)
-    total = count + n
-    delta = batch_mean - mean
-    m2 = var * count + batch_var * n + delta**2 * count * n / total
-    return total, mean + delta * n / total, m2 / total
-
-
 def _update_reward_norm(
     norm: RewardNormState, reward: jax.Array, done: jax.Array, gamma: float
 ) -> tuple[RewardNormState, jax.Array]:
@@ -277,9 +229,84 @@ def _update_reward_norm(
     mean/variance (Chan et al.'s parallel update); rewards are divided by ``sqrt(var + 1e-8)``.
     """
     returns = norm.discounted_return * gamma + reward
-    count, mean, var = _merge_moments(norm.count, norm.mean, norm.var, returns)
-    norm = RewardNormState(jnp.where(done, 0.0, returns), mean, var, count)
-    return norm, reward / jnp.sqrt(norm.var + 1e-8)
+    norm = RewardNormState(jnp.where(done, 0.0, returns), norm.moments.merge(returns))
+    return norm, reward / jnp.sqrt(norm.moments.var + 1e-8)
+
+
+@struct.dataclass
+class PPOBatch:
+    """Transitions for PPO gradient steps; every leaf has the leading batch axis ``[B]``.
+
+    ``features`` float32[B, obs_dim]: the networks' input (encoded, normalised);
+    ``action`` int32[B] (discrete) or float32[B, action_dim] (the Gaussian sample, before
+    any clip or squash); ``log_prob`` float32[B]: its log-probability under the policy that
+    collected it; ``value`` float32[B]: that policy's value estimate; ``advantage``
+    float32[B]: GAE advantage; ``target`` float32[B]: value target (advantage + value).
+    """
+
+    features: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array
+
+
+def ppo_loss(
+    params: Any,
+    apply_fn: Callable[[Any, jax.Array], tuple[Any, jax.Array]],
+    batch: PPOBatch,
+    *,
+    clip_eps: float,
+    vf_coef: float,
+    ent_coef: float,
+    clip_value_loss: bool = True,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The clipped PPO objective (Schulman et al. 2017) on a minibatch of ``B`` transitions.
+
+    With ``ratio = pi(a|s) / pi_old(a|s)`` and the advantages standardised over the
+    minibatch, ``A = (adv - mean(adv)) / (std(adv) + 1e-8)`` (population std):
+
+    - ``policy_loss = -mean(min(ratio * A, clip(ratio, 1 - clip_eps, 1 + clip_eps) * A))``;
+    - ``value_loss = 0.5 * mean((V - target)^2)``, or with ``clip_value_loss``
+      ``0.5 * mean(max((V - target)^2, (V_old + clip(V - V_old, -clip_eps, clip_eps) - target)^2))``;
+    - ``entropy = mean(H(pi(.|s)))`` in nats;
+    - ``loss = policy_loss + vf_coef * value_loss - ent_coef * entropy``.
+
+    Args:
+      params: network parameters (differentiated).
+      apply_fn: ``apply_fn(params, batch.features) -> (dist, value float32[B])`` where
+        ``dist.log_prob(batch.action)`` and ``dist.entropy()`` are float32[B].
+      batch: a :class:`PPOBatch`.
+      clip_eps, vf_coef, ent_coef, clip_value_loss: as in :class:`PPOConfig`.
+
+    Returns:
+      ``(loss, aux)``: float32 scalars; ``aux`` holds ``value_loss``, ``policy_loss``,
+      ``entropy``, ``approx_kl`` (``mean((ratio - 1) - log ratio)``) and ``clip_frac``
+      (fraction of ``|ratio - 1| > clip_eps``).
+    """
+    chex.assert_rank([batch.log_prob, batch.value, batch.advantage, batch.target], 1)
+    dist, value = apply_fn(params, batch.features)
+    log_ratio = dist.log_prob(batch.action) - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    adv = batch.advantage
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    clipped_ratio = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped_ratio * adv))
+    value_err = jnp.square(value - batch.target)
+    if clip_value_loss:
+        clipped_value = batch.value + jnp.clip(value - batch.value, -clip_eps, clip_eps)
+        value_err = jnp.maximum(value_err, jnp.square(clipped_value - batch.target))
+    value_loss = 0.5 * jnp.mean(value_err)
+    entropy = jnp.mean(dist.entropy())
+    total = policy_loss + vf_coef * value_loss - ent_coef * entropy
+    return total, {
+        "value_loss": value_loss,
+        "policy_loss": policy_loss,
+        "entropy": entropy,
+        "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+        "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
+    }
 
 
 def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
@@ -316,38 +343,26 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
     obs_space = env.observation_space(space_params)
     action_space = env.action_space(space_params)
 
-    # ---- observations: the network sees float32[obs_dim]
-    if isinstance(obs_space, spaces.Discrete):
-        if config.normalize_obs:
-            raise ConfigError("normalize_obs", "needs a Box observation space, env has Discrete")
-        obs_dim = int(obs_space.n)
-
-        def encode(obs: jax.Array) -> jax.Array:
-            return jax.nn.one_hot(obs, obs_space.n)
-
-    elif isinstance(obs_space, spaces.Box):
-        obs_ndim = len(obs_space.shape)
-        obs_dim = int(np.prod(obs_space.shape))
-
-        def encode(obs: jax.Array) -> jax.Array:
-            flat = obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (obs_dim,))
-            return flat.astype(jnp.float32)
-
-    else:
+    # ---- observations: the network sees float32[obs_dim] (one-hot or flattened)
+    encoder = feature_encoder(obs_space)
+    if encoder is None:
         raise ConfigError(
             "observation_space", f"PPO needs a Box or Discrete observation space, got {obs_space!r}"
         )
+    if config.normalize_obs and is_discrete(obs_space):
+        raise ConfigError("normalize_obs", "needs a Box observation space, env has Discrete")
+    obs_dim, encode = encoder
 
     # ---- actions: a Categorical over n actions, or a Gaussian mapped into a Box
-    if isinstance(action_space, spaces.Discrete):
+    if is_discrete(action_space):
         continuous = False
         action_dim = int(action_space.n)
-        history_action_dtype = _smallest_int_dtype(0, action_dim - 1, action_space.dtype)
+        history_action_dtype = exact_dtype(action_space)
 
         def to_env_action(action: jax.Array) -> jax.Array:
             return action
 
-    elif isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+    elif is_box(action_space) and len(action_space.shape) == 1:
         continuous = True
         action_dim = int(action_space.shape[0])
         history_action_dtype = np.dtype(np.float32)
@@ -373,7 +388,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         )
 
     env = EpisodeStats(env)
-    history_obs_dtype = _history_obs_dtype(obs_space)
+    history_obs_dtype = exact_dtype(obs_space)
 
     network = ActorCritic(
         action_dim=action_dim,
@@ -395,7 +410,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(lambda count: learning_rate(count // steps_per_update), eps=1e-5),
     )
-    def features(obs_norm: ObsNormStats | None, obs: jax.Array) -> jax.Array:
+    def features(obs_norm: RunningMoments | None, obs: jax.Array) -> jax.Array:
         """The networks' input for observations ``obs [..., *obs_shape]``: encoded, normalised."""
         x = encode(obs)
         return x if obs_norm is None else obs_norm.normalize(x)
@@ -409,14 +424,11 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         params = network.init(net_key, jnp.zeros((obs_dim,), jnp.float32))
         obs_norm = None
         if config.normalize_obs:
-            obs_norm = ObsNormStats(jnp.zeros((), jnp.float32), jnp.zeros((obs_dim,), jnp.float32),
-                                    jnp.ones((obs_dim,), jnp.float32))
+            obs_norm = RunningMoments.create((obs_dim,))
         reward_norm = None
         if config.normalize_reward:
-            zero = jnp.zeros((), jnp.float32)
             reward_norm = RewardNormState(
-                jnp.zeros((config.num_envs,), jnp.float32), zero, jnp.ones((), jnp.float32),
-                jnp.float32(1e-4),
+                jnp.zeros((config.num_envs,), jnp.float32), RunningMoments.create(count=1e-4)
             )
         return PPOState(
             params=params,
@@ -467,33 +479,13 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         state, (traj, raw_reward) = jax.lax.scan(env_step, state, None, config.num_steps)
         return state, traj, raw_reward
 
-    def loss_fn(params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Clipped PPO loss on a minibatch (leaves ``[minibatch_size, ...]``)."""
-        dist, value = network.apply(params, batch["features"])
-        log_ratio = dist.log_prob(batch["action"]) - batch["log_prob"]
-        ratio = jnp.exp(log_ratio)
-        adv = batch["advantage"]
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-        policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped_ratio * adv))
-        value_err = jnp.square(value - batch["target"])
-        if config.clip_value_loss:
-            clipped_value = batch["value"] + jnp.clip(
-                value - batch["value"], -config.clip_eps, config.clip_eps
-            )
-            value_err = jnp.maximum(value_err, jnp.square(clipped_value - batch["target"]))
-        value_loss = 0.5 * jnp.mean(value_err)
-        entropy = jnp.mean(dist.entropy())
-        total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-        return total, {
-            "value_loss": value_loss,
-            "policy_loss": policy_loss,
-            "entropy": entropy,
-            "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
-            "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32)),
-        }
+    def loss_fn(params: Any, batch: PPOBatch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return ppo_loss(
+            params, network.apply, batch, clip_eps=config.clip_eps, vf_coef=config.vf_coef,
+            ent_coef=config.ent_coef, clip_value_loss=config.clip_value_loss,
+        )
 
-    def sgd_step(carry: tuple, minibatch: dict[str, jax.Array]) -> tuple[tuple, dict[str, jax.Array]]:
+    def sgd_step(carry: tuple, minibatch: PPOBatch) -> tuple[tuple, dict[str, jax.Array]]:
         params, opt_state = carry
         grads, losses = jax.grad(loss_fn, has_aux=True)(params, minibatch)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -518,10 +510,10 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
             traj.reward, traj.value, next_values, traj.terminated, traj.truncated,
             config.gamma, config.gae_lambda,
         )
-        batch = {
-            "features": features(state.obs_norm, traj.obs), "action": traj.action, "log_prob": traj.log_prob,
-            "value": traj.value, "advantage": advantages, "target": targets,
-        }
+        batch = PPOBatch(
+            features=features(state.obs_norm, traj.obs), action=traj.action, log_prob=traj.log_prob,
+            value=traj.value, advantage=advantages, target=targets,
+        )
         batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
         key, epoch_key = jax.random.split(state.key)
         (params, opt_state, _), losses = jax.lax.scan(

@@ -37,9 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
 
+from envs.spaces import exact_dtype, is_discrete, state_encoder
 from jaxrl_icl.config import require_in, require_positive, require_types
+from jaxrl_icl.rl.action_selection import epsilon_greedy
 from jaxrl_icl.trainer import Trainer
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
     "epsilon_schedule",
     "greedy_return",
     "make_train",
-    "state_encoder",
 ]
 
 
@@ -109,79 +109,17 @@ def epsilon_schedule(config: QLearningConfig, episode: jax.Array) -> jax.Array:
     return jnp.float32(config.epsilon_start + frac * (config.epsilon_end - config.epsilon_start))
 
 
-def _smallest_int_dtype(low: int, high: int) -> np.dtype:
-    """The narrowest signed integer dtype holding every value in ``[low, high]``."""
-    for dtype in (np.int8, np.int16, np.int32, np.int64):
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max:
-            return np.dtype(dtype)
-    raise ValueError(f"no integer dtype holds [{low}, {high}]")
-
-
-def state_encoder(obs_space: Any) -> tuple[Callable[[jax.Array], jax.Array], int, np.dtype]:
-    """``(encode, num_states, obs_dtype)`` for a finite integer observation space.
-
-    ``encode(obs) -> int32`` state index in ``[0, num_states)``: the obs itself for
-    ``Discrete(n)``; for an integer ``Box`` with finite bounds ``low``/``high`` the row-major
-    index of ``obs - low`` in the grid of shape ``high - low + 1`` (``x * size + y`` for a
-    square grid position ``(x, y)``). ``obs_dtype`` is the narrowest signed integer dtype that
-    holds every observation exactly (for learning histories).
-
-    Raises:
-      ValueError naming ``observation_space`` for any other space.
-    """
-    if isinstance(obs_space, spaces.Discrete):
-        n = int(obs_space.n)
-        return (lambda obs: jnp.asarray(obs, jnp.int32).reshape(())), n, _smallest_int_dtype(0, n - 1)
-    if not isinstance(obs_space, spaces.Box) or not np.issubdtype(np.dtype(obs_space.dtype), np.integer):
-        raise ValueError(
-            f"observation_space: tabular Q-learning needs a Discrete or integer Box space, got {obs_space!r}"
-        )
-    shape = tuple(obs_space.shape)
-    low = np.broadcast_to(np.asarray(obs_space.low), shape).ravel()
-    high = np.broadcast_to(np.asarray(obs_space.high), shape).ravel()
-    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high >= low)):
-        raise ValueError(f"observation_space: needs finite bounds with high >= low, got {low} .. {high}")
-    dims = (high - low + 1).astype(np.int64)
-    num_states = int(np.prod(dims))
-    if num_states > 2**31 - 1:
-        raise ValueError(f"observation_space: {num_states} states do not fit an int32 index")
-    strides = np.cumprod(np.concatenate([dims[1:], [1]])[::-1])[::-1].astype(np.int32)
-    low_j, strides_j = jnp.asarray(low, jnp.int32), jnp.asarray(strides)
-    dtype = _smallest_int_dtype(int(low.min()), int(high.max()))
-
-    def encode(obs: jax.Array) -> jax.Array:
-        chex.assert_shape(obs, shape)
-        return jnp.sum((jnp.ravel(obs).astype(jnp.int32) - low_j) * strides_j).astype(jnp.int32)
-
-    return encode, num_states, dtype
-
-
-def _random_argmax(key: jax.Array, values: jax.Array) -> jax.Array:
-    """int32 index of a maximum of ``values`` [n], uniform over ties."""
-    logits = jnp.where(values == values.max(), 0.0, -jnp.inf)
-    return jax.random.categorical(key, logits).astype(jnp.int32)
-
-
-def _epsilon_greedy(key: jax.Array, q_row: jax.Array, epsilon: jax.Array) -> jax.Array:
-    """int32 action: uniform with probability ``epsilon``, else a random argmax of ``q_row``."""
-    explore_key, random_key, greedy_key = jax.random.split(key, 3)
-    random_action = jax.random.randint(random_key, (), 0, q_row.shape[0], jnp.int32)
-    greedy_action = _random_argmax(greedy_key, q_row)
-    return jnp.where(jax.random.uniform(explore_key) < epsilon, random_action, greedy_action)
-
-
 def _spaces(env: Any, params: Any) -> tuple[Callable, int, np.dtype, int, np.dtype, int]:
     """``(encode, num_states, obs_dtype, num_actions, action_dtype, horizon)`` for ``env``."""
     encode, num_states, obs_dtype = state_encoder(env.observation_space(params))
     action_space = env.action_space(params)
-    if not isinstance(action_space, spaces.Discrete):
+    if not is_discrete(action_space):
         raise ValueError(f"action_space: tabular Q-learning needs a Discrete space, got {action_space!r}")
     num_actions = int(action_space.n)
     horizon = getattr(params, "max_steps_in_episode", None)
     if horizon is None or np.ndim(horizon) != 0 or int(horizon) < 1:
         raise ValueError(f"env_params.max_steps_in_episode: need a positive scalar horizon, got {horizon!r}")
-    return encode, num_states, obs_dtype, num_actions, _smallest_int_dtype(0, num_actions - 1), int(horizon)
+    return encode, num_states, obs_dtype, num_actions, exact_dtype(action_space), int(horizon)
 
 
 def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Trainer:
@@ -190,7 +128,7 @@ def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Tra
     Args:
       config: hyperparameters.
       env: a gymnax-API env with a finite integer observation space (see
-        :func:`state_encoder`) and a ``Discrete`` action space.
+        :func:`envs.spaces.state_encoder`) and a ``Discrete`` action space.
       env_params: params from which the spaces and the horizon (steps per update, a
         concrete scalar ``max_steps_in_episode``) are read (default ``env.default_params``).
         Params given to the trainer must have the same spaces and horizon.
@@ -228,6 +166,11 @@ def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Tra
         q = q.at[s, a].add(config.lr * (r + bootstrap - q[s, a]))
         return q, None
 
+    def act(key: jax.Array, q_row: jax.Array, epsilon: jax.Array) -> jax.Array:
+        """int32 epsilon-greedy action for ``q_row [num_actions]``, greedy ties broken at random."""
+        explore_key, random_key, tie_key = jax.random.split(key, 3)
+        return epsilon_greedy(explore_key, random_key, q_row, epsilon, tie_key)
+
     def update(state: QLearningState, _env_params: Any) -> tuple[QLearningState, dict[str, jax.Array]]:
         """One episode per env; the task is ``state.env_params`` (set by ``init``), not the argument."""
         key, reset_key, rollout_key = jax.random.split(state.key, 3)
@@ -240,7 +183,7 @@ def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Tra
             act_key, env_key = jax.random.split(step_key)
             s = batched_encode(obs)
             act_keys = jax.random.split(act_key, num_envs)
-            action = jax.vmap(_epsilon_greedy, in_axes=(0, 0, None))(act_keys, q[s], epsilon)
+            action = jax.vmap(act, in_axes=(0, 0, None))(act_keys, q[s], epsilon)
             next_obs, env_state, reward, terminated, truncated, info = batched_step(
                 jax.random.split(env_key, num_envs), env_state, action, params
             )
@@ -276,7 +219,7 @@ def greedy_return(
 
     Runs ``num_steps`` steps (at least one episode's worth) from a reset; ties go to the
     lowest action index, so a deterministic env gives a deterministic return. ``q`` is
-    ``float32[num_states, num_actions]`` in :func:`state_encoder`'s indexing.
+    ``float32[num_states, num_actions]`` in :func:`envs.spaces.state_encoder`'s indexing.
     """
     encode, num_states, _ = state_encoder(env.observation_space(env_params))
     chex.assert_shape(q, (num_states, None))

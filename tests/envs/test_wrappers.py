@@ -114,11 +114,11 @@ def test_obs_norm_matches_numpy_running_statistics(clip):
     counts = np.arange(1, STEPS + 2)
     means = np.cumsum(stream, axis=0) / counts[:, None]
     varis = np.array([stream[: n].var(axis=0) for n in counts])
-    state_mean = np.concatenate([np.asarray(state0.mean)[None], outs["state"].mean])
-    state_var = np.concatenate([np.asarray(state0.var)[None], outs["state"].var])
+    state_mean = np.concatenate([np.asarray(state0.moments.mean)[None], outs["state"].moments.mean])
+    state_var = np.concatenate([np.asarray(state0.moments.var)[None], outs["state"].moments.var])
     np.testing.assert_allclose(state_mean, means, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(state_var, varis, rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(outs["state"].count, counts[1:])
+    np.testing.assert_array_equal(outs["state"].moments.count, counts[1:])
 
     normed = np.clip((stream - means) / np.sqrt(varis + eps), -clip, clip)
     got = np.concatenate([np.asarray(obs0)[None], outs["obs"]])
@@ -141,10 +141,10 @@ def test_obs_norm_statistics_are_per_vmapped_env():
     _, _, outs = jax.vmap(lambda k: _rollout(ObsNorm(env), k, params))(keys)
     streams = [_raw_stream(env, k, params)[0] for k in keys]
     for i, stream in enumerate(streams):
-        np.testing.assert_allclose(outs["state"].mean[i, -1], stream.mean(0), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(outs["state"].var[i, -1], stream.var(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(outs["state"].moments.mean[i, -1], stream.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(outs["state"].moments.var[i, -1], stream.var(0), rtol=1e-4, atol=1e-6)
     pooled = np.concatenate(streams).mean(0)
-    assert not np.allclose(outs["state"].mean[0, -1], pooled, rtol=1e-3, atol=1e-4)
+    assert not np.allclose(outs["state"].moments.mean[0, -1], pooled, rtol=1e-3, atol=1e-4)
 
 
 def test_flatten_shapes_and_values():

@@ -14,7 +14,7 @@ import scipy.stats
 import envs
 from jaxrl_icl.rl.bandit_algorithms import (
     ArmStats,
-    epsilon_greedy,
+    epsilon_greedy_bandit,
     greedy,
     run_bandit,
     thompson_bernoulli,
@@ -28,7 +28,7 @@ ALGOS = {
     "ucb": ucb(1.0),
     "thompson": thompson_gaussian(noise_std=0.3),
     "greedy": greedy(),
-    "epsilon_greedy": epsilon_greedy(0.1),
+    "epsilon_greedy": epsilon_greedy_bandit(0.1),
 }
 
 
@@ -129,7 +129,7 @@ def test_beta_thompson_choice_probability():
 
 def test_epsilon_greedy_and_greedy_choice_probabilities():
     stats = ArmStats(counts=jnp.array([2.0, 2.0, 2.0, 2.0]), sums=jnp.array([0.2, 1.6, 0.4, 0.0]))
-    freq = _choice_frequencies(epsilon_greedy(0.2), stats)
+    freq = _choice_frequencies(epsilon_greedy_bandit(0.2), stats)
     want = np.array([0.05, 0.85, 0.05, 0.05])
     assert np.all(np.abs(freq - want) < 4 * np.sqrt(want * (1 - want) / 20000))
     np.testing.assert_array_equal(_choice_frequencies(greedy(), stats, n=100), [0, 1, 0, 0])
@@ -143,7 +143,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="^c "):
         ucb(-1.0)
     with pytest.raises(ValueError, match="^epsilon "):
-        epsilon_greedy(1.5)
+        epsilon_greedy_bandit(1.5)
     with pytest.raises(ValueError, match="^noise_std "):
         thompson_gaussian(noise_std=0.0)
     with pytest.raises(ValueError, match="^num_arms "):

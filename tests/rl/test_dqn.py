@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import envs
-from jaxrl_icl.rl.dqn import DQNConfig, linear_epsilon, make_train, q_loss, td_targets
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.rl.dqn import DQNConfig, linear_epsilon, make_train, q_loss, td_targets
 
 # A tiny config: 3 updates of 200 env steps (4 envs); the first gradient step is at step 208.
 # Double DQN, Huber loss and a soft target update here; the learning test covers the defaults.
@@ -158,7 +158,7 @@ def test_vmap_over_seeds_equals_each_seed_alone(cartpole, tiny):
     # gradients in a different order under vmap.
     for i in range(2):
         alone = single(keys[i], params)
-        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], batched)), jax.tree.leaves(alone)):
+        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], batched)), jax.tree.leaves(alone)):
             if np.issubdtype(x.dtype, np.floating):
                 np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
             else:

@@ -13,15 +13,18 @@ import scipy.stats
 from gymnax.environments import spaces
 
 import envs
+from envs.running_moments import RunningMoments
+from jaxrl_icl.config import ConfigError
 from jaxrl_icl.rl.networks import Categorical, DiagGaussian
 from jaxrl_icl.rl.ppo import (
+    PPOBatch,
     PPOConfig,
     RewardNormState,
     _update_reward_norm,
     gae_advantages,
     make_train,
+    ppo_loss,
 )
-from jaxrl_icl.config import ConfigError
 
 # A tiny config: 2 updates of 2 envs x 8 steps.
 TINY = PPOConfig(num_envs=2, num_steps=8, total_timesteps=2 * 8 * 2, num_minibatches=2)
@@ -122,6 +125,54 @@ def test_gaussian_samples_have_the_stated_moments():
     np.testing.assert_allclose(samples.std(0), [0.5, 2.0], rtol=0.03)
 
 
+# ----------------------------------------------------------------------------- the loss
+
+# A batch of 4 with a 3-action policy. Ratios come out 1.64 and 0.63 (clipped at 1.2 and
+# 0.8 with clip_eps = 0.2) and 1.06 and 1.10 (not clipped); the value changes 0.4 and -0.5
+# (clipped to 0.2 and -0.2) and -0.1 and -0.05 (not clipped).
+_LOGITS = np.array([[0.0, 1.0, -1.0], [0.5, 0.5, 0.0], [2.0, 0.0, 0.0], [-1.0, 0.0, 1.0]])
+_ACTION = np.array([1, 2, 0, 2])
+_OLD_LOG_PROB = np.array([-0.9, -1.0, -0.3, -0.5])
+_ADVANTAGE = np.array([1.0, -2.0, 0.5, 3.0])
+_VALUE, _OLD_VALUE = np.array([0.5, -0.2, 1.0, 2.0]), np.array([0.1, -0.1, 1.5, 2.05])
+_TARGET = np.array([1.0, 0.0, 0.2, 2.5])
+
+
+def _hand_ppo_loss(clip_value_loss):
+    """The clipped PPO objective in float64 numpy, from the paper's formulas."""
+    log_p = _LOGITS - np.log(np.exp(_LOGITS).sum(axis=1, keepdims=True))
+    ratio = np.exp(log_p[np.arange(4), _ACTION] - _OLD_LOG_PROB)
+    adv = (_ADVANTAGE - _ADVANTAGE.mean()) / (_ADVANTAGE.std() + 1e-8)
+    policy = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv))
+    # (V - target)^2 = 0.25, 0.04, 0.64, 0.25; clipped V = 0.3, -0.2, 1.3, 2.0 gives
+    # 0.49, 0.04, 1.21, 0.25; the elementwise max averages 0.4975.
+    value = 0.5 * (0.4975 if clip_value_loss else 0.295)
+    entropy = -np.mean(np.sum(np.exp(log_p) * log_p, axis=1))
+    return policy + 0.5 * value - 0.01 * entropy, policy, value, entropy, ratio
+
+
+@pytest.mark.parametrize("clip_value_loss", [True, False])
+def test_ppo_loss_matches_a_hand_computation(clip_value_loss):
+    params = {"logits": jnp.asarray(_LOGITS, jnp.float32), "value": jnp.asarray(_VALUE, jnp.float32)}
+    batch = PPOBatch(
+        features=jnp.zeros((4, 2)), action=jnp.asarray(_ACTION), log_prob=jnp.asarray(_OLD_LOG_PROB, jnp.float32),
+        value=jnp.asarray(_OLD_VALUE, jnp.float32), advantage=jnp.asarray(_ADVANTAGE, jnp.float32),
+        target=jnp.asarray(_TARGET, jnp.float32),
+    )
+    loss, aux = ppo_loss(
+        params, lambda p, x: (Categorical(p["logits"]), p["value"]), batch,
+        clip_eps=0.2, vf_coef=0.5, ent_coef=0.01, clip_value_loss=clip_value_loss,
+    )
+    total, policy, value, entropy, ratio = _hand_ppo_loss(clip_value_loss)
+    assert np.sum((ratio > 1.2) | (ratio < 0.8)) == 2  # both clip branches are exercised
+    np.testing.assert_allclose(float(aux["policy_loss"]), policy, rtol=1e-5)
+    np.testing.assert_allclose(float(aux["value_loss"]), value, rtol=1e-6)
+    np.testing.assert_allclose(float(aux["entropy"]), entropy, rtol=1e-6)
+    np.testing.assert_allclose(float(loss), total, atol=1e-6)  # terms of size ~0.1 nearly cancel
+    np.testing.assert_allclose(float(aux["clip_frac"]), 0.5)
+    np.testing.assert_allclose(float(aux["approx_kl"]), np.mean(ratio - 1 - np.log(ratio)), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- reward normalisation
 
 
@@ -130,17 +181,17 @@ def test_reward_norm_tracks_pooled_return_statistics():
     T, N, gamma = 200, 4, 0.9
     rewards = rng.normal(1.0, 2.0, size=(T, N)).astype(np.float32)
     dones = rng.random((T, N)) < 0.05
-    norm = RewardNormState(jnp.zeros(N), jnp.float32(0.0), jnp.float32(1.0), jnp.float32(1e-4))
+    norm = RewardNormState(jnp.zeros(N), RunningMoments.create(count=1e-4))
     seen, acc = [], np.zeros(N)
     for t in range(T):
         acc = acc * gamma + rewards[t]
         seen.append(acc.copy())
         norm, scaled = _update_reward_norm(norm, jnp.asarray(rewards[t]), jnp.asarray(dones[t]), gamma)
         acc[dones[t]] = 0.0
-        np.testing.assert_allclose(scaled, rewards[t] / np.sqrt(float(norm.var) + 1e-8), rtol=1e-6)
+        np.testing.assert_allclose(scaled, rewards[t] / np.sqrt(float(norm.moments.var) + 1e-8), rtol=1e-6)
     seen = np.concatenate(seen)
-    np.testing.assert_allclose(float(norm.mean), seen.mean(), rtol=1e-3)
-    np.testing.assert_allclose(float(norm.var), seen.var(), rtol=1e-3)
+    np.testing.assert_allclose(float(norm.moments.mean), seen.mean(), rtol=1e-3)
+    np.testing.assert_allclose(float(norm.moments.var), seen.var(), rtol=1e-3)
 
 
 # ----------------------------------------------------------------------------- config errors
@@ -217,7 +268,7 @@ def darkroom_runs():
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
     batched = jax.device_get(jax.jit(jax.vmap(trainer))(keys, task_params))
     single = jax.jit(trainer)
-    task = [jax.tree.map(lambda x: x[i], task_params) for i in range(2)]
+    task = [jax.tree.map(lambda x, i=i: x[i], task_params) for i in range(2)]
     alone = [jax.device_get(single(keys[i], task[i])) for i in range(2)]
     return SimpleNamespace(
         env=env, config=config, keys=keys, task_params=task_params, batched=batched, alone=alone,
@@ -255,7 +306,7 @@ def test_vmap_over_seeds_and_tasks_matches_each_run_alone(darkroom_runs):
     under vmap, which changes the last bit of a few parameters."""
     run = darkroom_runs
     for i in range(2):
-        batched_i = jax.tree.map(lambda x: x[i], run.batched)
+        batched_i = jax.tree.map(lambda x, i=i: x[i], run.batched)
         for x, y in zip(jax.tree.leaves(batched_i), jax.tree.leaves(run.alone[i])):
             if np.issubdtype(x.dtype, np.floating):
                 np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

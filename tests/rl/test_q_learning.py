@@ -10,14 +10,14 @@ from gymnax.environments import spaces
 
 import envs
 from envs.darkroom import all_goals
+from envs.spaces import state_encoder
+from jaxrl_icl.config import ConfigError
 from jaxrl_icl.rl.q_learning import (
     QLearningConfig,
     epsilon_schedule,
     greedy_return,
     make_train,
-    state_encoder,
 )
-from jaxrl_icl.config import ConfigError
 
 # Dark Room 9x9 (AD): start (4, 4), H = 20.
 START, H = (4, 4), 20
