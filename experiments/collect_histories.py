@@ -3,7 +3,8 @@
 ``python -m experiments.collect_histories --env darkroom-9x9 --algo {q_learning,ppo} [--run-dir DIR]``
 
 Every goal cell of the Dark Room grid is one task; the source algorithm trains on all of them
-at once (one ``jax.vmap`` over tasks) and records every env step. The run directory gets
+at once (:func:`jaxrl_icl.rl.collect.collect_histories`, one ``jax.vmap`` over tasks) and
+records every env step. The run directory gets
 ``config.json``, ``versions.json``, ``histories.h5`` (see :mod:`jaxrl_icl.rl.histories`; one
 history per task and parallel env, compact dtypes), ``summary.json`` (sizes, first/last
 episode returns, the optimum) and ``returns.png``: the mean return per episode across tasks,
@@ -17,143 +18,15 @@ episodes all last ``horizon`` steps), its return recomputed from the recorded re
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from typing import Literal
 
-import jax
 import numpy as np
 
-import envs
-from envs.darkroom import all_goals, optimal_return
-from jaxrl_icl.rl.histories import compact_histories, histories_from_metrics, nbytes, save_histories
-from jaxrl_icl.rl import ppo, q_learning
-from jaxrl_icl.rl.ppo import PPOConfig
-from jaxrl_icl.rl.q_learning import QLearningConfig
-from jaxrl_icl.config import ConfigError, config_to_dict, require_types
+from jaxrl_icl.rl.collect import CollectConfig, collect_histories
+from jaxrl_icl.rl.histories import nbytes, save_histories
 from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import RunDir, write_json
-
-AVAILABLE_ALGOS = ("q_learning", "ppo")
-
-# PPO on a 9x9 Dark Room (horizon 20): 4 envs x 100 steps (5 episodes) per update, 50 updates,
-# i.e. 250 episodes of each env per task; about 1.6M env steps over the 81 tasks.
-DARKROOM_PPO = PPOConfig(
-    num_envs=4, num_steps=100, total_timesteps=20_000, lr=1e-3, record_history=True
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectConfig:
-    """Learning-history collection.
-
-    Attributes:
-      env: task family; every cell of the grid is one goal (task).
-      algo: source RL algorithm that generates the histories.
-      seed: PRNG seed (one key per task is split from it).
-      summary_episodes: how many first / last episodes the printed means average over.
-      q_learning: source algorithm settings when algo is q_learning.
-      ppo: source algorithm settings when algo is ppo.
-    """
-
-    env: Literal["darkroom-9x9", "darkroom-10x10"] = "darkroom-9x9"
-    algo: Literal["q_learning", "ppo"] = "q_learning"
-    seed: int = 0
-    summary_episodes: int = 10
-    q_learning: QLearningConfig = QLearningConfig(record_history=True)
-    ppo: PPOConfig = DARKROOM_PPO
-
-    def __post_init__(self) -> None:
-        require_types(self)
-        if self.algo not in AVAILABLE_ALGOS:
-            raise ConfigError(
-                "algo", f"{self.algo!r} is not wired for history collection yet; available: "
-                + ", ".join(AVAILABLE_ALGOS)
-            )
-        if self.summary_episodes < 1:
-            raise ConfigError("summary_episodes", f"must be >= 1, got {self.summary_episodes}")
-        if not getattr(self, self.algo).record_history:
-            raise ConfigError(f"{self.algo}.record_history", "must be true to collect histories")
-        if self.algo == "ppo" and self.ppo.normalize_reward:
-            raise ConfigError("ppo.normalize_reward", "histories need raw rewards; keep it false")
-        if self.algo == "q_learning" and self.summary_episodes > self.q_learning.num_episodes:
-            raise ConfigError(
-                "summary_episodes",
-                f"must be in [1, q_learning.num_episodes={self.q_learning.num_episodes}], got {self.summary_episodes}",
-            )
-
-
-def episode_returns(reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-    """Returns ``[N, E]`` of the first ``E`` complete episodes of each history.
-
-    Args:
-      reward: ``[N, T]`` rewards; done: ``[N, T]`` bool, ``terminated | truncated`` (an
-        episode ends at a step where ``done``). Steps after a history's last ``done`` belong
-        to an unfinished episode and are dropped.
-
-    Returns:
-      float64 ``[N, E]`` with ``E`` the smallest number of complete episodes over histories.
-    """
-    per_history = []
-    for r, d in zip(np.asarray(reward, np.float64), np.asarray(done, bool)):
-        ends = np.flatnonzero(d)
-        # cut the unfinished tail so the last segment ends at the last done step
-        sums = np.add.reduceat(r[: ends[-1] + 1], np.concatenate([[0], ends[:-1] + 1])) if ends.size else np.zeros(0)
-        per_history.append(sums)
-    num = min(len(x) for x in per_history)
-    return np.stack([x[:num] for x in per_history])
-
-
-def _ppo_episodes(config: CollectConfig, horizon: int) -> int:
-    """Complete episodes per env of a PPO run on an env whose episodes last ``horizon`` steps."""
-    return config.ppo.num_updates * config.ppo.num_steps // horizon
-
-
-def collect(config: CollectConfig) -> tuple[dict[str, np.ndarray], dict, np.ndarray, float]:
-    """Train on every task; ``(histories, meta, returns [tasks, episodes], optimal mean return)``.
-
-    For PPO, ``returns[b, i]`` is the mean over task ``b``'s parallel envs of their ``i``-th
-    episode's return (recomputed from the recorded rewards).
-
-    Raises:
-      ConfigError naming ``summary_episodes`` if a PPO run would finish fewer episodes per
-      env than the summary averages over (checked before training).
-    """
-    env, base = envs.make(config.env)
-    goals = all_goals(env.size)
-    params = jax.vmap(lambda g: base.replace(goal=g))(goals)
-    if config.algo == "ppo":
-        episodes = _ppo_episodes(config, env.horizon)
-        if config.summary_episodes > episodes:
-            raise ConfigError(
-                "summary_episodes",
-                f"must be at most the {episodes} episodes per env that ppo runs on {config.env}, "
-                f"got {config.summary_episodes}",
-            )
-        trainer = ppo.make_train(config.ppo, env, base)
-        num_envs = config.ppo.num_envs
-    else:
-        trainer = q_learning.make_train(config.q_learning, env)
-        num_envs = config.q_learning.num_envs
-    keys = jax.random.split(jax.random.key(config.seed), goals.shape[0])
-    _, metrics = jax.jit(jax.vmap(trainer))(keys, params)
-    histories = compact_histories(histories_from_metrics(metrics))
-    per_history = {  # history b * num_envs + e belongs to task b
-        name: np.repeat(np.asarray(getattr(params, name)), num_envs, axis=0)
-        for name in ("goal", "max_steps_in_episode")
-    }
-    meta = {"env": config.env, "algorithm": config.algo, "config": config_to_dict(config),
-            "seed": config.seed, "params": per_history}
-    start = np.asarray(env.start, np.int32)
-    optimum = float(np.mean(jax.vmap(lambda g: optimal_return(g, start, env.horizon))(goals)))
-    if config.algo == "ppo":
-        done = histories["terminated"] | histories["truncated"]
-        returns = episode_returns(histories["reward"], done)
-        returns = returns.reshape(goals.shape[0], num_envs, -1).mean(axis=1)
-    else:
-        returns = np.asarray(metrics["episode_return"])
-    return histories, meta, returns, optimum
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     if options.resume is not None:
         sys.exit("--resume: collection runs in one call and has nothing to resume; run it again")
     run_dir = RunDir.create("collect_histories", config, path=options.run_dir)
-    histories, meta, returns, optimum = collect(config)
+    histories, meta, returns, optimum = collect_histories(config)
     path = save_histories(run_dir.path / "histories.h5", histories, meta)
     k = config.summary_episodes
     summary = {

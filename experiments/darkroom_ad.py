@@ -1,7 +1,7 @@
 """Algorithm Distillation on Dark Room 9x9: ``python -m experiments.darkroom_ad [--scale paper]``.
 
 1. Learning histories: tabular Q-learning on every one of the 81 goals
-   (:func:`experiments.collect_histories.collect`, ``histories_per_goal`` independent runs
+   (:func:`jaxrl_icl.rl.collect.collect_histories`, ``histories_per_goal`` independent runs
    per goal), saved as ``histories.h5`` in the run directory; or ``--histories PATH`` to
    distil an existing file (checked against the env on load).
 2. Goal split: a fixed permutation of the 81 goals (``np.random.RandomState(split_seed)``);
@@ -29,11 +29,11 @@ import numpy as np
 
 import envs
 from envs.darkroom import all_goals, optimal_return
-from experiments.collect_histories import CollectConfig, collect
 from jaxrl_icl.icl import TransformerConfig, ad
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.run.models import load_trained_params, train_one_model
+from jaxrl_icl.rl.collect import CollectConfig, collect_histories
 from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
@@ -106,7 +106,7 @@ def _collect(config: DarkroomADConfig, path) -> None:
     for i in range(config.histories_per_goal):
         collect_config = CollectConfig(env=ENV, algo="q_learning", seed=config.seed + i, summary_episodes=1,
                                        q_learning=config.q_learning)
-        histories, meta, _, _ = collect(collect_config)
+        histories, meta, _, _ = collect_histories(collect_config)
         parts.append((histories, meta["params"]))
     keys = parts[0][0].keys()
     histories = {k: np.concatenate([h[k] for h, _ in parts]) for k in keys}

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from envs.darkroom import all_goals
-from experiments import collect_histories
+from experiments import collect_histories as experiment
+from jaxrl_icl.rl.collect import CollectConfig, collect_histories, finished_episode_returns
 from jaxrl_icl.rl.histories import load_histories
 
 H, TASKS, K = 20, 81, 2
@@ -32,7 +33,7 @@ def collected(request, tmp_path_factory):
     algo = request.param
     flags, num_envs, episodes = CASES[algo]
     run = tmp_path_factory.mktemp(algo) / "run"
-    collect_histories.main(["--algo", algo, "--summary-episodes", str(K), "--run-dir", str(run)] + flags)
+    experiment.main(["--algo", algo, "--summary-episodes", str(K), "--run-dir", str(run)] + flags)
     return algo, run, num_envs, episodes
 
 
@@ -71,16 +72,16 @@ def test_episode_returns_splits_at_done_flags():
     reward = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
     done = np.array([[False, True, False, True, False], [True, False, False, True, True]])
     # first row: episodes [1+2, 3+4] (5 unfinished); second row: [1, 3, 1] -> both cut to 2
-    np.testing.assert_array_equal(collect_histories.episode_returns(reward, done), [[3.0, 7.0], [1.0, 3.0]])
+    np.testing.assert_array_equal(finished_episode_returns(reward, done), [[3.0, 7.0], [1.0, 3.0]])
 
 
 def test_ppo_budget_too_small_for_summary_fails_before_training(tmp_path):
     from jaxrl_icl.rl.ppo import PPOConfig
     from jaxrl_icl.config import ConfigError
 
-    config = collect_histories.CollectConfig(
+    config = CollectConfig(
         algo="ppo", summary_episodes=50,
         ppo=PPOConfig(num_envs=2, num_steps=40, total_timesteps=80, num_minibatches=2, record_history=True),
     )
     with pytest.raises(ConfigError, match="summary_episodes"):
-        collect_histories.collect(config)
+        collect_histories(config)
