@@ -40,7 +40,7 @@ from jaxrl_icl.icl import tokens as tk
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
-from jaxrl_icl.rl.histories import load_histories
+from jaxrl_icl.rl.histories import check_in_space, load_histories
 from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.trainer import Trainer
 
@@ -130,7 +130,8 @@ def load_ad_histories(
     """Load a histories file (:func:`jaxrl_icl.rl.histories.load_histories`) and check it fits.
 
     Checks, each a ValueError naming ``path`` and the mismatch: the file's env is
-    ``env_name``; observations have ``env.observation_space(env_params).shape``; actions
+    ``env_name``; observations have ``env.observation_space(env_params).shape`` and lie in
+    that space (on the grid); actions
     are scalars in ``[0, env.num_actions)``; histories hold at least one context
     (``config.context_steps(env.horizon)`` steps). Empty or malformed files fail in
     ``load_histories`` (also naming the file).
@@ -144,6 +145,7 @@ def load_ad_histories(
             f"{path}: observation shape {list(histories['obs'].shape[2:])} does not match "
             f"{env_name}'s {list(obs_shape)}"
         )
+    check_in_space(histories["obs"], env.observation_space(env_params), f"{path}: histories/obs")
     _check_actions(histories["action"], env.num_actions, str(path))
     steps, need = histories["reward"].shape[1], config.context_steps(env.horizon)
     if steps < need:

@@ -19,6 +19,11 @@ the arrays as given (gzip-compressed) to a temporary file renamed into place, an
 File layout: datasets ``/histories/<key>`` and ``/params/<name>``; root attributes
 ``format`` (``"jaxrl-icl-histories"``), ``version`` (1), ``env``, ``algorithm``, ``config``
 (JSON text), ``seed``, ``num_histories`` (N) and ``num_steps`` (T).
+
+A damaged or malformed file fails in :func:`load_histories` with a ValueError naming the
+file and the key (``histories/reward``, ``params/goal``, ...): an unreadable (e.g. corrupted
+compressed) chunk, a group where a dataset belongs, non-numeric values (rewards stored as
+bytes), and, given the env's spaces, observations or actions outside them.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
+from envs.spaces import smallest_int_dtype
+
 __all__ = [
     "HISTORY_KEYS",
+    "check_in_space",
     "compact_histories",
     "histories_from_metrics",
     "load_histories",
@@ -45,17 +53,15 @@ HISTORY_KEYS = ("obs", "action", "reward", "terminated", "truncated")
 _FLAG_KEYS = ("terminated", "truncated")
 _FORMAT, _VERSION = "jaxrl-icl-histories", 1
 _META_KEYS = ("env", "algorithm", "config", "seed", "params")
+# key -> (allowed numpy dtype kinds, their names): no bytes, strings, objects or complex numbers
+_NUMERIC = {"obs": ("biuf", "bool, int or float"), "action": ("biuf", "bool, int or float"),
+            "reward": ("iuf", "int or float")}
 
 
 def _narrow_int(x: np.ndarray) -> np.ndarray:
     if x.size == 0:
         return x
-    lo, hi = int(x.min()), int(x.max())
-    for dtype in (np.int8, np.int16, np.int32, np.int64):
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return x.astype(dtype)
-    return x
+    return x.astype(smallest_int_dtype(x.min(), x.max(), fallback=x.dtype))
 
 
 def _narrow_float(x: np.ndarray) -> np.ndarray:
@@ -128,11 +134,43 @@ def _check_histories(histories: Mapping[str, np.ndarray], where: str) -> tuple[i
     for key in _FLAG_KEYS:
         if histories[key].dtype != np.bool_:
             raise ValueError(f"{where}: {key} must be bool, got {histories[key].dtype}")
-    for key in ("obs", "action", "reward"):
+    for key, (kinds, names) in _NUMERIC.items():
         x = histories[key]
+        if x.dtype.kind not in kinds:
+            raise ValueError(f"{where}: {key} must be numeric ({names}), got dtype {x.dtype}")
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
             raise ValueError(f"{where}: {key} has non-finite values")
     return n, t
+
+
+def check_in_space(x: np.ndarray, space: Any, where: str) -> None:
+    """ValueError starting with ``where`` unless ``x`` ``[N, T, *space.shape]`` lies in ``space``.
+
+    ``space`` is a gymnax ``Discrete(n)`` (values ``0 .. n - 1``) or ``Box`` (``low <= x <=
+    high`` elementwise); values of an integer space must be integers. The message names the
+    first offending index and value.
+    """
+    discrete = hasattr(space, "n") and not hasattr(space, "low")
+    shape = () if discrete else tuple(space.shape)
+    if x.shape[2:] != shape:
+        raise ValueError(f"{where}: per-step shape {list(x.shape[2:])} does not match the space's {list(shape)} "
+                         f"({space})")
+    low, high = (0, space.n - 1) if discrete else (np.asarray(space.low), np.asarray(space.high))
+    integer = discrete or np.issubdtype(np.dtype(space.dtype), np.integer)
+    problems = (
+        ((x < low) | (x > high), f"outside [{_bound(low)}, {_bound(high)}]"),
+        ((x != np.round(x)) if integer and x.dtype.kind == "f" else np.zeros(x.shape, bool),
+         f"not an integer, but the space {space} holds integers"),
+    )
+    for bad, what in problems:
+        if np.any(bad):
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{where}: the value at {list(index)}, {x[index]}, is {what}")
+
+
+def _bound(b: Any) -> str:
+    b = np.asarray(b)
+    return f"{b.item():g}" if b.size == 1 or np.all(b == b.flat[0]) else f"{b.tolist()}"
 
 
 def _check_meta(meta: Mapping[str, Any], n: int, where: str) -> None:
@@ -194,12 +232,21 @@ def save_histories(path: str | os.PathLike, histories: Mapping[str, Any], meta: 
     return path
 
 
-def load_histories(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_histories(
+    path: str | os.PathLike, *, observation_space: Any = None, action_space: Any = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a dataset written by :func:`save_histories`: ``(histories, meta)``, exactly as saved.
 
+    Args:
+      path: the HDF5 file.
+      observation_space, action_space: the env's gymnax spaces; when given, every ``obs`` /
+        ``action`` value must lie in them (:func:`check_in_space`).
+
     Raises:
-      FileNotFoundError / ValueError naming the file and the problem: not an HDF5 file, not a
-      histories file, missing keys or attributes, shapes that disagree, empty arrays.
+      FileNotFoundError / ValueError naming the file (and the key) and the problem: not an
+      HDF5 file, not a histories file, missing keys or attributes, a key that is a group or
+      cannot be read (a corrupted chunk), non-numeric values, shapes that disagree, empty
+      arrays, values outside the given spaces.
     """
     path = Path(path)
     if not path.is_file():
@@ -218,8 +265,8 @@ def load_histories(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict
         for group in ("histories", "params"):
             if group not in f or not isinstance(f[group], h5py.Group):
                 raise ValueError(f"{path}: missing group /{group}")
-        histories = {k: f["histories"][k][()] for k in f["histories"]}
-        params = {k: f["params"][k][()] for k in f["params"]}
+        histories = {k: _read(f, f"histories/{k}", path) for k in f["histories"]}
+        params = {k: _read(f, f"params/{k}", path) for k in f["params"]}
     try:
         config = json.loads(attrs["config"])
     except (TypeError, json.JSONDecodeError) as err:
@@ -235,4 +282,18 @@ def load_histories(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict
             f"[{int(attrs['num_histories'])}, {int(attrs['num_steps'])}]"
         )
     _check_meta(meta, n, str(path))
+    for key, space in (("obs", observation_space), ("action", action_space)):
+        if space is not None:
+            check_in_space(histories[key], space, f"{path}: histories/{key}")
     return histories, meta
+
+
+def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
+    """The dataset ``key`` of ``f`` as an array; ValueError naming ``path`` and ``key`` otherwise."""
+    node = f[key]
+    if not isinstance(node, h5py.Dataset):
+        raise ValueError(f"{path}: {key} is a {type(node).__name__.lower()}, expected a dataset")
+    try:
+        return node[()]
+    except (OSError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {key} cannot be read, the file is damaged ({err})") from None

@@ -281,6 +281,14 @@ def test_mismatched_dataset_fails_on_load_naming_the_file(tmp_path, darkroom, na
     assert str(path) in str(err.value)
 
 
+def test_observations_off_the_grid_fail_on_load_naming_the_file_and_key(tmp_path, darkroom):
+    hist = random_histories(np.random.default_rng(0), 2, 80)
+    hist["obs"][1, 5, 1] = 9  # the 9x9 grid's positions are 0..8
+    path = save_histories(tmp_path / "off_grid.h5", hist, _meta("darkroom-9x9", 2))
+    with pytest.raises(ValueError, match=r"off_grid\.h5: histories/obs: the value at \[1, 5, 1\], 9, is outside"):
+        ad.load_ad_histories(path, "darkroom-9x9", *darkroom, ad.ADConfig())
+
+
 def test_empty_files_fail_on_load_naming_the_file(tmp_path, darkroom):
     empty = tmp_path / "empty.h5"
     empty.write_bytes(b"")

@@ -164,3 +164,90 @@ def test_collect_histories_experiment_writes_a_loadable_dataset(tmp_path, capsys
     on_goal = np.all(obs[:, 1:] == meta["params"]["goal"][:, None, :], axis=-1)
     np.testing.assert_array_equal((reward[:, :-1] == 1)[inside], on_goal[inside])
     assert truncated.sum() == 81 * 30
+
+
+def _saved(tmp_path, name="h.h5"):
+    histories, meta = _dataset()
+    return save_histories(tmp_path / name, histories, meta)
+
+
+@pytest.mark.parametrize("key", ["histories/reward", "histories/obs", "params/goal"])
+def test_load_names_file_and_key_of_a_corrupted_compressed_chunk(tmp_path, key):
+    path = _saved(tmp_path)
+    with h5py.File(path, "r") as f:
+        chunk = f[key].id.get_chunk_info(0)
+    with open(path, "r+b") as raw:  # overwrite the middle of the compressed chunk
+        raw.seek(chunk.byte_offset + chunk.size // 3)
+        raw.write(b"\xff" * max(1, chunk.size // 3))
+    with pytest.raises(ValueError, match=rf"h\.h5.*{key}.*(damaged|cannot be read)"):
+        load_histories(path)
+
+
+def test_load_names_file_and_key_of_a_corrupted_contiguous_dataset(tmp_path):
+    histories, _ = _dataset()
+    path = tmp_path / "raw.h5"
+    _write_raw(path, histories, 3, 40)  # contiguous, uncompressed: damage changes values, not reads
+    with h5py.File(path, "r") as f:
+        offset = f["histories/reward"].id.get_offset()
+    with open(path, "r+b") as raw:
+        raw.seek(offset)
+        raw.write(b"\xff\xff")  # a float16 NaN
+    with pytest.raises(ValueError, match=r"raw\.h5.*reward.*non-finite"):
+        load_histories(path)
+
+
+@pytest.mark.parametrize("key", ["histories/action", "params/goal"])
+def test_load_names_file_and_key_replaced_by_a_group(tmp_path, key):
+    path = _saved(tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f.create_group(key)
+    with pytest.raises(ValueError, match=rf"h\.h5.*{key}.*group"):
+        load_histories(path)
+
+
+def test_load_and_save_reject_rewards_stored_as_bytes(tmp_path):
+    histories, meta = _dataset()
+    as_bytes = histories["reward"].astype(np.int8).astype("S1")  # b"0" / b"1"
+    path = tmp_path / "bytes.h5"
+    _write_raw(path, {**histories, "reward": as_bytes}, 3, 40)
+    with pytest.raises(ValueError, match=r"bytes\.h5.*reward.*numeric.*S1"):
+        load_histories(path)
+    with pytest.raises(ValueError, match=r"reward.*numeric"):
+        save_histories(tmp_path / "out.h5", {**histories, "reward": as_bytes}, meta)
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_load_checks_observations_and_actions_against_the_spaces(tmp_path):
+    import envs
+
+    env, params = envs.make("darkroom-9x9")
+    obs_space, action_space = env.observation_space(params), env.action_space(params)
+    histories, meta = _dataset()
+    path = save_histories(tmp_path / "ok.h5", histories, meta)
+    loaded, _ = load_histories(path, observation_space=obs_space, action_space=action_space)
+    _assert_same(loaded, histories)
+
+    off_grid = {**histories, "obs": histories["obs"].copy()}
+    off_grid["obs"][1, 7, 0] = 9  # one step off the 9x9 grid (positions 0..8)
+    path = save_histories(tmp_path / "off.h5", off_grid, meta)
+    assert load_histories(path)[0]["obs"][1, 7, 0] == 9  # without a space, values are not checked
+    with pytest.raises(ValueError, match=r"off\.h5.*obs.*\[1, 7, 0\].*9.*\[0, 8\]"):
+        load_histories(path, observation_space=obs_space)
+
+    between = {**histories, "obs": histories["obs"].astype(np.float32)}
+    between["obs"][0, 3, 1] = 2.5  # inside the box but not a grid point of the int32 space
+    path = save_histories(tmp_path / "between.h5", between, meta)
+    with pytest.raises(ValueError, match=r"between\.h5.*obs.*\[0, 3, 1\].*2\.5.*integer"):
+        load_histories(path, observation_space=obs_space)
+
+    bad_action = {**histories, "action": histories["action"].copy()}
+    bad_action["action"][2, 0] = 5
+    path = save_histories(tmp_path / "action.h5", bad_action, meta)
+    with pytest.raises(ValueError, match=r"action\.h5.*action.*\[2, 0\].*5.*\[0, 4\]"):
+        load_histories(path, action_space=action_space)
+
+    wrong_shape = {**histories, "obs": histories["obs"][..., :1]}
+    path = save_histories(tmp_path / "shape.h5", wrong_shape, meta)
+    with pytest.raises(ValueError, match=r"shape\.h5.*obs.*shape.*\[1\].*\[2\]"):
+        load_histories(path, observation_space=obs_space)
