@@ -30,7 +30,7 @@ import numpy as np
 
 from envs.tabular import TabularMDP
 from jaxrl_icl.distributional import (
-    Categorical,
+    CategoricalRep,
     cvar_utility,
     stock_backward_induction,
     value_iteration,
@@ -109,7 +109,7 @@ def _mdp(seed: int, num_states: int, num_actions: int):
 def run(cfg: DPBenchConfig) -> tuple[list[dict], str]:
     """Run the three measurements; return the rows and a printable table."""
     support = np.linspace(0.0, 1.0 / (1.0 - cfg.gamma), cfg.num_atoms, dtype=np.float32)
-    rep = Categorical(jnp.asarray(support))
+    rep = CategoricalRep(jnp.asarray(support))
     K = cfg.num_iterations
 
     # 1. ours vs NumPy on one large MDP.

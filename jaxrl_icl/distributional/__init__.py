@@ -1,9 +1,10 @@
 """Distributional RL components: categorical and quantile representations, projections and
 losses, distributional dynamic programming on finite MDPs, stock-augmented risk objectives.
 
-    from jaxrl_icl.distributional import Categorical, value_iteration
-    result = value_iteration(P, R, 0.9, Categorical(jnp.linspace(0.0, 10.0, 51)))
+    from jaxrl_icl.distributional import CategoricalRep, value_iteration
+    result = value_iteration(P, R, 0.9, CategoricalRep(jnp.linspace(0.0, 10.0, 51)))
     result.dist      # float32[S, A, 51] return-law probabilities; result.policy int32[S]
+    result.converged, result.support_clipped  # bool: trust the table only if converged
 
 DηN (deep RL on stock-augmented observations) is exported as ``make_dqn_eta_train``::
 
@@ -17,6 +18,15 @@ from jaxrl_icl.distributional.categorical import (
     check_support,
     project_matrix,
 )
+from jaxrl_icl.distributional.dp import (
+    CLIP_MASS,
+    CategoricalRep,
+    DPResult,
+    QuantileRep,
+    policy_evaluation,
+    policy_iteration,
+    value_iteration,
+)
 from jaxrl_icl.distributional.dqn import (
     DQNEtaAgent,
     DQNEtaConfig,
@@ -26,14 +36,6 @@ from jaxrl_icl.distributional.dqn import (
 )
 from jaxrl_icl.distributional.dqn import make_agent as make_dqn_eta_agent
 from jaxrl_icl.distributional.dqn import make_train as make_dqn_eta_train
-from jaxrl_icl.distributional.dp import (
-    Categorical,
-    DPResult,
-    Quantile,
-    policy_evaluation,
-    policy_iteration,
-    value_iteration,
-)
 from jaxrl_icl.distributional.monte_carlo import (
     cvar,
     mc_returns,
@@ -58,7 +60,7 @@ from jaxrl_icl.distributional.stock import (
 )
 
 __all__ = [
-    "Categorical", "DPResult", "DQNEtaAgent", "DQNEtaConfig", "DQNEtaState", "Quantile",
+    "CLIP_MASS", "CategoricalRep", "DPResult", "DQNEtaAgent", "DQNEtaConfig", "DQNEtaState", "QuantileRep",
     "StockResult", "categorical_mean", "categorical_targets", "make_dqn_eta_agent", "make_dqn_eta_train",
     "utility_scores",
     "categorical_project", "check_support", "cvar", "cvar_utility", "expectation_utility",

@@ -10,10 +10,10 @@ accelerators.
 
 A representation says how a return law is stored, one row of ``m`` numbers per ``(s, a)``:
 
-* ``Categorical(support)``: probabilities on the strictly increasing ``support: float[m]``; each
+* ``CategoricalRep(support)``: probabilities on the strictly increasing ``support: float[m]``; each
   backup is projected with the Cramér projection (:mod:`.categorical`). With a support covering
   ``[min r / (1 - gamma), max r / (1 - gamma)]`` the means follow ordinary DP exactly.
-* ``Quantile(num_quantiles)``: locations at the levels ``(2i - 1) / 2m``; each backup takes the
+* ``QuantileRep(num_quantiles)``: locations at the levels ``(2i - 1) / 2m``; each backup takes the
   quantiles of the target mixture (:mod:`.quantile`).
 
 The Bellman backup is ``eta(s, a) <- Proj law(r(s, a) + gamma G(s'))`` with ``s' ~ P(s, a)`` and
@@ -22,6 +22,14 @@ from the point mass at 0 and either runs a fixed ``num_iterations`` (the finite-
 law of that many steps, exact for ``gamma = 1`` on a matching integer support) or stops when the
 largest entry change is ``<= tol`` (``lax.while_loop``), after at most ``max_iterations``.
 Control is greedy with respect to the mean (first maximiser on ties).
+
+A categorical backup that moves probability from target atoms beyond the support's ends onto
+the end points no longer computes the return law (the mean is pulled towards the support): the
+result then says ``support_clipped`` (more than ``CLIP_MASS`` of some ``(s, a)``'s law was
+moved, in any of the ``num_iterations`` backups, or in the last backup when iterating to
+``tol``) and is not ``converged``. This is also how a ``gamma = 1`` problem without a horizon
+whose returns grow without bound shows: its table settles on the support's end only by
+clipping.
 
 Array checks (shapes, probabilities via :func:`envs.tabular.validate_mdp`, support, ``gamma`` in
 ``[0, 1]``) run before any compute on concrete inputs; under an outer ``jit``/``vmap`` only the
@@ -43,17 +51,21 @@ from jaxrl_icl.distributional.categorical import check_support, project_matrix
 from jaxrl_icl.distributional.quantile import quantile_levels, quantile_project
 
 __all__ = [
-    "Categorical",
+    "CLIP_MASS",
+    "CategoricalRep",
     "DPResult",
-    "Quantile",
+    "QuantileRep",
     "policy_evaluation",
     "policy_iteration",
     "value_iteration",
 ]
 
 
+CLIP_MASS = 1e-6  # probability per (s, a) a backup may move onto the support's ends unflagged
+
+
 @struct.dataclass
-class Categorical:
+class CategoricalRep:
     """Categorical representation: probabilities on a strictly increasing ``support: float[m]``."""
 
     support: jax.Array
@@ -64,7 +76,7 @@ class Categorical:
 
 
 @struct.dataclass
-class Quantile:
+class QuantileRep:
     """Quantile representation with ``num_quantiles`` locations at the midpoint levels."""
 
     num_quantiles: int = struct.field(pytree_node=False)
@@ -79,12 +91,15 @@ class DPResult:
     """Output of the DP routines (add a leading ``B`` to every field for a batch of MDPs).
 
     ``dist: float32[S, A, m]``: return law of each ``(s, a)`` (probabilities for
-    ``Categorical``, locations for ``Quantile``). ``state_dist: float32[S, m]``: return law of
+    ``CategoricalRep``, locations for ``QuantileRep``). ``state_dist: float32[S, m]``: return law of
     each state under the evaluated policy (``policy_evaluation``) or the greedy one (control),
-    for ``Quantile`` the quantiles of that mixture. ``policy: int32[S]``: greedy action with
+    for ``QuantileRep`` the quantiles of that mixture. ``policy: int32[S]``: greedy action with
     respect to the mean of ``dist``. ``num_iterations: int32``: Bellman backups done (policy
-    improvement steps for ``policy_iteration``). ``converged: bool``: the last change was
-    ``<= tol`` (policy stable for ``policy_iteration``).
+    improvement steps for ``policy_iteration``). ``support_clipped: bool``: a backup moved more
+    than ``CLIP_MASS`` of some law from beyond the support onto its ends (see the module
+    docstring; always False for ``QuantileRep``). ``converged: bool``: the last change was
+    ``<= tol`` and the support was not clipped (for ``policy_iteration``: the policy is stable
+    and its last evaluation converged).
     """
 
     dist: jax.Array
@@ -92,21 +107,22 @@ class DPResult:
     policy: jax.Array
     num_iterations: jax.Array
     converged: jax.Array
+    support_clipped: jax.Array
 
 
-Representation = Categorical | Quantile
+Representation = CategoricalRep | QuantileRep
 
 
 def _mean(rep: Representation, table: jax.Array) -> jax.Array:
     """``float32[...]``, the mean of each return law in ``table: float32[..., m]``."""
-    if isinstance(rep, Categorical):
+    if isinstance(rep, CategoricalRep):
         return table @ rep.support
     return table.mean(axis=-1)
 
 
 def _initial(rep: Representation, S: int, A: int) -> jax.Array:
     """``float32[S, A, m]``, the point mass at return 0 (projected onto the support)."""
-    if isinstance(rep, Categorical):
+    if isinstance(rep, CategoricalRep):
         delta0 = project_matrix(jnp.zeros((1,), jnp.float32), rep.support)[0]
         return jnp.broadcast_to(delta0, (S, A, rep.size))
     return jnp.zeros((S, A, rep.size), jnp.float32)
@@ -114,7 +130,7 @@ def _initial(rep: Representation, S: int, A: int) -> jax.Array:
 
 def _state_dist(rep: Representation, table: jax.Array, pi: jax.Array) -> jax.Array:
     """``float32[S, m]``: law of ``G(s)`` when ``a ~ pi(s)`` (``pi: float32[S, A]``)."""
-    if isinstance(rep, Categorical):
+    if isinstance(rep, CategoricalRep):
         return jnp.einsum("sa,sam->sm", pi, table)
     S, A, m = table.shape
     weights = jnp.broadcast_to(pi[:, :, None], (S, A, m)).reshape(S, A * m)
@@ -135,12 +151,24 @@ def _two_neighbour(atoms: jax.Array, support: jax.Array) -> tuple[jax.Array, jax
     return lower.astype(jnp.int32), jnp.clip(w, 0.0, 1.0)
 
 
+def _beyond_weight(rep: CategoricalRep, r_atoms, r_probs, gamma) -> jax.Array:
+    """``float32[S, A, m]``: the probability that the target atom ``r + gamma z_j`` of
+    ``(s, a)`` lies beyond the support's ends (by more than 1e-3 of the end spacing, so that
+    rounding does not count), ``r ~ (r_atoms, r_probs)``."""
+    z = rep.support
+    atoms = r_atoms[..., None] + gamma * z  # [S, A, K, m]
+    beyond = (atoms < z[0] - 1e-3 * (z[1] - z[0])) | (atoms > z[-1] + 1e-3 * (z[-1] - z[-2]))
+    return jnp.einsum("sak,sakm->sam", r_probs, beyond.astype(jnp.float32))
+
+
 def _make_backup(rep: Representation, P, r_atoms, r_probs, gamma):
-    """``backup(table [S, A, m], pi [S, A]) -> table``, the projected distributional Bellman
-    operator of policy ``pi`` (``r_atoms, r_probs: float32[S, A, K]``)."""
+    """``backup(table [S, A, m], pi [S, A]) -> (table, clipped)``, the projected distributional
+    Bellman operator of policy ``pi`` (``r_atoms, r_probs: float32[S, A, K]``) and the largest
+    probability of an ``(s, a)`` law that the projection moved from beyond the support onto
+    its ends (``float32``; 0 for quantiles)."""
     S, A, _ = P.shape
     m = rep.size
-    if isinstance(rep, Categorical):
+    if isinstance(rep, CategoricalRep):
         # The target atom r_k + gamma z_j of (s, a) splits its mass between two neighbouring
         # support points, fixed for the whole iteration: one segment sum per backup instead of
         # a dense [m, m] projection matrix per (s, a). Flat output slots, [S, A, K, m] each.
@@ -149,12 +177,14 @@ def _make_backup(rep: Representation, P, r_atoms, r_probs, gamma):
         slots = jnp.concatenate([(base + lower).ravel(), (base + lower + 1).ravel()])
         w_low = r_probs[..., None] * w
         w_up = r_probs[..., None] * (1.0 - w)
+        beyond = _beyond_weight(rep, r_atoms, r_probs, gamma)
 
         def backup(table, pi):
             law = jnp.einsum("tb,tbm->tm", pi, table)
             next_law = (P.reshape(S * A, S) @ law).reshape(S, A, 1, m)
             mass = jnp.concatenate([(next_law * w_low).ravel(), (next_law * w_up).ravel()])
-            return jax.ops.segment_sum(mass, slots, S * A * m).reshape(S, A, m)
+            clipped = jnp.max(jnp.sum(next_law[:, :, 0] * beyond, axis=-1))
+            return jax.ops.segment_sum(mass, slots, S * A * m).reshape(S, A, m), clipped
 
         return backup
 
@@ -163,7 +193,8 @@ def _make_backup(rep: Representation, P, r_atoms, r_probs, gamma):
         atoms = r_atoms[:, :, :, None] + gamma * table.reshape(1, 1, 1, S * A * m)
         w_next = jnp.broadcast_to(P[:, :, :, None, None] * pi[:, :, None], (S, A, S, A, m))
         weights = r_probs[..., None] * w_next.reshape(S, A, 1, S * A * m) / m
-        return quantile_project(atoms.reshape(S, A, -1), weights.reshape(S, A, -1), m)
+        table = quantile_project(atoms.reshape(S, A, -1), weights.reshape(S, A, -1), m)
+        return table, jnp.float32(0.0)
 
     return backup
 
@@ -174,32 +205,38 @@ def _greedy(rep: Representation, table: jax.Array) -> jax.Array:
 
 
 def _iterate(step, x0, tol, num_iterations, max_iterations):
-    """Apply ``step`` ``num_iterations`` times, or until the change is ``<= tol`` (at most
-    ``max_iterations``). Returns ``(x, iterations, converged)``."""
+    """Apply ``step: x -> (x, clipped)`` ``num_iterations`` times, or until the change is
+    ``<= tol`` (at most ``max_iterations``). Returns ``(x, iterations, converged, clipped)``:
+    ``clipped`` (bool) whether more than ``CLIP_MASS`` was clipped in any backup (fixed count)
+    or in the last one (to ``tol``: the fixed point's own); ``converged`` the last change was
+    ``<= tol`` and nothing was clipped."""
 
-    def body(carry):
-        x, _, i = carry
-        y = step(x)
-        return y, jnp.max(jnp.abs(y - x)), i + 1
+    def body(carry, keep_max):
+        x, _, i, clip = carry
+        y, c = step(x)
+        return y, jnp.max(jnp.abs(y - x)), i + 1, jnp.maximum(clip, c) if keep_max else c
 
-    carry = (x0, jnp.float32(jnp.inf), jnp.int32(0))
+    carry = (x0, jnp.float32(jnp.inf), jnp.int32(0), jnp.float32(0.0))
     if num_iterations is not None:
-        x, delta, i = jax.lax.fori_loop(0, num_iterations, lambda _, c: body(c), carry)
-    else:
-        x, delta, i = jax.lax.while_loop(
-            lambda c: (c[1] > tol) & (c[2] < max_iterations), body, carry
+        x, delta, i, clip = jax.lax.fori_loop(
+            0, num_iterations, lambda _, c: body(c, True), carry
         )
-    return x, i, delta <= tol
+    else:
+        x, delta, i, clip = jax.lax.while_loop(
+            lambda c: (c[1] > tol) & (c[2] < max_iterations), lambda c: body(c, False), carry
+        )
+    clipped = clip > CLIP_MASS
+    return x, i, (delta <= tol) & ~clipped, clipped
 
 
 @partial(jax.jit, static_argnames=("num_iterations", "max_iterations"))
 def _evaluate(P, r_atoms, r_probs, pi, gamma, rep, tol, num_iterations, max_iterations):
     S, A, _ = P.shape
     backup = _make_backup(rep, P, r_atoms, r_probs, gamma)
-    table, n, converged = _iterate(
+    table, n, converged, clipped = _iterate(
         lambda t: backup(t, pi), _initial(rep, S, A), tol, num_iterations, max_iterations
     )
-    return DPResult(table, _state_dist(rep, table, pi), _greedy(rep, table), n, converged)
+    return DPResult(table, _state_dist(rep, table, pi), _greedy(rep, table), n, converged, clipped)
 
 
 @partial(jax.jit, static_argnames=("num_iterations", "max_iterations"))
@@ -210,10 +247,12 @@ def _value_iteration(P, r_atoms, r_probs, gamma, rep, tol, num_iterations, max_i
     def step(table):
         return backup(table, jax.nn.one_hot(_greedy(rep, table), A, dtype=jnp.float32))
 
-    table, n, converged = _iterate(step, _initial(rep, S, A), tol, num_iterations, max_iterations)
+    table, n, converged, clipped = _iterate(
+        step, _initial(rep, S, A), tol, num_iterations, max_iterations
+    )
     policy = _greedy(rep, table)
     state = _state_dist(rep, table, jax.nn.one_hot(policy, A, dtype=jnp.float32))
-    return DPResult(table, state, policy, n, converged)
+    return DPResult(table, state, policy, n, converged, clipped)
 
 
 @partial(jax.jit, static_argnames=("max_iterations", "max_policy_iterations"))
@@ -224,21 +263,24 @@ def _policy_iteration(
     backup = _make_backup(rep, P, r_atoms, r_probs, gamma)
 
     def improve(carry):
-        policy, table, _, k = carry
+        policy, table, _, k, _, _ = carry
         pi = jax.nn.one_hot(policy, A, dtype=jnp.float32)
-        table, _, _ = _iterate(lambda t: backup(t, pi), table, tol, None, max_iterations)
+        table, _, evaluated, clipped = _iterate(
+            lambda t: backup(t, pi), table, tol, None, max_iterations
+        )
         q = _mean(rep, table)
         # Keep the current action unless another is strictly better (no cycling on ties).
         keep = jnp.take_along_axis(q, policy[:, None], axis=1)[:, 0] >= q.max(axis=1)
         new = jnp.where(keep, policy, jnp.argmax(q, axis=1).astype(jnp.int32))
-        return new, table, jnp.all(new == policy), k + 1
+        return new, table, jnp.all(new == policy), k + 1, evaluated, clipped
 
-    carry = (jnp.zeros((S,), jnp.int32), _initial(rep, S, A), jnp.bool_(False), jnp.int32(0))
-    policy, table, stable, k = jax.lax.while_loop(
+    false = jnp.bool_(False)
+    carry = (jnp.zeros((S,), jnp.int32), _initial(rep, S, A), false, jnp.int32(0), false, false)
+    policy, table, stable, k, evaluated, clipped = jax.lax.while_loop(
         lambda c: ~c[2] & (c[3] < max_policy_iterations), improve, carry
     )
     state = _state_dist(rep, table, jax.nn.one_hot(policy, A, dtype=jnp.float32))
-    return DPResult(table, state, policy, k, stable)
+    return DPResult(table, state, policy, k, stable & evaluated, clipped)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
@@ -266,14 +308,14 @@ def _check_gamma(gamma) -> None:
 
 
 def _check_rep(rep):
-    """``rep`` validated, with a Categorical support as a float32 array."""
-    if isinstance(rep, Categorical):
+    """``rep`` validated, with a CategoricalRep support as a float32 array."""
+    if isinstance(rep, CategoricalRep):
         check_support(rep.support, "support")
         return rep.replace(support=jnp.asarray(rep.support, jnp.float32))
-    if isinstance(rep, Quantile):
+    if isinstance(rep, QuantileRep):
         quantile_levels(rep.num_quantiles)  # raises on a bad num_quantiles
         return rep
-    raise ValueError(f"rep must be Categorical or Quantile, got {type(rep).__name__}")
+    raise ValueError(f"rep must be CategoricalRep or QuantileRep, got {type(rep).__name__}")
 
 
 def _check_count(name: str, value, allow_none: bool = False) -> None:
@@ -436,8 +478,9 @@ def policy_iteration(
 
     Each round evaluates the current deterministic policy to ``tol`` (warm-started from the
     previous table) and switches an action only where another is strictly better in the mean.
-    Stops when the policy is stable or after ``max_policy_iterations`` rounds. Needs
-    ``gamma < 1`` or a problem where every policy's evaluation converges.
+    Stops when the policy is stable or after ``max_policy_iterations`` rounds; ``converged``
+    says the policy is stable and its last evaluation converged (it does not when some
+    policy's returns diverge, e.g. ``gamma = 1`` without absorption).
     """
     rep = _check_rep(rep)
     _check_count("max_iterations", max_iterations)

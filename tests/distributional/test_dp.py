@@ -9,8 +9,8 @@ import pytest
 
 from envs.tabular import TabularMDP
 from jaxrl_icl.distributional import (
-    Categorical,
-    Quantile,
+    CategoricalRep,
+    QuantileRep,
     categorical_mean,
     policy_evaluation,
     policy_iteration,
@@ -46,7 +46,7 @@ def test_policy_evaluation_mean_solves_linear_system():
     P_pi = np.einsum("sa,sat->st", pi, P)
     V = np.linalg.solve(np.eye(5) - gamma * np.float64(P_pi), r_pi)
     support = jnp.linspace(-5.0, 15.0, 81)  # covers [-0.5, 1.5] / (1 - gamma)
-    res = policy_evaluation(P, atoms, pi, gamma, Categorical(support), reward_probs=probs)
+    res = policy_evaluation(P, atoms, pi, gamma, CategoricalRep(support), reward_probs=probs)
     assert bool(res.converged)
     assert res.dist.shape == (5, 3, 81) and res.state_dist.shape == (5, 81)
     np.testing.assert_allclose(res.state_dist.sum(-1), 1.0, atol=1e-5)
@@ -78,7 +78,7 @@ def test_gamma_one_integer_rewards_finite_horizon_is_exact():
     support = jnp.arange(0.0, 2 * H + 1)
     res = policy_evaluation(
         P.astype(np.float32), R.astype(np.float32), pi.astype(np.float32), 1.0,
-        Categorical(support), num_iterations=H,
+        CategoricalRep(support), num_iterations=H,
     )
     assert int(res.num_iterations) == H
     for s0 in range(S):
@@ -93,8 +93,8 @@ def test_absorbing_terminal_gamma_one_converges_to_geometric_law():
     P = np.array([[[0.5, 0.5]], [[0.0, 1.0]]], np.float32)
     R = np.array([[1.0], [0.0]], np.float32)
     support = jnp.arange(0.0, 41.0)
-    res = policy_evaluation(P, R, np.zeros(2, np.int32), 1.0, Categorical(support), tol=1e-7)
-    assert bool(res.converged)
+    res = policy_evaluation(P, R, np.zeros(2, np.int32), 1.0, CategoricalRep(support), tol=1e-7)
+    assert bool(res.converged) and not bool(res.support_clipped)  # tail beyond 40: 2^-40
     k = np.arange(1, 30)
     np.testing.assert_allclose(res.state_dist[0, 1:30], 0.5**k, atol=1e-6)
     assert float(res.state_dist[0, 0]) == pytest.approx(0.0, abs=1e-7)
@@ -117,7 +117,7 @@ def test_deterministic_mdp_gamma_one_gives_point_mass_at_value():
     for _ in range(H):
         V = R[np.arange(6), pol] + P[np.arange(6), pol] @ V
     support = jnp.arange(0.0, 3 * H + 1)
-    res = policy_evaluation(P, R, pol, 1.0, Categorical(support), num_iterations=H)
+    res = policy_evaluation(P, R, pol, 1.0, CategoricalRep(support), num_iterations=H)
     np.testing.assert_allclose(res.state_dist, np.eye(len(support))[V.astype(int)], atol=1e-6)
 
 
@@ -126,12 +126,12 @@ def test_deterministic_mdp_quantiles_all_equal_value():
     gamma = 0.8
     P_pi, r_pi = P[np.arange(6), pol], R[np.arange(6), pol]
     V = np.linalg.solve(np.eye(6) - gamma * np.float64(P_pi), r_pi)
-    res = policy_evaluation(P, R, pol, gamma, Quantile(8), tol=1e-6)
+    res = policy_evaluation(P, R, pol, gamma, QuantileRep(8), tol=1e-6)
     assert bool(res.converged)
     np.testing.assert_allclose(res.state_dist, np.broadcast_to(V[:, None], (6, 8)), atol=1e-4)
     # Control: all quantiles equal the optimal value.
     policy, V_star = _numpy_vi(P, R, gamma)
-    res = value_iteration(P, R, gamma, Quantile(4))
+    res = value_iteration(P, R, gamma, QuantileRep(4))
     np.testing.assert_array_equal(res.policy, policy)
     np.testing.assert_allclose(res.state_dist, np.broadcast_to(V_star[:, None], (6, 4)), atol=1e-4)
 
@@ -142,12 +142,12 @@ def test_bernoulli_rewards_half_discount_give_uniform_0_2():
     probs = np.full((1, 1, 2), 0.5, np.float32)
     support = jnp.linspace(0.0, 2.0, 101)
     res = policy_evaluation(
-        P, atoms, np.zeros(1, np.int32), 0.5, Categorical(support), reward_probs=probs
+        P, atoms, np.zeros(1, np.int32), 0.5, CategoricalRep(support), reward_probs=probs
     )
     cdf = np.cumsum(np.asarray(res.state_dist[0]))
     assert np.max(np.abs(cdf - np.asarray(support) / 2)) < 0.02
     res = policy_evaluation(
-        P, atoms, np.zeros(1, np.int32), 0.5, Quantile(16), reward_probs=probs
+        P, atoms, np.zeros(1, np.int32), 0.5, QuantileRep(16), reward_probs=probs
     )
     taus = (np.arange(16) + 0.5) / 16
     # Quantile DP is not exact here; its fixed point lies within one quantile cell (2 / m).
@@ -158,7 +158,7 @@ def test_value_iteration_mean_matches_numpy_vi_and_batch_matches_loop():
     env = TabularMDP(num_states=6, num_actions=3)
     params = jax.vmap(env.sample_params)(jax.random.split(jax.random.key(0), 4))
     gamma = 0.9
-    rep = Categorical(jnp.linspace(0.0, 10.0, 101))
+    rep = CategoricalRep(jnp.linspace(0.0, 10.0, 101))
     batch = value_iteration(params.P, params.R, gamma, rep)
     assert batch.dist.shape == (4, 6, 3, 101)
     pi_batch = policy_iteration(params.P, params.R, gamma, rep)
@@ -179,7 +179,7 @@ def test_value_iteration_mean_matches_numpy_vi_and_batch_matches_loop():
 
 def test_fixed_iteration_count_is_finite_horizon_backward_induction():
     P, R = _random_mdp(5)
-    rep = Categorical(jnp.linspace(0.0, 4.0, 81))
+    rep = CategoricalRep(jnp.linspace(0.0, 4.0, 81))
     res = value_iteration(P, R, 1.0, rep, num_iterations=3)
     V = np.zeros(5)
     for _ in range(3):
@@ -205,12 +205,12 @@ def test_bad_input_rejected_naming_the_field(change, match):
     P, R = (jnp.asarray(x) for x in _random_mdp(6))
     P, R, z, g = change(P, R, jnp.linspace(0.0, 10.0, 11), 0.9)
     with pytest.raises(ValueError, match=match):
-        value_iteration(P, R, g, Categorical(z))
+        value_iteration(P, R, g, CategoricalRep(z))
 
 
 def test_bad_reward_probs_policy_and_counts_rejected():
     P, R = _random_mdp(7)
-    rep = Categorical(jnp.linspace(0.0, 10.0, 11))
+    rep = CategoricalRep(jnp.linspace(0.0, 10.0, 11))
     atoms = np.stack([R, R], -1)
     with pytest.raises(ValueError, match="reward_probs rows must sum to 1"):
         value_iteration(P, atoms, 0.9, rep, reward_probs=np.full_like(atoms, 0.6))
@@ -223,7 +223,7 @@ def test_bad_reward_probs_policy_and_counts_rejected():
     with pytest.raises(ValueError, match="num_iterations"):
         value_iteration(P, R, 0.9, rep, num_iterations=0)
     with pytest.raises(ValueError, match="num_quantiles"):
-        value_iteration(P, R, 0.9, Quantile(0))
+        value_iteration(P, R, 0.9, QuantileRep(0))
     bad = np.stack([P, P])
     bad[1, 2, 1] *= 2
     with pytest.raises(ValueError, match=r"batch element 1"):
@@ -264,9 +264,9 @@ def test_sparse_categorical_backup_equals_dense_projection(gamma):
     table = rng.dirichlet(np.ones(len(z)), size=(S, A)).astype(np.float32)
     from jaxrl_icl.distributional.dp import _make_backup
 
-    backup = _make_backup(Categorical(jnp.asarray(z)), jnp.asarray(P), jnp.asarray(atoms),
+    backup = _make_backup(CategoricalRep(jnp.asarray(z)), jnp.asarray(P), jnp.asarray(atoms),
                           jnp.asarray(probs), jnp.float32(gamma))
-    ours = np.asarray(backup(jnp.asarray(table), jnp.asarray(pi)))
+    ours = np.asarray(backup(jnp.asarray(table), jnp.asarray(pi))[0])
     np.testing.assert_allclose(ours, _dense_backup(P, atoms, probs, pi, gamma, z, table), atol=1e-6)
     np.testing.assert_allclose(ours.sum(-1), 1.0, atol=1e-6)
 
@@ -283,9 +283,75 @@ def test_sparse_backup_matches_rlax_categorical_l2_project():
     pi = jax.nn.one_hot(rng.integers(0, 3, 6), 3)
     from jaxrl_icl.distributional.dp import _make_backup
 
-    ours = _make_backup(Categorical(z), jnp.asarray(P), jnp.asarray(R)[..., None],
-                        jnp.ones((6, 3, 1)), jnp.float32(gamma))(table, pi)
+    ours = _make_backup(CategoricalRep(z), jnp.asarray(P), jnp.asarray(R)[..., None],
+                        jnp.ones((6, 3, 1)), jnp.float32(gamma))(table, pi)[0]
     next_law = jnp.einsum("sat,tm->sam", P, jnp.einsum("tb,tbm->tm", pi, table))
     shifted = jnp.asarray(R)[..., None] + gamma * z
     project = jax.vmap(jax.vmap(rlax.categorical_l2_project, (0, 0, None)), (0, 0, None))
     np.testing.assert_allclose(ours, project(shifted, next_law, z), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- honest flags
+
+
+def _recurrent_mdp():
+    """Two states swapping forever with reward 1 (every return is infinite at gamma = 1)."""
+    P = np.array([[[0.0, 1.0], [0.5, 0.5]], [[1.0, 0.0], [0.5, 0.5]]], np.float32)
+    return P, np.ones((2, 2), np.float32)
+
+
+def test_gamma_one_without_horizon_on_diverging_returns_is_not_converged():
+    # The projected iteration settles on the support's top end only because every backup
+    # clips: the table stops changing, but it is not the (infinite) return law.
+    P, R = _recurrent_mdp()
+    rep = CategoricalRep(jnp.linspace(0.0, 10.0, 11))
+    for res in (value_iteration(P, R, 1.0, rep),
+                policy_evaluation(P, R, np.zeros(2, np.int32), 1.0, rep),
+                policy_iteration(P, R, 1.0, rep)):
+        np.testing.assert_allclose(categorical_mean(res.state_dist, rep.support), 10.0, atol=1e-5)
+        assert bool(res.support_clipped) and not bool(res.converged)
+
+
+def test_support_too_narrow_for_the_returns_is_flagged():
+    # gamma = 0.9, rewards in [1, 2]: returns in [10, 20]; on [0, 5] the mean sticks at 5.
+    P, R = _random_mdp(8)
+    R = 1.0 + R
+    rep = CategoricalRep(jnp.linspace(0.0, 5.0, 21))
+    res = value_iteration(P, R, 0.9, rep)
+    np.testing.assert_allclose(categorical_mean(res.state_dist, rep.support), 5.0, atol=1e-4)
+    assert bool(res.support_clipped) and not bool(res.converged)
+    # The same MDP on a support that holds the returns: converged, nothing clipped.
+    res = value_iteration(P, R, 0.9, CategoricalRep(jnp.linspace(0.0, 20.0, 81)))
+    assert bool(res.converged) and not bool(res.support_clipped)
+    # Batched: one flag per MDP.
+    res = value_iteration(np.stack([P, P]), np.stack([R, R - 1.0]), 0.9, rep)
+    np.testing.assert_array_equal(res.support_clipped, [True, True])
+    res = value_iteration(np.stack([P, P]), np.stack([R - 1.0, R - 1.0]), 0.9,
+                          CategoricalRep(jnp.linspace(0.0, 10.0, 41)))
+    np.testing.assert_array_equal(res.support_clipped, [False, False])
+    np.testing.assert_array_equal(res.converged, [True, True])
+
+
+def test_clipping_on_the_way_counts_for_a_horizon_but_not_for_the_fixed_point():
+    # State 0 pays 10 and moves to state 1, which pays -1 forever; gamma = 0.9. The returns
+    # are 1 and -10, inside [-10, 5], but the one-step law of state 0 (10) is not.
+    P = np.array([[[0.0, 1.0]], [[0.0, 1.0]]], np.float32)
+    R = np.array([[10.0], [-1.0]], np.float32)
+    rep = CategoricalRep(jnp.linspace(-10.0, 5.0, 16))
+    res = policy_evaluation(P, R, np.zeros(2, np.int32), 0.9, rep, tol=1e-7)
+    assert bool(res.converged) and not bool(res.support_clipped)
+    np.testing.assert_allclose(categorical_mean(res.state_dist, rep.support), [1.0, -10.0], atol=1e-4)
+    for horizon in (1, 3):
+        res = policy_evaluation(P, R, np.zeros(2, np.int32), 0.9, rep, num_iterations=horizon)
+        assert bool(res.support_clipped) and not bool(res.converged)
+
+
+def test_policy_iteration_with_diverging_evaluation_is_not_converged():
+    # Quantile evaluation at gamma = 1 without absorption never settles (the quantiles grow by
+    # one per backup): the policy is stable, but the evaluation it rests on did not converge.
+    P, R = _recurrent_mdp()
+    res = policy_iteration(P, R, 1.0, QuantileRep(4), max_iterations=50)
+    assert not bool(res.converged) and not bool(res.support_clipped)
+    res = policy_iteration(P, R, 0.5, QuantileRep(4))  # returns 2: every evaluation converges
+    assert bool(res.converged)
+    np.testing.assert_allclose(res.state_dist, 2.0, atol=1e-4)

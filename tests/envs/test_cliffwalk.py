@@ -11,7 +11,7 @@ import pytest
 import envs
 from envs.cliffwalk import CLIFF, GOAL, START, CliffWalkState, cliffwalk_mdp
 from envs.tabular import validate_mdp
-from jaxrl_icl.distributional import Categorical, policy_evaluation
+from jaxrl_icl.distributional import CategoricalRep, policy_evaluation
 
 N = 4000  # samples per (state, action)
 
@@ -89,7 +89,7 @@ def test_episode_return_law_matches_dp_on_model():
     model = cliffwalk_mdp(params)
     support = jnp.arange(-41.0 * H, 1.0)
     res = policy_evaluation(model.P, model.R, jnp.full((48, 4), 0.25), 1.0,
-                            Categorical(support), num_iterations=H)
+                            CategoricalRep(support), num_iterations=H)
     law = np.asarray(res.state_dist[START])
     mean = law @ np.asarray(support)
     assert abs(g.mean() - mean) <= 5 * g.std() / np.sqrt(episodes)
