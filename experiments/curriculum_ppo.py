@@ -57,7 +57,7 @@ from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, teacher_for
 from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
-from jaxrl_icl.run.config import parse_cli
+from jaxrl_icl.run.config import check_num_seeds, parse_cli
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.stats import confidence_band, welch_difference
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
@@ -333,6 +333,7 @@ def plot_grids(config: CurriculumPPOConfig, finals: dict[str, np.ndarray], path)
 def main(argv: list[str] | None = None) -> None:
     config, options = parse_cli(CurriculumPPOConfig, sys.argv[1:] if argv is None else argv,
                                 prog="python -m experiments.curriculum_ppo")
+    check_num_seeds("python -m experiments.curriculum_ppo", config.num_seeds)
     run_dir = open_run("curriculum_ppo", config, options)
     results, seconds = run(config)
     summary = {}

@@ -32,7 +32,7 @@ from jaxrl_icl.curriculum import (
     teacher_for,
 )
 from jaxrl_icl.config import ConfigError, require_divides, require_positive, require_types
-from jaxrl_icl.run.config import parse_cli
+from jaxrl_icl.run.config import check_num_seeds, parse_cli
 from jaxrl_icl.stats import confidence_band
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
@@ -164,6 +164,7 @@ def summarize(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> None:
     config, options = parse_cli(CurriculumToyConfig, sys.argv[1:] if argv is None else argv,
                                 prog="python -m experiments.curriculum_toy")
+    check_num_seeds("python -m experiments.curriculum_toy", config.num_seeds)
     run_dir = open_run("curriculum_toy", config, options)
     scores, seconds = run(config)
     summary = summarize(scores)

@@ -20,7 +20,7 @@ import numpy as np
 import envs
 from jaxrl_icl.rl.dqn import DQNConfig, make_train
 from jaxrl_icl.config import ConfigError, require_positive, require_types
-from jaxrl_icl.run.config import cli_error, parse_cli
+from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> Path:
         trainer = make_train(config.dqn, env)
     except ValueError as err:  # unknown env, or one DQN cannot run (ConfigError)
         cli_error(PROG, f"argument --env: {config.env}: {err}")
+    check_num_seeds(PROG, config.num_seeds)
     run = open_run("dqn", config, options, resumable=True)
 
     start = time.perf_counter()

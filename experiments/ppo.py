@@ -22,7 +22,7 @@ import numpy as np
 import envs
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.config import field, require_nonnegative, require_positive
-from jaxrl_icl.run.config import cli_error, flag_value, parse_cli
+from jaxrl_icl.run.config import check_num_seeds, cli_error, flag_value, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> RunDir:
         trainer = make_train(config.ppo, env, env_params)  # checks the env fits PPO
     except ValueError as err:  # unknown env, or spaces PPO cannot handle (ConfigError)
         cli_error(PROG, f"argument --env: {config.env}: {err}")
+    check_num_seeds(PROG, config.num_seeds)
     run = open_run("ppo", config, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)
 
@@ -118,20 +119,28 @@ def main(argv: list[str] | None = None) -> RunDir:
         title=f"PPO on {config.env}",
     )
     final = final_returns(returns, config.final_window)
+    finished = final[np.isfinite(final)]  # seeds that finished an episode
     summary = {
         "env": config.env,
         "num_seeds": config.num_seeds,
         "env_steps_per_seed": int(log.steps[-1]),
-        "final_return_mean": float(np.nanmean(final)),
-        "final_return_std": float(np.nanstd(final)),
-        "final_return_per_seed": [None if np.isnan(x) else float(x) for x in final],
+        "final_return_mean": float(finished.mean()) if finished.size else None,
+        "final_return_std": float(finished.std()) if finished.size else None,
+        "final_return_per_seed": final.tolist(),  # NaN (no finished episode) is written as null
     }
     write_json(run.path / "summary.json", summary)
-    print(
-        f"PPO on {config.env}: final episode return {summary['final_return_mean']:.1f} "
-        f"+- {summary['final_return_std']:.1f} (mean +- std over {config.num_seeds} seeds, "
-        f"last {config.final_window} updates, {summary['env_steps_per_seed']:,} steps per seed)"
-    )
+    steps = f"{summary['env_steps_per_seed']:,} steps per seed"
+    if finished.size:
+        seeds = f"{finished.size} seeds" if finished.size == config.num_seeds else (
+            f"the {finished.size} of {config.num_seeds} seeds that finished an episode")
+        print(
+            f"PPO on {config.env}: final episode return {summary['final_return_mean']:.1f} "
+            f"+- {summary['final_return_std']:.1f} (mean +- std over {seeds}, "
+            f"last {config.final_window} updates, {steps})"
+        )
+    else:
+        print(f"PPO on {config.env}: no episode finished on any of the {config.num_seeds} seeds in {steps}; "
+              "summary.json has null returns")
     print(f"run directory: {run.path}")
     return run
 
