@@ -1,0 +1,142 @@
+"""Record D4RL-style datasets from JAX environments: a policy's rollouts, or a learner's own
+rollouts (its learning history), as the six D4RL arrays.
+
+Rollouts run in ``num_envs`` environments at once for ``num_steps`` steps (one jitted
+``lax.scan``), then each environment's stream becomes consecutive episodes. Where the env
+reports the true successor of an episode's last step (``info["final_observation"]``, as this
+toolkit's envs do) every step is kept; otherwise successors are built as
+``d4rl.qlearning_dataset`` does (:func:`~jaxrl_icl.offline.dataset.qlearning_transitions`).
+The end of the recording cuts each stream with a timeout.
+
+Continuous actions are stored divided by ``action_scale`` (the env's symmetric bound), so the
+offline algorithms see actions in ``[-1, 1]`` as in D4RL; multiply by it to act in the env.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl_icl.offline.dataset import episode_bounds, qlearning_transitions
+
+Policy = Callable[[jax.Array, jax.Array], jax.Array]  # (key, obs [num_envs, ...]) -> env actions
+
+
+def streams_to_arrays(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                      truncated: np.ndarray, next_obs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """D4RL arrays from step-major recordings ``[T, E, ...]`` of ``E`` environment streams.
+
+    Streams are laid out one after another; each stream's last step gets a timeout unless it
+    is terminal. Without ``next_obs`` successors follow ``qlearning_transitions`` (steps cut
+    by a timeout are dropped). Observations are flattened to ``[N, obs]``.
+    """
+    t, e = rewards.shape
+    major = lambda x: np.swapaxes(np.asarray(x), 0, 1).reshape(t * e, *np.asarray(x).shape[2:])
+    terminals = major(terminated).astype(bool)
+    timeouts = major(truncated).astype(bool)
+    stream_end = np.zeros((e, t), bool)
+    stream_end[:, -1] = True
+    timeouts |= stream_end.reshape(-1) & ~terminals
+    arrays = {
+        "observations": major(obs).reshape(t * e, -1).astype(np.float32),
+        "actions": major(actions),
+        "rewards": major(rewards).astype(np.float32),
+        "terminals": terminals,
+        "timeouts": timeouts,
+    }
+    if next_obs is None:
+        return qlearning_transitions(arrays, source="recording")
+    arrays["next_observations"] = major(next_obs).reshape(t * e, -1).astype(np.float32)
+    return arrays
+
+
+def _rollout(key: jax.Array, env: Any, env_params: Any, policy: Policy, num_envs: int, num_steps: int):
+    """Step-major ``(obs, action, reward, terminated, truncated, final_obs)``, each ``[T, E, ...]``."""
+    reset = jax.vmap(env.reset, in_axes=(0, None))
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    @jax.jit
+    def run(key):
+        key, k_reset = jax.random.split(key)
+        obs, state = reset(jax.random.split(k_reset, num_envs), env_params)
+
+        def body(carry, _):
+            obs, state, key = carry
+            key, k_act, k_step = jax.random.split(key, 3)
+            action = policy(k_act, obs)
+            next_obs, state, reward, terminated, truncated, info = step(
+                jax.random.split(k_step, num_envs), state, action, env_params)
+            final = info.get("final_observation", next_obs)
+            return (next_obs, state, key), (obs, action, reward, terminated, truncated, final)
+
+        return jax.lax.scan(body, (obs, state, key), None, num_steps)[1]
+
+    return jax.device_get(run(key))
+
+
+def record_rollouts(key: jax.Array, env: Any, env_params: Any, policy: Policy, *, num_envs: int,
+                    num_steps: int, action_scale: float | np.ndarray = 1.0) -> dict[str, np.ndarray]:
+    """Run ``policy`` in ``num_envs`` envs for ``num_steps`` steps; the D4RL arrays of all of it.
+
+    ``policy(key, obs [num_envs, ...]) -> env actions [num_envs, ...]``; stored actions are
+    ``action / action_scale`` for continuous spaces (integer actions are stored as they are).
+    """
+    obs, action, reward, terminated, truncated, final = _rollout(key, env, env_params, policy, num_envs, num_steps)
+    action = np.asarray(action)
+    if np.issubdtype(action.dtype, np.floating):
+        action = (action / np.asarray(action_scale, np.float32)).astype(np.float32)
+    has_final = _reports_final_observation(env, env_params)
+    return streams_to_arrays(obs, action, reward, terminated, truncated, final if has_final else None)
+
+
+def _reports_final_observation(env: Any, env_params: Any) -> bool:
+    """Whether ``env.step``'s info carries ``final_observation`` (checked on one abstract step)."""
+    def one(key):
+        _, state = env.reset(key, env_params)
+        action = env.action_space(env_params).sample(key)
+        return env.step(key, state, action, env_params)[-1]
+
+    return "final_observation" in jax.eval_shape(one, jax.random.PRNGKey(0))
+
+
+def episode_returns(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Undiscounted returns [E] of the episodes of D4RL ``arrays`` (episodes cut by the end of a
+    recording included)."""
+    starts, ends = episode_bounds(arrays["terminals"], arrays["timeouts"])
+    csum = np.concatenate([[0.0], np.cumsum(arrays["rewards"], dtype=np.float64)])
+    return csum[ends] - csum[starts]
+
+
+def reference_return(key: jax.Array, env: Any, env_params: Any, policy: Policy, *, num_episodes: int,
+                     max_episode_steps: int) -> float:
+    """Mean undiscounted return of ``policy`` over ``num_episodes`` complete episodes (one per
+    env, each its first episode) of an env whose episodes end within ``max_episode_steps``."""
+    _, _, reward, terminated, truncated, _ = _rollout(key, env, env_params, policy, num_episodes, max_episode_steps)
+    done = np.asarray(terminated) | np.asarray(truncated)  # [T, E]
+    if not done.any(axis=0).all():
+        raise ValueError(f"an episode did not end within max_episode_steps={max_episode_steps}")
+    first_end = np.argmax(done, axis=0)
+    in_first = np.arange(done.shape[0])[:, None] <= first_end[None, :]
+    return float(np.mean(np.sum(np.where(in_first, np.asarray(reward, np.float64), 0.0), axis=0)))
+
+
+def uniform_policy(env: Any, env_params: Any) -> Policy:
+    """A policy drawing uniformly from the env's action space (the ``random`` quality)."""
+    space = env.action_space(env_params)
+
+    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
+        return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+
+    return act
+
+
+def action_scale(env: Any, env_params: Any) -> np.ndarray:
+    """The symmetric bound of a continuous action space (``high``; checks ``low == -high``)."""
+    space = env.action_space(env_params)
+    low, high = np.broadcast_arrays(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32))
+    if not np.allclose(low, -high):
+        raise ValueError(f"action space bounds [{low}, {high}] are not symmetric; rescale the env's actions first")
+    return jnp.asarray(high)
