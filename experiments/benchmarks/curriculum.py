@@ -20,13 +20,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from threadpoolctl import threadpool_limits
-
-from experiments.bench_ref.alp_gmm_sklearn import SklearnALPGMM
+from experiments.benchmarks.report import Skipped, row
 from experiments.benchmarks.timing import time_jitted
 from jaxrl_icl.curriculum import ALPGMMConfig, alp_gmm
 from jaxrl_icl.config import ConfigError, field, require_positive
 
+SUITE = "curriculum"
 LOW, HIGH = (0.0, 0.0), (1.0, 1.0)
 
 
@@ -86,6 +85,10 @@ def run_reference(cfg: CurriculumBenchConfig, seeds: int) -> float:
     OpenBLAS is many times slower (thread hand-off per call), and the reference should be
     timed at its best.
     """
+    from threadpoolctl import threadpool_limits
+
+    from experiments.bench_ref.alp_gmm_sklearn import SklearnALPGMM
+
     with threadpool_limits(limits=1):
         t0 = time.perf_counter()
         for s in range(seeds):
@@ -96,51 +99,35 @@ def run_reference(cfg: CurriculumBenchConfig, seeds: int) -> float:
         return time.perf_counter() - t0
 
 
-def measure(cfg: CurriculumBenchConfig, seeds: int) -> dict:
-    """Time ours and the reference for ``seeds`` seeds; one result row."""
+def measure(cfg: CurriculumBenchConfig, seeds: int) -> list[dict]:
+    """Time ours and the reference for ``seeds`` seeds: an updates/s row and ours' compile row."""
     keys = jax.random.split(jax.random.key(cfg.seed), seeds)
     ours_s, ours_compile = time_jitted(make_ours(cfg), (keys,), cfg.repeats)
     ref_s = run_reference(cfg, seeds)
     updates = seeds * cfg.num_updates
-    return {
-        "seeds": seeds,
-        "updates_per_seed": cfg.num_updates,
-        "refits_per_seed": cfg.num_updates // cfg.fit_rate,
-        "ours_updates_per_s": updates / ours_s,
-        "reference_updates_per_s": updates / ref_s,
-        "ratio": ref_s / ours_s,
-        "ours_s": ours_s,
-        "reference_s": ref_s,
-        "ours_compile_s": ours_compile,
-    }
+    case = f"{seeds} seeds x {cfg.num_updates} updates ({cfg.num_updates // cfg.fit_rate} refits, k=2..{cfg.max_k})"
+    return [row(SUITE, f"{case} vs scikit-learn", updates / ours_s, updates / ref_s, "updates/s"),
+            row(SUITE, f"{case}: compile", ours_compile, None, "s")]
 
 
-def run(cfg: CurriculumBenchConfig) -> tuple[list[dict], str]:
-    """Measure every seed count; return the rows and a printable table."""
-    rows = [measure(cfg, seeds) for seeds in cfg.num_seeds]
-    lines = [
-        f"ALP-GMM sample+update, {cfg.num_updates} rounds per seed, refit every {cfg.fit_rate} "
-        f"(k = 2..{cfg.max_k}, AIC), {jax.devices()[0].device_kind} ({jax.default_backend()}); "
-        f"ours best of {cfg.repeats}, compile excluded; reference (scikit-learn, sequential seeds) timed once",
-        f"{'seeds':>6}{'refits/seed':>13}{'ours upd/s':>13}{'sklearn upd/s':>15}{'ours/ref':>10}"
-        f"{'ours s':>9}{'ref s':>9}{'compile s':>11}",
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['seeds']:>6}{r['refits_per_seed']:>13}{r['ours_updates_per_s']:>13,.0f}"
-            f"{r['reference_updates_per_s']:>15,.0f}{r['ratio']:>10.1f}{r['ours_s']:>9.2f}"
-            f"{r['reference_s']:>9.2f}{r['ours_compile_s']:>11.1f}"
-        )
-    lines.append("ours/ref: teacher updates per second, ours over scikit-learn (target >= 20x at 64 seeds)")
-    return rows, "\n".join(lines)
+def run(cfg: CurriculumBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`) of every seed count (target: ours >= 20x
+    the reference at 64 seeds); skipped without scikit-learn."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as err:
+        raise Skipped(f"the reference needs scikit-learn ({err}): pip install scikit-learn") from None
+    rows = []
+    for seeds in cfg.num_seeds:
+        rows += measure(cfg, seeds)
+    return rows
 
 
 def plot(rows: list[dict], path) -> None:
     """Bars of teacher updates/s for ours and scikit-learn at each seed count (log axis)."""
     from jaxrl_icl.run.plots import plot_paired_bars
 
-    pairs = {f"{r['seeds']} seed" + ("s" if r["seeds"] != 1 else ""): (r["ours_updates_per_s"],
-                                                                      r["reference_updates_per_s"]) for r in rows}
+    pairs = {r["case"].split(" x ")[0]: (r["ours"], r["reference"]) for r in rows if r["unit"] == "updates/s"}
     plot_paired_bars(pairs, ("ours (jax)", "scikit-learn"), path,
                      ylabel="teacher updates / s (all seeds, compile excluded)",
                      title="ALP-GMM: jitted JAX vs scikit-learn host loop")

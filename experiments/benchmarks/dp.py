@@ -12,8 +12,9 @@ batch of MDPs in one call vs one, and the stock-augmented solve as the stock gri
    call (``lax.map`` on CPU, ``vmap`` on accelerators; see :mod:`jaxrl_icl.distributional.dp`)
    vs one such MDP per call: MDP-iterations/s of each and the throughput ratio.
 3. ``stock_backward_induction`` (CVaR_0.1 utility, horizon ``stock_horizon``) on a
-   ``stock_states``-state MDP for stock grids of 8, 16, 32 and 64 points: seconds per solve
-   and the cost relative to 8 points.
+   ``stock_states``-state MDP for stock grids of 8, 16, 32 and 64 points: seconds per solve,
+   the larger grids against 8 points (ratio: the 8-point time over theirs, the inverse of the
+   cost growth).
 
 Timings are the best of ``repeats`` calls after a warm-up call (which compiles); they time the
 public functions, input checks included.
@@ -35,8 +36,10 @@ from jaxrl_icl.distributional import (
     stock_backward_induction,
     value_iteration,
 )
+from experiments.benchmarks.report import row
 from jaxrl_icl.config import require_in, require_positive
 
+SUITE = "dp"
 STOCK_SIZES = (8, 16, 32, 64)
 
 
@@ -106,8 +109,10 @@ def _mdp(seed: int, num_states: int, num_actions: int):
     return np.asarray(params.P), np.asarray(params.R)
 
 
-def run(cfg: DPBenchConfig) -> tuple[list[dict], str]:
-    """Run the three measurements; return the rows and a printable table."""
+def run(cfg: DPBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`) of the three measurements: ours vs
+    NumPy, the batch vs one MDP per call, each stock grid vs the smallest (its ratio < 1 is
+    the cost of the larger grid)."""
     support = np.linspace(0.0, 1.0 / (1.0 - cfg.gamma), cfg.num_atoms, dtype=np.float32)
     rep = CategoricalRep(jnp.asarray(support))
     K = cfg.num_iterations
@@ -122,12 +127,8 @@ def run(cfg: DPBenchConfig) -> tuple[list[dict], str]:
                                numpy_value_iteration(P, R, cfg.gamma, support, K), atol=2e-4)
     t_ours = _best_time(ours, cfg.repeats)
     t_numpy = _best_time(lambda: numpy_value_iteration(P, R, cfg.gamma, support, K), cfg.repeats)
-    shape = f"S={cfg.num_states} A={cfg.num_actions} m={cfg.num_atoms}"
-    rows = [
-        {"case": f"VI {shape}", "impl": "numpy", "iters_per_s": K / t_numpy, "ratio": 1.0},
-        {"case": f"VI {shape}", "impl": "ours (jax)", "iters_per_s": K / t_ours,
-         "ratio": t_numpy / t_ours},
-    ]
+    rows = [row(SUITE, f"value iteration S={cfg.num_states} A={cfg.num_actions} m={cfg.num_atoms}, vs NumPy",
+                K / t_ours, K / t_numpy, "it/s")]
 
     # 2. a batch of MDPs in one call vs one.
     mdps = [_mdp(cfg.seed + 1 + b, cfg.batch_states, cfg.num_actions) for b in range(cfg.batch_size)]
@@ -143,12 +144,8 @@ def run(cfg: DPBenchConfig) -> tuple[list[dict], str]:
     np.testing.assert_allclose(np.asarray(batch())[0], np.asarray(single()), atol=1e-5)
     t_single = _best_time(single, cfg.repeats)
     t_batch = _best_time(batch, cfg.repeats)
-    case = f"VI S={cfg.batch_states} A={cfg.num_actions} m={cfg.num_atoms}"
-    rows += [
-        {"case": case, "impl": "ours, 1 MDP", "iters_per_s": K / t_single, "ratio": 1.0},
-        {"case": case, "impl": f"ours, batch of {cfg.batch_size}",
-         "iters_per_s": cfg.batch_size * K / t_batch, "ratio": cfg.batch_size * t_single / t_batch},
-    ]
+    rows.append(row(SUITE, f"value iteration on {cfg.batch_size} MDPs (S={cfg.batch_states}) in one call, "
+                    "vs one per call", cfg.batch_size * K / t_batch, K / t_single, "MDP-it/s"))
 
     # 3. stock-augmented solve vs grid size.
     Ps, Rs = _mdp(cfg.seed, cfg.stock_states, cfg.num_actions)
@@ -162,30 +159,17 @@ def run(cfg: DPBenchConfig) -> tuple[list[dict], str]:
             return stock_backward_induction(Ps, Rs, 1.0, H, grid, f).values.block_until_ready()
 
         t = _best_time(solve, cfg.repeats)
+        case = f"stock solve S={cfg.stock_states} A={cfg.num_actions} H={H}, C={C}"
+        rows.append(row(SUITE, case if base is None else f"{case} vs C={STOCK_SIZES[0]}", t, base, "s",
+                        lower_is_better=True))
         base = t if base is None else base
-        rows.append({"case": f"stock S={cfg.stock_states} A={cfg.num_actions} H={H}",
-                     "impl": f"C={C}", "seconds": t, "ratio": t / base})
-
-    lines = [f"distributional DP, {K} iterations per call, gamma={cfg.gamma}, "
-             f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
-             f"{'case':<34}{'impl':<22}{'iters/s or s':>14}{'ratio':>9}"]
-    for row in rows:
-        value = row.get("iters_per_s", row.get("seconds"))
-        unit = "it/s" if "iters_per_s" in row else "s"
-        lines.append(f"{row['case']:<34}{row['impl']:<22}{value:>10.3g} {unit:<4}{row['ratio']:>8.2f}x")
-    lines.append("ratios: ours/numpy speed-up; batch throughput / single; stock cost / cost at C=8")
-    return rows, "\n".join(lines)
+    return rows
 
 
 def plot(rows: list[dict], path) -> None:
     """Bar chart of the ratios (log scale), with 1x dashed."""
     from jaxrl_icl.run.plots import plot_bars
 
-    vi_numpy, vi_ours, single, batch, *stock = rows
-    values = {
-        f"ours / NumPy\n({vi_ours['case']})": vi_ours["ratio"],
-        f"batch / 1 MDP\n({batch['case']})": batch["ratio"],
-        **{f"stock {row['impl']} / C=8": row["ratio"] for row in stock[1:]},
-    }
-    plot_bars(values, path, ylabel="ratio (x)", reference=("1x", 1.0), log_scale=True,
-              figsize=(7.5, 4.0), title="distributional DP: speed-ups and stock-grid cost")
+    plot_bars({r["case"].replace(", ", "\n", 1): r["ratio"] for r in rows if r["ratio"] is not None}, path,
+              ylabel="ratio (x), > 1: ours / the batch / the small grid is faster", reference=("1x", 1.0),
+              log_scale=True, figsize=(7.5, 4.0), title="distributional DP: speed-ups and stock-grid cost")

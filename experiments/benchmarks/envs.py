@@ -2,8 +2,9 @@
 
 Each environment is stepped ``num_steps`` times in one jitted ``lax.scan`` over a
 ``jax.vmap`` of ``num_envs`` copies (auto-reset included), after a warm-up call that
-compiles it; the best of ``repeats`` timed calls is reported. gymnax CartPole-v1 runs in
-the same process as the reference, so the printed ratios compare like with like.
+compiles it (its time, compile included, is reported too); the best of ``repeats`` timed
+calls is reported. gymnax CartPole-v1 runs in the same process as every row's reference, so
+the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import jax
 import jax.numpy as jnp
 
 import envs
+from experiments.benchmarks.report import row
 from jaxrl_icl.config import require_positive
 
+SUITE = "envs"
 REFERENCE = "gymnax:CartPole-v1"
 OWN_ENVS = (
     "darkroom-9x9",
@@ -66,8 +69,8 @@ def _rollout_fn(env, params, num_envs: int, num_steps: int):
     return jax.jit(run)
 
 
-def measure(name: str, cfg: EnvBenchConfig) -> dict:
-    """Steps/s of ``name`` (best of ``cfg.repeats``) and its compile time in seconds."""
+def measure(name: str, cfg: EnvBenchConfig) -> tuple[float, float]:
+    """``(steps/s, compile seconds)`` of ``name``: the best of ``cfg.repeats`` timed calls."""
     env, params = envs.make(name)
     fn = _rollout_fn(env, params, cfg.num_envs, cfg.num_steps)
     key = jax.random.PRNGKey(cfg.seed)
@@ -79,41 +82,30 @@ def measure(name: str, cfg: EnvBenchConfig) -> dict:
         t0 = time.perf_counter()
         fn(jax.random.fold_in(key, i)).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return {
-        "env": name,
-        "steps_per_s": cfg.num_envs * cfg.num_steps / best,
-        "seconds": best,
-        "compile_s": compile_s,
-    }
+    return cfg.num_envs * cfg.num_steps / best, compile_s
 
 
-def run(cfg: EnvBenchConfig) -> tuple[list[dict], str]:
-    """Measure the reference and every own env; return the rows and a printable table."""
-    rows = [measure(REFERENCE, cfg)] + [measure(name, cfg) for name in OWN_ENVS]
-    ref = rows[0]["steps_per_s"]
-    for row in rows:
-        row["ratio_to_cartpole"] = row["steps_per_s"] / ref
-    lines = [
-        f"random policy, {cfg.num_envs} envs x {cfg.num_steps} steps, "
-        f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
-        f"{'env':<22}{'steps/s':>14}{'x CartPole':>12}{'compile s':>11}",
-    ]
-    for row in rows:
-        lines.append(
-            f"{row['env']:<22}{row['steps_per_s']:>14,.0f}{row['ratio_to_cartpole']:>12.2f}"
-            f"{row['compile_s']:>11.1f}"
-        )
-    return rows, "\n".join(lines)
+def run(cfg: EnvBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`), CartPole being every row's reference:
+    per own env, random-policy steps/s and the first call's seconds (compile and one run)."""
+    ref_speed, ref_compile = measure(REFERENCE, cfg)
+    rows = []
+    for name in OWN_ENVS:
+        speed, compile_s = measure(name, cfg)
+        rows += [row(SUITE, f"{name} ({cfg.num_envs} envs x {cfg.num_steps} steps)", speed, ref_speed, "steps/s"),
+                 row(SUITE, f"{name}: first call (compile)", compile_s, ref_compile, "s", lower_is_better=True)]
+    return rows
 
 
 def plot(rows: list[dict], path) -> None:
     """Bar chart of steps/s per environment with CartPole's level as a dashed line."""
     from jaxrl_icl.run.plots import plot_bars
 
+    speeds = [r for r in rows if r["unit"] == "steps/s"]
     plot_bars(
-        {row["env"]: row["steps_per_s"] for row in rows},
+        {REFERENCE: speeds[0]["reference"], **{r["case"].split(" (")[0]: r["ours"] for r in speeds}},
         path,
         ylabel="env steps / s (random policy)",
         title="Environment throughput",
-        reference=(REFERENCE, rows[0]["steps_per_s"]),
+        reference=(REFERENCE, speeds[0]["reference"]),
     )

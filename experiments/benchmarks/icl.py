@@ -26,9 +26,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.config import ConfigError, field, require_positive
+from experiments.benchmarks.report import row
 from experiments.benchmarks.timing import time_jitted
+from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.icl import transformer as tr
+
+SUITE = "icl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,62 +117,60 @@ def train_step(model: tr.TransformerConfig, params, tokens: jax.Array, targets: 
     return jax.value_and_grad(loss)(params)
 
 
-def _row(name: str, length: int, tokens: int, timing: tuple[float, float], **extra) -> dict:
-    seconds, compile_s = timing
-    return {"name": name, "context": length, "tokens": tokens, "seconds": seconds,
-            "tokens_per_s": tokens / seconds, "compile_s": compile_s, **extra}
+def _rows(case: str, tokens: int, ours: tuple[float, float], reference: tuple[float, float] | None) -> list[dict]:
+    """A tokens/s row and a compile-seconds row from ``(seconds, compile seconds)`` timings."""
+    ref_speed, ref_compile = (None, None) if reference is None else (tokens / reference[0], reference[1])
+    return [row(SUITE, case, tokens / ours[0], ref_speed, "tokens/s"),
+            row(SUITE, f"{case}: compile", ours[1], ref_compile, "s", lower_is_better=True)]
 
 
-def run(cfg: ICLBenchConfig) -> tuple[list[dict], str]:
-    """Measure every rollout/training variant; return the rows and a printable table."""
+def run(cfg: ICLBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`): per context length, the cached rollout
+    against recomputing (per-token rates, the recompute run over fewer tokens) and training;
+    the vmapped cached rollout at every task count against the first; each with its compile row."""
     key = jax.random.PRNGKey(cfg.seed)
     rows = []
     for length in cfg.context_lengths:
         model = cfg.model(length)
         params = tr.init(model, key)
         stream = jax.random.normal(jax.random.fold_in(key, length), (1, length, cfg.d_in))
-        rows.append(_row("cached", length, length,
-                         time_jitted(lambda p, s, m=model: cached_rollout(m, p, s), (params, stream), cfg.repeats)))
+        cached = time_jitted(lambda p, s, m=model: cached_rollout(m, p, s), (params, stream), cfg.repeats)
         steps = max(2, min(cfg.recompute_steps, cfg.recompute_tokens // length, length))
-        rows.append(_row("recompute", length, steps, time_jitted(
-            lambda p, s, m=model, st=length - steps: recompute_rollout(m, p, s, st), (params, stream), cfg.repeats)))
-        rows[-1]["cached_speedup"] = rows[-2]["tokens_per_s"] / rows[-1]["tokens_per_s"]
+        recompute = time_jitted(lambda p, s, m=model, st=length - steps: recompute_rollout(m, p, s, st),
+                                (params, stream), cfg.repeats)
+        recompute = (recompute[0] * length / steps, recompute[1])  # seconds per `length` tokens
+        rows += _rows(f"cached rollout, context {length}, vs recomputing it every step", length, cached, recompute)
         batch = max(1, cfg.train_tokens // length)
         tokens = jax.random.normal(jax.random.fold_in(key, 1), (batch, length, cfg.d_in))
         targets = jax.random.randint(jax.random.fold_in(key, 2), (batch, length), 0, cfg.d_out)
-        rows.append(_row("train", length, batch * length, time_jitted(
-            lambda p, x, y, m=model: train_step(m, p, x, y), (params, tokens, targets), cfg.repeats), batch=batch))
+        train = time_jitted(lambda p, x, y, m=model: train_step(m, p, x, y), (params, tokens, targets), cfg.repeats)
+        rows += _rows(f"training, {batch} x {length} tokens", batch * length, train, None)
     model = cfg.model(cfg.vmap_context)
     params = tr.init(model, key)
+    first = None
     for tasks in cfg.num_tasks:
         streams = jax.random.normal(jax.random.fold_in(key, 3), (tasks, 1, cfg.vmap_context, cfg.d_in))
         fn = jax.vmap(lambda s, p=params: cached_rollout(model, p, s))
-        rows.append(_row(f"cached x{tasks} tasks", cfg.vmap_context, tasks * cfg.vmap_context,
-                         time_jitted(fn, (streams,), cfg.repeats), tasks=tasks))
-    return rows, _table(cfg, rows)
-
-
-def _table(cfg: ICLBenchConfig, rows: list[dict]) -> str:
-    lines = [
-        f"causal transformer width {cfg.width}, {cfg.num_layers} layers, {cfg.num_heads} heads, {cfg.positions}; "
-        f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
-        f"{'variant':<20}{'context':>8}{'tokens':>8}{'tokens/s':>14}{'cached x':>10}{'compile s':>11}",
-    ]
-    for row in rows:
-        speedup = f"{row['cached_speedup']:>10.1f}" if "cached_speedup" in row else " " * 10
-        lines.append(f"{row['name']:<20}{row['context']:>8}{row['tokens']:>8}{row['tokens_per_s']:>14,.1f}"
-                     f"{speedup}{row['compile_s']:>11.1f}")
-    return "\n".join(lines)
+        timing = time_jitted(fn, (streams,), cfg.repeats)
+        case = f"cached rollout x{tasks} tasks (vmap), context {cfg.vmap_context}"
+        if first is None:
+            rows += _rows(case, tasks * cfg.vmap_context, timing, None)
+            first = (tasks, timing)
+        else:  # the reference: the first task count's time, scaled to this many tasks
+            reference = (first[1][0] * tasks / first[0], first[1][1])
+            rows += _rows(f"{case}, vs x{first[0]}", tasks * cfg.vmap_context, timing, reference)
+    return rows
 
 
 def plot(rows: list[dict], path) -> None:
-    """Log-scale bar chart of tokens/s for every variant and context length."""
+    """Log-scale bar chart of tokens/s for every variant and context length (recompute too)."""
     from jaxrl_icl.run.plots import plot_bars
 
-    plot_bars(
-        {f"{row['name']} @ {row['context']}": row["tokens_per_s"] for row in rows},
-        path,
-        ylabel="tokens / s",
-        title="In-context transformer: KV cache vs recompute",
-        log_scale=True,
-    )
+    values = {}
+    for r in rows:
+        if r["unit"] == "tokens/s":
+            values[r["case"].split(", vs")[0]] = r["ours"]
+            if r["case"].startswith("cached rollout, context"):
+                values[r["case"].replace("cached rollout", "recompute").split(", vs")[0]] = r["reference"]
+    plot_bars(values, path, ylabel="tokens / s", title="In-context transformer: KV cache vs recompute",
+              log_scale=True)

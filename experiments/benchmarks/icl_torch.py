@@ -29,7 +29,6 @@ its :data:`~experiments.darkroom_ad.PAPER_FLAGS` (triplet layout, width 512, 4 l
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from typing import Literal
 
@@ -38,20 +37,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
+from experiments.benchmarks.report import Skipped, row
 from experiments.benchmarks.timing import time_jitted
 from experiments.darkroom_ad import PAPER_FLAGS, DarkroomADConfig
+from jaxrl_icl.config import ConfigError, field, require_positive
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl.evaluate import evaluate
-from jaxrl_icl.config import ConfigError, field, require_positive
 from jaxrl_icl.run.config import parse_cli
 
-try:  # the optional bench-ref extra; fail before the benchmark makes its run directory
-    import torch
-
-    from experiments.bench_ref import torch_ad
-except ImportError as err:
-    sys.exit(f"the icl-torch suite needs PyTorch ({err}): pip install -e .[bench-ref]  (or pip install torch)")
-
+SUITE = "icl-torch"
 ENV = "darkroom-9x9"
 
 
@@ -95,13 +89,15 @@ def _best_of(fn, repeats: int, sync) -> float:
     return best
 
 
-def _row(measure: str, unit: str, count: int, ours_s: float, torch_s: float, **extra) -> dict:
-    return {"measure": measure, "unit": unit, "count": count, "ours_per_s": count / ours_s,
-            "torch_per_s": count / torch_s, "ratio": torch_s / ours_s, "ours_s": ours_s, "torch_s": torch_s, **extra}
+def run(cfg: ICLTorchBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`) of training and every evaluation task
+    count, with ours' compile times; skipped without PyTorch (the optional bench-ref extra)."""
+    try:
+        import torch
 
-
-def run(cfg: ICLTorchBenchConfig) -> tuple[list[dict], str]:
-    """Measure training and every evaluation task count; return the rows and a printable table."""
+        from experiments.bench_ref import torch_ad
+    except ImportError as err:
+        raise Skipped(f"the PyTorch reference needs torch ({err}): pip install -e '.[bench-ref]'") from None
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     exp = experiment_config(cfg.scale)
@@ -143,7 +139,11 @@ def run(cfg: ICLTorchBenchConfig) -> tuple[list[dict], str]:
     _best_of(step, 1, sync)  # warm-up
     torch_s = _best_of(lambda: [step() for _ in range(cfg.train_updates)], cfg.repeats, sync)
     tokens = cfg.train_updates * optim.batch_size * context_steps * ad_cfg.tokens_per_step
-    rows = [_row("train", "tokens", tokens, ours_s, torch_s, ours_compile_s=ours_compile)]
+    threads = torch.get_num_threads()
+    versus = f"vs eager torch {torch.__version__} on {device}" + (f", {threads} threads" if device.type == "cpu" else "")
+    case = f"AD training ({cfg.scale} scale, {'bf16' if cfg.bf16 else 'float32'})"
+    rows = [row(SUITE, f"{case} {versus}", tokens / ours_s, tokens / torch_s, "tokens/s"),
+            row(SUITE, f"{case}: compile", ours_compile, None, "s")]
 
     # (b) in-context evaluation; reload the initial params (training above changed the torch ones)
     torch_ad.load_flax_params(net, params)
@@ -160,33 +160,17 @@ def run(cfg: ICLTorchBenchConfig) -> tuple[list[dict], str]:
                                               obs_scale=ad_cfg.obs_scale)
         _best_of(lambda: rollout(2), 1, sync)  # warm-up
         torch_s = _best_of(lambda: rollout(num_steps), cfg.repeats, sync)
-        rows.append(_row(f"eval x{tasks}", "env steps", tasks * num_steps, ours_s, torch_s, tasks=tasks,
-                         ours_compile_s=ours_compile))
-
-    threads = torch.get_num_threads()
-    header = (f"AD on {ENV} ({cfg.scale} scale): {ad_cfg.layout} layout, width {model.width}, {model.num_layers} "
-              f"layers, {model.num_heads} heads, window {model.window} tokens, dropout {model.dropout}, batch "
-              f"{optim.batch_size}, {'bf16' if cfg.bf16 else 'float32'}\n"
-              f"ours: jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}); torch "
-              f"{torch.__version__} on {device} ({threads} threads); best of {cfg.repeats}, compile excluded")
-    for row in rows:
-        row.update(torch_device=str(device), torch_threads=threads, jax_backend=jax.default_backend())
-    return rows, _table(header, rows)
-
-
-def _table(header: str, rows: list[dict]) -> str:
-    lines = [header, f"{'measure':<12}{'unit':>11}{'ours /s':>14}{'torch /s':>14}{'ours/torch':>12}"
-                     f"{'ours compile s':>16}"]
-    for r in rows:
-        lines.append(f"{r['measure']:<12}{r['unit']:>11}{r['ours_per_s']:>14,.0f}{r['torch_per_s']:>14,.0f}"
-                     f"{r['ratio']:>12.2f}{r['ours_compile_s']:>16.1f}")
-    return "\n".join(lines)
+        case = f"AD evaluation ({cfg.scale} scale), {tasks} tasks x {num_steps} steps"
+        rows += [row(SUITE, f"{case} {versus}", tasks * num_steps / ours_s, tasks * num_steps / torch_s, "steps/s"),
+                 row(SUITE, f"{case}: compile", ours_compile, None, "s")]
+    return rows
 
 
 def plot(rows: list[dict], path) -> None:
     """Bars of ours and torch per measure (train tokens/s, eval env steps/s; log axis)."""
     from jaxrl_icl.run.plots import plot_paired_bars
 
-    plot_paired_bars({f"{r['measure']} ({r['unit']}/s)": (r["ours_per_s"], r["torch_per_s"]) for r in rows},
-                     ("ours", "torch"), path, ylabel="per second (compile excluded)",
-                     title=f"AD: ours (JAX) vs PyTorch ({rows[0]['torch_device']})")
+    pairs = {f"{r['case'].split(' vs ')[0]} ({r['unit']})": (r["ours"], r["reference"])
+             for r in rows if r["reference"] is not None}
+    plot_paired_bars(pairs, ("ours", "torch"), path, ylabel="per second (compile excluded)",
+                     title=f"AD: ours (JAX) vs PyTorch ({rows[0]['case'].split(' on ')[-1]})")

@@ -4,12 +4,12 @@ Both train PPO on gymnax CartPole-v1 with PureJaxRL's default config (4 envs x 1
 4 epochs, 4 minibatches, lr 2.5e-4 annealed) for every seed count in ``num_seeds``, each
 as one ``jax.jit(jax.vmap(train))`` over seeds. Each function is compiled ahead of time
 (``lower(...).compile()``, the reported compile time) and then timed over ``repeats``
-calls; the best call gives env steps/s (all seeds together) and wall time per seed
-(``seconds / seeds``). The reference is :mod:`experiments.bench_ref.purejaxrl_ppo`.
+calls; the best call gives env steps/s (all seeds together; a row's ratio is also the ratio
+of wall times). The reference is :mod:`experiments.bench_ref.purejaxrl_ppo`.
 
 Steps per seed are ``min(total_timesteps, max_total_steps // seeds)`` rounded down to whole
-rollouts (at least one), so large seed counts stay affordable on a CPU; the table prints
-what was used.
+rollouts (at least one), so large seed counts stay affordable on a CPU; each row's case
+says what was used.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import jax
 
 import envs
 from experiments.bench_ref import purejaxrl_ppo
-from jaxrl_icl.rl.ppo import PPOConfig, make_train
-from jaxrl_icl.config import ConfigError, field, require_positive
+from experiments.benchmarks.report import compared, row
 from experiments.benchmarks.timing import time_jitted
+from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.rl.ppo import PPOConfig, make_train
 
+SUITE = "ppo"
 ENV = "gymnax:CartPole-v1"
 
 
@@ -66,8 +68,8 @@ def _reference_config(ppo: PPOConfig) -> dict:
     }
 
 
-def measure(cfg: PPOBenchConfig, seeds: int) -> dict:
-    """Time ours and the reference for ``seeds`` vmapped seeds; one result row."""
+def measure(cfg: PPOBenchConfig, seeds: int) -> list[dict]:
+    """Time ours and the reference for ``seeds`` vmapped seeds: an env steps/s row and a compile row."""
     ppo = PPOConfig(total_timesteps=steps_per_seed(cfg, seeds))
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), seeds)
     env, env_params = envs.make(ENV)
@@ -75,42 +77,26 @@ def measure(cfg: PPOBenchConfig, seeds: int) -> dict:
     reference = jax.vmap(purejaxrl_ppo.make_train(_reference_config(ppo)))
     ours_s, ours_compile = time_jitted(ours, (keys, env_params), cfg.repeats)
     ref_s, ref_compile = time_jitted(reference, (keys,), cfg.repeats)
-    steps = seeds * ppo.num_updates * ppo.batch_size  # env steps actually taken per call
-    return {
-        "seeds": seeds,
-        "steps_per_seed": ppo.num_updates * ppo.batch_size,
-        "ours_steps_per_s": steps / ours_s,
-        "reference_steps_per_s": steps / ref_s,
-        "ratio": ref_s / ours_s,
-        "ours_s_per_seed": ours_s / seeds,
-        "reference_s_per_seed": ref_s / seeds,
-        "ours_compile_s": ours_compile,
-        "reference_compile_s": ref_compile,
-    }
+    per_seed = ppo.num_updates * ppo.batch_size  # env steps actually taken per seed
+    case = f"{seeds} seeds x {per_seed:,} steps"
+    return [row(SUITE, f"{case}: training (best of {cfg.repeats})", seeds * per_seed / ours_s,
+                seeds * per_seed / ref_s, "steps/s"),
+            row(SUITE, f"{case}: compile", ours_compile, ref_compile, "s", lower_is_better=True)]
 
 
-def run(cfg: PPOBenchConfig) -> tuple[list[dict], str]:
-    """Measure every seed count; return the rows and a printable table."""
-    rows = [measure(cfg, seeds) for seeds in cfg.num_seeds]
-    lines = [
-        f"PPO on {ENV}, PureJaxRL defaults (4 envs x 128 steps, 4 epochs x 4 minibatches), "
-        f"{jax.devices()[0].device_kind} ({jax.default_backend()}); best of {cfg.repeats}, compile excluded",
-        f"{'seeds':>6}{'steps/seed':>12}{'ours steps/s':>15}{'ref steps/s':>14}{'ours/ref':>10}"
-        f"{'ours s/seed':>13}{'ref s/seed':>12}{'compile s (ours/ref)':>22}",
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['seeds']:>6}{r['steps_per_seed']:>12,}{r['ours_steps_per_s']:>15,.0f}"
-            f"{r['reference_steps_per_s']:>14,.0f}{r['ratio']:>10.2f}{r['ours_s_per_seed']:>13.3f}"
-            f"{r['reference_s_per_seed']:>12.3f}{r['ours_compile_s']:>13.1f} /{r['reference_compile_s']:>5.1f}"
-        )
-    return rows, "\n".join(lines)
+def run(cfg: PPOBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`) of every case, the reference being the
+    PureJaxRL design: per seed count, training env steps/s over all seeds and compile seconds."""
+    rows = []
+    for seeds in cfg.num_seeds:
+        rows += measure(cfg, seeds)
+    return rows
 
 
 def plot(rows: list[dict], path) -> None:
     """Bars of env steps/s for ours and the reference at each seed count (log axis)."""
     from jaxrl_icl.run.plots import plot_paired_bars
 
-    plot_paired_bars({f"{r['seeds']} seeds": (r["ours_steps_per_s"], r["reference_steps_per_s"]) for r in rows},
-                     ("ours", "reference"), path, ylabel="env steps / s (all seeds, compile excluded)",
+    plot_paired_bars(compared(rows, "steps/s"), ("ours", "reference"), path,
+                     ylabel="env steps / s (all seeds, compile excluded)",
                      title="PPO on CartPole-v1: ours vs PureJaxRL design")

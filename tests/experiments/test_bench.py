@@ -1,23 +1,38 @@
-"""experiments.bench end to end at tiny sizes: run directory, results and chart per suite."""
+"""experiments.bench end to end at tiny sizes: run directory, bench.json rows, bench.md and chart per suite."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
 from experiments import bench
-
+from experiments.benchmarks import report
 
 
 def _run(suite, flags, tmp_path):
     run = tmp_path / suite
     bench.main([suite, *flags, "--run-dir", str(run)])
-    rows = json.loads((run / "results.json").read_text())
-    assert (run / f"{suite}.png").stat().st_size > 0
+    rows = json.loads((run / "bench.json").read_text())
     assert json.loads((run / "config.json").read_text())["experiment"] == f"bench-{suite}"
+    assert (run / "bench.md").read_text().count(f"| {suite} |") == len(rows)
+    for row in rows:
+        _check_row(row, suite)
     return rows
+
+
+def _check_row(row, suite):
+    assert tuple(row) == report.ROW_KEYS and row["suite"] == suite
+    assert _positive_finite(row["ours"]), row
+    if row["reference"] is None:
+        assert row["ratio"] is None
+    else:  # ratio > 1 means ours is better: faster throughput, or less time
+        assert _positive_finite(row["reference"]) and _positive_finite(row["ratio"])
+        better = row["reference"] / row["ours"] if row["unit"] in ("s", "nats") else row["ours"] / row["reference"]
+        assert row["ratio"] == pytest.approx(better), row
 
 
 def _positive_finite(x):
@@ -26,63 +41,123 @@ def _positive_finite(x):
 
 def test_envs_suite(tmp_path):
     rows = _run("envs", ["--num-envs", "8", "--num-steps", "10", "--repeats", "1"], tmp_path)
-    assert rows[0]["env"] == "gymnax:CartPole-v1" and rows[0]["ratio_to_cartpole"] == pytest.approx(1.0)
-    assert len(rows) == 1 + 7
-    for row in rows:
-        assert _positive_finite(row["ratio_to_cartpole"]) and _positive_finite(row["steps_per_s"])
+    assert len(rows) == 2 * 7  # steps/s and first-call seconds of every own env, CartPole the reference
+    assert [r["unit"] for r in rows[:2]] == ["steps/s", "s"] and rows[0]["case"].startswith("darkroom-9x9")
+    assert len({r["reference"] for r in rows if r["unit"] == "steps/s"}) == 1
+    assert (tmp_path / "envs" / "envs.png").stat().st_size > 0
 
 
 def test_ppo_suite(tmp_path, capsys):
     # 3 seeds under a 1024-step cap: per-seed steps shrink to one 512-step rollout
     rows = _run("ppo", ["--num-seeds", "3", "--total-timesteps", "1024", "--max-total-steps", "1024",
                         "--repeats", "1"], tmp_path)
-    assert [row["seeds"] for row in rows] == [3] and rows[0]["steps_per_seed"] == 512
-    row = rows[0]
-    for key in ("ours_steps_per_s", "reference_steps_per_s", "ratio", "ours_s_per_seed", "reference_s_per_seed"):
-        assert _positive_finite(row[key]), key
-    # the ratio is the ratio of the two throughputs, and per-seed time is total time / seeds
-    assert row["ratio"] == pytest.approx(row["ours_steps_per_s"] / row["reference_steps_per_s"])
-    assert row["ours_s_per_seed"] == pytest.approx(3 * 512 / row["ours_steps_per_s"] / 3)
-    assert "ours/ref" in capsys.readouterr().out
+    assert [(r["case"].split(":")[0], r["unit"]) for r in rows[:2]] == [("3 seeds x 512 steps", "steps/s"),
+                                                                        ("3 seeds x 512 steps", "s")]
+    assert "| ppo | 3 seeds x 512 steps: training" in capsys.readouterr().out
+    assert (tmp_path / "ppo" / "ppo.png").stat().st_size > 0
 
 
 def test_ppo_suite_rejects_bad_seed_counts(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["ppo", "--num-seeds", "0", "--run-dir", str(tmp_path / "bad")])
-    assert not (tmp_path / "bad" / "results.json").exists()
+    assert not (tmp_path / "bad" / "bench.json").exists()
 
 
-def test_dp_suite(tmp_path, capsys):
+def test_dp_suite(tmp_path):
     rows = _run("dp", ["--num-states", "12", "--num-atoms", "11", "--num-iterations", "2",
                        "--batch-size", "3", "--batch-states", "5", "--stock-states", "4",
                        "--stock-horizon", "3", "--repeats", "1"], tmp_path)
-    numpy_row, ours, single, batch, *stock = rows
-    assert [r["impl"] for r in (numpy_row, ours, single)] == ["numpy", "ours (jax)", "ours, 1 MDP"]
-    assert batch["impl"] == "ours, batch of 3"
-    assert [r["impl"] for r in stock] == ["C=8", "C=16", "C=32", "C=64"]
-    for row in (ours, single, batch):
-        assert _positive_finite(row["iters_per_s"]) and _positive_finite(row["ratio"])
-    # ratios are the ratios of the throughputs / of the stock costs
-    assert ours["ratio"] == pytest.approx(ours["iters_per_s"] / numpy_row["iters_per_s"])
-    assert batch["ratio"] == pytest.approx(batch["iters_per_s"] / single["iters_per_s"])
-    assert stock[0]["ratio"] == pytest.approx(1.0)
-    for row in stock:
-        assert _positive_finite(row["seconds"])
-        assert row["ratio"] == pytest.approx(row["seconds"] / stock[0]["seconds"])
-    assert "ours/numpy" in capsys.readouterr().out
+    vi, batch, *stock = rows
+    assert vi["unit"] == "it/s" and "vs NumPy" in vi["case"]
+    assert batch["unit"] == "MDP-it/s" and "3 MDPs" in batch["case"]
+    assert [r["case"].split(", ")[1] for r in stock] == ["C=8", "C=16 vs C=8", "C=32 vs C=8", "C=64 vs C=8"]
+    assert stock[0]["reference"] is None and {r["reference"] for r in stock[1:]} == {stock[0]["ours"]}
+    assert (tmp_path / "dp" / "dp.png").stat().st_size > 0
 
 
-def test_curriculum_suite(tmp_path, capsys):
+def test_curriculum_suite(tmp_path):
     rows = _run("curriculum", ["--num-seeds", "1", "2", "--num-updates", "24", "--fit-rate", "12",
                                "--max-k", "3", "--repeats", "1"], tmp_path)
-    assert [r["seeds"] for r in rows] == [1, 2]
-    for row in rows:
-        assert row["refits_per_seed"] == 2
-        for key in ("ours_updates_per_s", "reference_updates_per_s", "ratio", "ours_s", "reference_s"):
-            assert _positive_finite(row[key]), key
-        # throughputs count every seed's updates, and the ratio is the ratio of the two
-        assert row["ours_updates_per_s"] == pytest.approx(row["seeds"] * 24 / row["ours_s"])
-        assert row["ratio"] == pytest.approx(row["ours_updates_per_s"] / row["reference_updates_per_s"])
-    assert "ours/ref" in capsys.readouterr().out
+    speeds = [r for r in rows if r["unit"] == "updates/s"]
+    assert [r["case"].split(" x ")[0] for r in speeds] == ["1 seeds", "2 seeds"]
+    assert all("(2 refits" in r["case"] for r in speeds)
     with pytest.raises(SystemExit):  # fewer rounds than one refit
         bench.main(["curriculum", "--num-updates", "5", "--fit-rate", "10", "--run-dir", str(tmp_path / "bad")])
+
+
+def test_icl_suite(tmp_path):
+    rows = _run("icl", ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "16",
+                        "--num-tasks", "1", "2", "--vmap-context", "8", "--width", "8", "--num-layers", "1",
+                        "--num-heads", "1", "--repeats", "1"], tmp_path)
+    assert [r["case"] for r in rows if r["unit"] == "tokens/s"] == [
+        "cached rollout, context 8, vs recomputing it every step", "training, 2 x 8 tokens",
+        "cached rollout x1 tasks (vmap), context 8", "cached rollout x2 tasks (vmap), context 8, vs x1"]
+
+
+def test_dpt_paper_skips_on_cpu(tmp_path, capsys):
+    rows = json.loads(json.dumps(bench.run_suite("dpt-paper", bench.SUITES["dpt-paper"][1](), None)))
+    assert len(rows) == 1 and rows[0]["case"].startswith("skipped: needs a GPU") and rows[0]["ours"] is None
+    assert "dpt-paper: skipped: needs a GPU" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_dpt_paper_runs_at_toy_size(tmp_path):
+    rows = _run("dpt-paper", ["--num-updates", "3", "--batch-size", "2", "--trials", "1", "--online-episodes", "2",
+                              "--allow-cpu"], tmp_path)
+    returns = [r for r in rows if r["unit"] == "return"]
+    assert len(returns) == 4 and returns[2]["reference"] == 61.5  # the paper's offline figure
+    # the exact posterior's online returns do not depend on DPT's training; here it must beat 3 updates
+    assert returns[0]["reference"] > returns[0]["ours"]
+
+
+def test_all_runs_every_suite_into_one_report(tmp_path, capsys):
+    run = tmp_path / "all"
+    bench.main(["all", "--suites", "envs", "dp", "icl-torch", "dpt-paper", "--run-dir", str(run),
+                "--envs.num-envs", "4", "--envs.num-steps", "5", "--envs.repeats", "1",
+                "--dp.num-states", "6", "--dp.num-atoms", "5", "--dp.num-iterations", "1", "--dp.batch-size", "2",
+                "--dp.batch-states", "3", "--dp.stock-states", "3", "--dp.stock-horizon", "2", "--dp.repeats", "1",
+                "--icl-torch.num-tasks", "2", "--icl-torch.eval-episodes", "1", "--icl-torch.train-updates", "1",
+                "--icl-torch.repeats", "1"])
+    rows = json.loads((run / "bench.json").read_text())
+    suites = [r["suite"] for r in rows]
+    assert suites[:14] == ["envs"] * 14 and suites[14:20] == ["dp"] * 6 and suites[-1] == "dpt-paper"
+    assert rows[-1]["case"].startswith("skipped: needs a GPU")
+    if _no_torch():
+        assert suites[20:] == ["icl-torch", "dpt-paper"] and rows[20]["case"].startswith("skipped: the PyTorch")
+    md = (run / "bench.md").read_text()
+    assert md.count("\n| envs |") == 14 and md in capsys.readouterr().out
+    assert (run / "envs.png").exists() and (run / "dp.png").exists() and not (run / "dpt-paper.png").exists()
+
+
+def _no_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def test_help_of_bench_and_every_suite():
+    out = subprocess.run([sys.executable, "-m", "experiments.bench", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert all(suite in out for suite in bench.SUITES)
+    for suite in ("all", "envs", "dpt-paper"):
+        out = subprocess.run([sys.executable, "-m", "experiments.bench", suite, "--help"], capture_output=True,
+                             text=True, check=True).stdout
+        assert "--run-dir" in out and ("--envs.num-envs" in out if suite == "all" else "--seed" in out)
+
+
+def test_unknown_suite_is_a_clear_error():
+    with pytest.raises(SystemExit, match="usage: python -m experiments.bench .*got 'nope'"):
+        bench.main(["nope"])
+    with pytest.raises(SystemExit):
+        bench.main(["all", "--suites", "envs", "nope"])
+
+
+def test_markdown_table_formats_rows():
+    rows = [report.row("x", "a | b", 2e6, 1e6, "steps/s"), report.row("x", "t", 2.0, 1.0, "s", lower_is_better=True),
+            report.note_row("y", "skipped: no GPU")]
+    lines = report.markdown_table(rows).splitlines()
+    assert lines[2].startswith("| x | a / b | 2,000,000 | 1,000,000 | 2.00x | steps/s |")
+    assert lines[3].startswith("| x | t | 2 | 1 | 0.50x | s |")
+    assert lines[4].startswith("| y | skipped: no GPU | - | - | - |  |")
