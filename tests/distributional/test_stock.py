@@ -3,6 +3,7 @@
 import itertools
 from functools import partial
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -143,6 +144,8 @@ def test_bad_stock_inputs_rejected():
         stock_backward_induction(P, R, 1.0, 2, grid[::-1], expectation_utility)
     with pytest.raises(ValueError, match="P rows must sum to 1"):
         stock_backward_induction(P * 2, R, 1.0, 2, grid, expectation_utility)
+    with pytest.raises(ValueError, match="concrete P, R"):  # the padded grid is sized from them
+        jax.jit(lambda P: stock_backward_induction(P, R, 1.0, 2, grid, expectation_utility).values)(P)
 
 
 # ----------------------------------------------------------------------------- grid ends
