@@ -6,8 +6,8 @@ Each teacher proposes tasks in ``[0, 1]^nb_dims`` to the toy competence grid
 (:mod:`envs.curriculum_toy`) for ``num_episodes`` episodes; the % of mastered cubes is
 recorded every ``score_every`` episodes. Per teacher, all seeds run in one vmapped call and
 the whole run is one ``lax.scan``. Writes ``config.json``, ``versions.json``,
-``summary.json`` (final % mastered per teacher with its 95% interval and
-wall-clock seconds) and ``mastered.png``
+``summary.json`` (final % mastered per teacher with its 95% interval, wall-clock seconds and
+the reports each teacher skipped as non-finite, which is 0 here) and ``mastered.png``
 (% mastered vs episodes with 95% bands), and prints a table next to the paper's guide and
 the run directory.
 """
@@ -112,7 +112,8 @@ class CurriculumToyConfig:
 
 
 def make_run(config: CurriculumToyConfig, name: str):
-    """``run(key) -> float32[num_episodes / score_every + 1]``: % mastered at 0, every, 2 every, ..."""
+    """``run(key) -> (float32[num_episodes / score_every + 1], int32[])``: % mastered at 0, every,
+    2 every, ..., and the reports the teacher skipped as non-finite."""
     teacher_config = config.teacher_config(name)
     teacher = teacher_for(teacher_config)
 
@@ -126,29 +127,30 @@ def make_run(config: CurriculumToyConfig, name: str):
         carry, _ = jax.lax.scan(episode, carry, jax.random.split(key, config.score_every))
         return carry, toy.score(carry[1])
 
-    def run(key: jax.Array) -> jax.Array:
+    def run(key: jax.Array) -> tuple[jax.Array, jax.Array]:
         init_key, run_key = jax.random.split(key)
         # init inside the vmapped function: the task count stays unbatched, so the GMM refit
         # under lax.cond is a real branch rather than a select evaluated every episode.
         grid = toy.init(config.nb_dims, config.nb_cubes)
         carry = (teacher.init(init_key, teacher_config), grid)
         num_blocks = config.num_episodes // config.score_every
-        _, scores = jax.lax.scan(block, carry, jax.random.split(run_key, num_blocks))
-        return jax.numpy.concatenate([toy.score(grid)[None], scores])
+        (teacher_state, _), scores = jax.lax.scan(block, carry, jax.random.split(run_key, num_blocks))
+        return jax.numpy.concatenate([toy.score(grid)[None], scores]), teacher_state.num_rejected
 
     return run
 
 
-def run(config: CurriculumToyConfig) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """``(scores, seconds)``: teacher name -> % mastered float32[num_seeds, num_episodes /
-    score_every + 1], and teacher name -> wall-clock seconds of its run (compilation included)."""
+def run(config: CurriculumToyConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+    """``(scores, rejected, seconds)``: teacher name -> % mastered float32[num_seeds, num_episodes /
+    score_every + 1], teacher name -> reports skipped as non-finite int32[num_seeds], and
+    teacher name -> wall-clock seconds of its run (compilation included)."""
     keys = seed_keys(config.seed, config.num_seeds)
-    scores, seconds = {}, {}
+    scores, rejected, seconds = {}, {}, {}
     for name in config.teachers:
         start = time.perf_counter()
-        scores[name] = np.asarray(sweep_seeds(make_run(config, name), keys))
+        scores[name], rejected[name] = map(np.asarray, sweep_seeds(make_run(config, name), keys))
         seconds[name] = time.perf_counter() - start
-    return scores, seconds
+    return scores, rejected, seconds
 
 
 def summarize(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -166,10 +168,11 @@ def main(argv: list[str] | None = None) -> None:
                                 prog="python -m experiments.curriculum_toy")
     check_num_seeds("python -m experiments.curriculum_toy", config.num_seeds)
     run_dir = open_run("curriculum_toy", config, options)
-    scores, seconds = run(config)
+    scores, rejected, seconds = run(config)
     summary = summarize(scores)
     for name, row in summary.items():
         row["seconds"] = seconds[name]
+        row["rejected_reports"] = int(rejected[name].sum())
     write_json(run_dir.path / "summary.json", {
         "num_episodes": config.num_episodes, "num_seeds": config.num_seeds,
         "final_percent_mastered": summary,
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, row in summary.items():
         band = f"{row['mean']:>6.1f}  ({row['ci95_low']:.1f}, {row['ci95_high']:.1f})"
         print(f"{name:<{width}}  {band:<28} {row['seconds']:>7.1f}   {PAPER_GUIDE[name]}")
+        if row["rejected_reports"]:
+            print(f"{'':<{width}}  warning: the teacher skipped {row['rejected_reports']} non-finite reports")
     print(f"run directory: {run_dir.path}")
 
 

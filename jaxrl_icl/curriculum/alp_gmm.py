@@ -9,10 +9,9 @@ task|`` (Euclidean nearest neighbour over the history buffer, which keeps the la
 ``random_task_ratio`` uniform in the box, else a Gaussian chosen with probability
 proportional to its mean ALP, a draw from it without the ALP coordinate, clipped to the box.
 
-The refit runs inside :func:`update` under ``lax.cond`` on the task count (:mod:`jaxrl_icl.curriculum.gmm_teacher`). When the state
-comes from :func:`init` inside the same ``vmap`` (seeds as a batch axis), the count stays
-unbatched and the cond stays a real branch; a state vmapped in from outside turns it into a
-select that fits on every call (same result, slower).
+The refit runs inside :func:`update` in a real branch on the task count, also under ``vmap``
+over seeds (:mod:`jaxrl_icl.curriculum.gmm_teacher`). A report with a non-finite task or
+competence is skipped and counted in ``num_rejected`` (:mod:`jaxrl_icl.curriculum.reports`).
 """
 
 from __future__ import annotations
@@ -20,14 +19,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl_icl.config import require_positive
 from jaxrl_icl.curriculum import gmm as gmm_lib
 from jaxrl_icl.curriculum import gmm_teacher
-from jaxrl_icl.config import require_positive
+from jaxrl_icl.curriculum.reports import check_report, set_if
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +68,8 @@ class ALPGMMState:
 
     Attributes:
       config: the (static) config.
-      count: int32[] tasks reported so far.
+      count: int32[] valid reports so far.
+      num_rejected: int32[] reports skipped as non-finite.
       history_tasks: float32[history_capacity, d] ring buffer of tasks.
       history_rewards: float32[history_capacity] their competences.
       window: float32[fit_rate, d + 1] ring buffer of the last ``concat(task, ALP)``.
@@ -79,6 +79,7 @@ class ALPGMMState:
 
     config: ALPGMMConfig = struct.field(pytree_node=False)
     count: jax.Array
+    num_rejected: jax.Array
     history_tasks: jax.Array
     history_rewards: jax.Array
     window: jax.Array
@@ -92,6 +93,7 @@ def init(key: jax.Array, config: ALPGMMConfig) -> ALPGMMState:
     return ALPGMMState(
         config=config,
         count=jnp.int32(0),
+        num_rejected=jnp.int32(0),
         history_tasks=jnp.zeros((config.history_capacity, d), jnp.float32),
         history_rewards=jnp.zeros((config.history_capacity,), jnp.float32),
         window=jnp.zeros((config.fit_rate, d + 1), jnp.float32),
@@ -116,16 +118,15 @@ def absolute_learning_progress(state: ALPGMMState, task: jax.Array, competence: 
 
 
 def update(state: ALPGMMState, task: jax.Array, competence: jax.Array) -> ALPGMMState:
-    """Record ``task`` float32[d] with ``competence`` float32[]; refit every ``fit_rate`` tasks."""
+    """Record ``task`` float32[d] with ``competence`` float32[]; refit every ``fit_rate`` tasks.
+
+    A non-finite report leaves the state as it was but for ``num_rejected``."""
     cfg = state.config
-    task = jnp.asarray(task, jnp.float32)
-    competence = jnp.asarray(competence, jnp.float32)
-    chex.assert_shape(task, (len(cfg.low),))
-    chex.assert_shape(competence, ())
+    task, competence, valid = check_report(task, competence, len(cfg.low))
     alp = absolute_learning_progress(state, task, competence)
     slot = state.count % cfg.history_capacity
     return gmm_teacher.record(
-        state, jnp.append(task, alp),
-        history_tasks=state.history_tasks.at[slot].set(task),
-        history_rewards=state.history_rewards.at[slot].set(competence),
+        state, jnp.append(task, alp), valid,
+        history_tasks=set_if(valid, state.history_tasks, slot, task),
+        history_rewards=set_if(valid, state.history_rewards, slot, competence),
     )

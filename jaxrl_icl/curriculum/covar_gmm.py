@@ -8,7 +8,8 @@ last ``fit_rate`` points and the lowest AIC (or BIC) is kept. Sampling: with pro
 ``random_task_ratio`` uniform, else a Gaussian chosen with probability proportional to its
 positive (or absolute, ``absolute_lp``) time-competence covariance, a draw from it without
 the time and competence coordinates, clipped to the box. The refit runs in :func:`update`
-under ``lax.cond``; the window, refit and sampling are :mod:`jaxrl_icl.curriculum.gmm_teacher`'s.
+in a real branch; the window, refit and sampling are :mod:`jaxrl_icl.curriculum.gmm_teacher`'s.
+A report with a non-finite task or competence is skipped and counted in ``num_rejected``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_icl.curriculum import gmm as gmm_lib
 from jaxrl_icl.curriculum import gmm_teacher
+from jaxrl_icl.curriculum.reports import check_report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,8 @@ class CovarGMMState:
 
     Attributes:
       config: the (static) config.
-      count: int32[] tasks reported so far.
+      count: int32[] valid reports so far.
+      num_rejected: int32[] reports skipped as non-finite.
       window: float32[fit_rate, d + 2] ring buffer of the last ``(time, task, competence)``.
       gmm: current mixture over (time, task, competence), ``max_k`` slots.
       key: PRNG key for the EM initialisations.
@@ -71,6 +73,7 @@ class CovarGMMState:
 
     config: CovarGMMConfig = struct.field(pytree_node=False)
     count: jax.Array
+    num_rejected: jax.Array
     window: jax.Array
     gmm: gmm_lib.GaussianMixture
     key: jax.Array
@@ -79,7 +82,7 @@ class CovarGMMState:
 def init(key: jax.Array, config: CovarGMMConfig) -> CovarGMMState:
     """Empty window and a placeholder mixture (unused until the first fit)."""
     d = len(config.low)
-    return CovarGMMState(config, jnp.int32(0), jnp.zeros((config.fit_rate, d + 2), jnp.float32),
+    return CovarGMMState(config, jnp.int32(0), jnp.int32(0), jnp.zeros((config.fit_rate, d + 2), jnp.float32),
                          gmm_lib.placeholder_gmm(config.max_k, d + 2), key)
 
 
@@ -95,11 +98,10 @@ def sample(key: jax.Array, state: CovarGMMState) -> tuple[jax.Array, CovarGMMSta
 
 
 def update(state: CovarGMMState, task: jax.Array, competence: jax.Array) -> CovarGMMState:
-    """Record ``task`` float32[d] with ``competence`` float32[]; refit every ``fit_rate`` tasks."""
+    """Record ``task`` float32[d] with ``competence`` float32[]; refit every ``fit_rate`` tasks.
+
+    A non-finite report leaves the state as it was but for ``num_rejected``."""
     cfg = state.config
-    task = jnp.asarray(task, jnp.float32)
-    competence = jnp.asarray(competence, jnp.float32)
-    chex.assert_shape(task, (len(cfg.low),))
-    chex.assert_shape(competence, ())
+    task, competence, valid = check_report(task, competence, len(cfg.low))
     time = (state.count % cfg.fit_rate).astype(jnp.float32) / cfg.fit_rate
-    return gmm_teacher.record(state, jnp.concatenate([time[None], task, competence[None]]))
+    return gmm_teacher.record(state, jnp.concatenate([time[None], task, competence[None]]), valid)

@@ -1,7 +1,7 @@
 """Gaussian mixtures with full covariances, fitted by EM in JAX on a masked, fixed-size buffer.
 
 All shapes are static so everything jits and vmaps: data is ``x float32[n, d]`` with a
-validity ``mask bool[n]`` (padding rows are ignored), and a mixture always holds
+validity ``mask bool[n]`` (padding rows, and rows with a non-finite value, are ignored), and a mixture always holds
 ``max_components`` slots of which the first ``num_components`` are active (inactive slots
 have weight exactly 0 and an identity covariance). :func:`select_gmm` fits every
 ``k = min_components..max_components`` with ``num_inits`` k-means-initialised restarts in one
@@ -115,11 +115,13 @@ def mean_log_likelihood(gmm: GaussianMixture, x: jax.Array, mask: jax.Array) -> 
 
 
 def _as_data(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(float32[n, d], bool[n])`` after checking the shapes agree."""
+    """``(float32[n, d], bool[n])`` after checking the shapes agree; a row with a non-finite
+    value leaves the mask and is zeroed, so it cannot reach any sum (masked EM)."""
     x, mask = jnp.asarray(x, jnp.float32), jnp.asarray(mask, bool)
     chex.assert_rank(x, 2)
     chex.assert_shape(mask, x.shape[:1])
-    return x, mask
+    finite = jnp.all(jnp.isfinite(x), axis=-1)
+    return jnp.where(finite[:, None], x, 0.0), mask & finite
 
 
 def _m_step(

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from envs import curriculum_toy as toy
 from jaxrl_icl.config import require_positive, require_types
+from jaxrl_icl.curriculum.reports import check_report, count_report, set_if
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,17 +53,19 @@ class OracleConfig:
 @struct.dataclass
 class OracleState:
     """Attributes: config (static); grid: the mirrored :class:`envs.curriculum_toy.ToyState`;
-    count: int32[] tasks reported so far."""
+    count: int32[] valid reports so far; num_rejected: int32[] reports skipped as non-finite
+    (:mod:`jaxrl_icl.curriculum.reports`)."""
 
     config: OracleConfig = struct.field(pytree_node=False)
     grid: toy.ToyState
     count: jax.Array
+    num_rejected: jax.Array
 
 
 def init(key: jax.Array, config: OracleConfig) -> OracleState:
     """A mirror of a fresh grid (``key`` is unused)."""
     del key
-    return OracleState(config, toy.init(config.nb_dims, config.nb_cubes), jnp.int32(0))
+    return OracleState(config, toy.init(config.nb_dims, config.nb_cubes), jnp.int32(0), jnp.int32(0))
 
 
 def sample(key: jax.Array, state: OracleState) -> tuple[jax.Array, OracleState]:
@@ -79,11 +81,12 @@ def sample(key: jax.Array, state: OracleState) -> tuple[jax.Array, OracleState]:
 
 
 def update(state: OracleState, task: jax.Array, competence: jax.Array) -> OracleState:
-    """Set the mirrored counter of ``task``'s cube (float32[nb_dims]) to ``100 * competence`` (float32[])."""
+    """Set the mirrored counter of ``task``'s cube (float32[nb_dims]) to ``100 * competence`` (float32[]).
+
+    A non-finite report is skipped and counted in ``num_rejected``."""
     cfg = state.config
-    chex.assert_shape(task, (cfg.nb_dims,))
-    chex.assert_shape(competence, ())
-    cube = tuple(toy.cube_index(task, cfg.nb_cubes))
-    counter = jnp.round(jnp.asarray(competence, jnp.float32) * toy.MAX_COMPETENCE).astype(jnp.int32)
-    grid = toy.ToyState(state.grid.competence.at[cube].set(counter))
-    return state.replace(grid=grid, count=state.count + 1)
+    task, competence, valid = check_report(task, competence, cfg.nb_dims)
+    cube = tuple(toy.cube_index(jnp.where(valid, task, 0.0), cfg.nb_cubes))
+    counter = jnp.round(jnp.where(valid, competence, 0.0) * toy.MAX_COMPETENCE).astype(jnp.int32)
+    grid = toy.ToyState(set_if(valid, state.grid.competence, cube, counter))
+    return count_report(state.replace(grid=grid), valid)

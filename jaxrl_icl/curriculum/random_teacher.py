@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl_icl.curriculum.box import uniform_in_box, validate_box
 from jaxrl_icl.config import require_types
+from jaxrl_icl.curriculum.box import uniform_in_box, validate_box
+from jaxrl_icl.curriculum.reports import check_report, count_report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,16 +32,18 @@ class RandomConfig:
 
 @struct.dataclass
 class RandomState:
-    """Attributes: config (static); count: int32[] tasks reported through :func:`update`."""
+    """Attributes: config (static); count: int32[] valid reports through :func:`update`;
+    num_rejected: int32[] reports skipped as non-finite (:mod:`jaxrl_icl.curriculum.reports`)."""
 
     config: RandomConfig = struct.field(pytree_node=False)
     count: jax.Array
+    num_rejected: jax.Array
 
 
 def init(key: jax.Array, config: RandomConfig) -> RandomState:
     """Fresh state (``key`` is unused: the teacher keeps no randomness of its own)."""
     del key
-    return RandomState(config, jnp.int32(0))
+    return RandomState(config, jnp.int32(0), jnp.int32(0))
 
 
 def sample(key: jax.Array, state: RandomState) -> tuple[jax.Array, RandomState]:
@@ -50,7 +52,6 @@ def sample(key: jax.Array, state: RandomState) -> tuple[jax.Array, RandomState]:
 
 
 def update(state: RandomState, task: jax.Array, competence: jax.Array) -> RandomState:
-    """Count the episode; the sampling distribution never changes."""
-    chex.assert_shape(task, (len(state.config.low),))
-    chex.assert_shape(competence, ())
-    return state.replace(count=state.count + 1)
+    """Count the report (a non-finite one in ``num_rejected``); the sampling distribution never changes."""
+    _, _, valid = check_report(task, competence, len(state.config.low))
+    return count_report(state, valid)

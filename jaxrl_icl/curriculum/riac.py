@@ -14,19 +14,22 @@ Simplifications of the reference code, which grows a tree on the host: at most
 ``max_regions`` regions (leaves only; a full region that cannot split forgets its oldest
 pair), and no "low-competence task plus noise" sampling mode (its share goes to the
 ALP-proportional mode).
+
+A report with a non-finite task or competence is skipped and counted in ``num_rejected``
+(:mod:`jaxrl_icl.curriculum.reports`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl_icl.curriculum.box import uniform_in_box, validate_box
 from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
+from jaxrl_icl.curriculum.box import uniform_in_box, validate_box
+from jaxrl_icl.curriculum.reports import check_report, count_report, set_if
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +70,8 @@ class RIACState:
 
     Attributes:
       config: the (static) config.
-      count: int32[] tasks reported so far.
+      count: int32[] valid reports so far.
+      num_rejected: int32[] reports skipped as non-finite.
       num_regions: int32[] regions in use (slots ``< num_regions``).
       region_low, region_high: float32[R, d] region corners.
       tasks: float32[R, B, d] each region's stored tasks.
@@ -79,6 +83,7 @@ class RIACState:
 
     config: RIACConfig = struct.field(pytree_node=False)
     count: jax.Array
+    num_rejected: jax.Array
     num_regions: jax.Array
     region_low: jax.Array
     region_high: jax.Array
@@ -93,7 +98,7 @@ def init(key: jax.Array, config: RIACConfig) -> RIACState:
     """One region, the whole box, with no pairs."""
     d, r, b = len(config.low), config.max_regions, config.max_region_size + 1
     return RIACState(
-        config=config, count=jnp.int32(0), num_regions=jnp.int32(1),
+        config=config, count=jnp.int32(0), num_rejected=jnp.int32(0), num_regions=jnp.int32(1),
         region_low=jnp.broadcast_to(jnp.asarray(config.low, jnp.float32), (r, d)),
         region_high=jnp.broadcast_to(jnp.asarray(config.high, jnp.float32), (r, d)),
         tasks=jnp.zeros((r, b, d), jnp.float32), rewards=jnp.zeros((r, b), jnp.float32),
@@ -170,24 +175,23 @@ def _split(state: RIACState, region: jax.Array) -> RIACState:
 
 
 def update(state: RIACState, task: jax.Array, competence: jax.Array) -> RIACState:
-    """Store ``(task, competence)`` in its region, refresh the region's ALP, split if it is full."""
+    """Store ``(task, competence)`` in its region, refresh the region's ALP, split if it is full.
+
+    A non-finite report leaves the state as it was but for ``num_rejected``."""
     cfg = state.config
-    task = jnp.asarray(task, jnp.float32)
-    competence = jnp.asarray(competence, jnp.float32)
-    chex.assert_shape(task, (len(cfg.low),))
-    chex.assert_shape(competence, ())
+    task, competence, valid = check_report(task, competence, len(cfg.low))
     active = jnp.arange(cfg.max_regions) < state.num_regions
     inside = active & jnp.all((state.region_low <= task) & (task <= state.region_high), axis=-1)
     # a task outside every region (outside the box) goes to the region nearest to it
     gap = jnp.sum(jnp.maximum(state.region_low - task, 0) + jnp.maximum(task - state.region_high, 0), -1)
     region = jnp.where(jnp.any(inside), jnp.argmax(inside), jnp.argmin(jnp.where(active, gap, jnp.inf)))
     slot = jnp.argmin(state.times[region])  # an empty slot (-1) first, else the oldest pair
-    times = state.times.at[region, slot].set(state.count)
-    rewards = state.rewards.at[region, slot].set(competence)
+    times = set_if(valid, state.times, (region, slot), state.count)
+    rewards = set_if(valid, state.rewards, (region, slot), competence)
     alp = region_alp(rewards[region], times[region], (times[region] >= 0)[None, :])[0]
-    state = state.replace(
-        count=state.count + 1, times=times, rewards=rewards,
-        tasks=state.tasks.at[region, slot].set(task), alp=state.alp.at[region].set(alp),
-    )
-    full = jnp.sum(state.times[region] >= 0) > cfg.max_region_size
+    state = count_report(state.replace(
+        times=times, rewards=rewards, tasks=set_if(valid, state.tasks, (region, slot), task),
+        alp=set_if(valid, state.alp, region, alp),
+    ), valid)
+    full = valid & (jnp.sum(state.times[region] >= 0) > cfg.max_region_size)
     return jax.lax.cond(full, _split, lambda s, _: s, state, region)

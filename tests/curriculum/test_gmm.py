@@ -116,3 +116,23 @@ def test_proportional_choice_frequencies():
     np.testing.assert_allclose(np.bincount(picks, minlength=4) / len(picks), [0.25, 0.75, 0, 0], atol=0.015)
     zeros = np.asarray(jax.vmap(lambda k: G.proportional_choice(k, gmm, jnp.zeros(4)))(keys))
     np.testing.assert_allclose(np.bincount(zeros, minlength=4) / len(zeros), [1 / 3, 1 / 3, 1 / 3, 0], atol=0.015)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rows_are_ignored_like_masked_rows(bad):
+    # oracle: the same fit with those rows masked out (their values then never matter)
+    x = _mixture(4)[::5]
+    rows = [3, 40, 41, 150]
+    spoilt = x.copy()
+    spoilt[rows, [0, 1, 0, 1]] = bad
+    mask = np.ones(len(x), bool)
+    masked = mask.copy()
+    masked[rows] = False
+    got, got_scores = G.select_gmm(jax.random.key(2), spoilt, mask, max_components=4)
+    want, want_scores = G.select_gmm(jax.random.key(2), x, masked, max_components=4)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(np.asarray(got.means)))
+    ll = G.mean_log_likelihood(got, spoilt, mask)
+    np.testing.assert_allclose(ll, G.mean_log_likelihood(want, x, masked), rtol=1e-6)

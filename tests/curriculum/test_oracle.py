@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from envs import curriculum_toy as toy
-from jaxrl_icl.curriculum import OracleConfig, RandomConfig, teacher_for
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.curriculum import OracleConfig, RandomConfig, teacher_for
 
 
 def _brute_unlocked(comp: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxrl_icl.config import ConfigError
 from jaxrl_icl.curriculum import (
     ALPGMMConfig,
     CovarGMMConfig,
@@ -18,7 +19,6 @@ from jaxrl_icl.curriculum import (
     riac,
     teacher_for,
 )
-from jaxrl_icl.config import ConfigError
 
 SMALL = {
     "random": RandomConfig(low=(-1.0, 2.0), high=(0.0, 5.0)),
@@ -109,7 +109,7 @@ def test_alp_gmm_refits_every_fit_rate_tasks():
     update = jax.jit(alp_gmm.update)
     rng = np.random.default_rng(1)
     gmms = []
-    for i in range(20):
+    for _ in range(20):
         state = update(state, rng.random(2).astype(np.float32), np.float32(rng.random()))
         gmms.append(state.gmm)
     assert all(int(g.num_components) == 1 for g in gmms[:9])  # placeholder until the first fit
@@ -222,6 +222,7 @@ def test_experiment_writes_summary_and_plot(tmp_path, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["final_percent_mastered"]) == {"random", "alp-gmm"}
     assert all(0 <= row["mean"] <= 100 for row in summary["final_percent_mastered"].values())
+    assert all(row["rejected_reports"] == 0 for row in summary["final_percent_mastered"].values())
     assert (run_dir / "mastered.png").stat().st_size > 0
     assert str(run_dir) in capsys.readouterr().out
     with pytest.raises(SystemExit):
