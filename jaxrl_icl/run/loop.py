@@ -2,8 +2,8 @@
 
 :func:`train_in_chunks` runs a :class:`~jaxrl_icl.trainer.Trainer` for all seeds at
 once (seeds are the leading axis, placed with ``shard_seed_axis``). Each chunk is one
-jitted ``lax.scan`` of ``jax.vmap(trainer.update)`` with the state buffers donated and the
-trainer's data (env params, histories) an argument, not a compiled-in constant; between
+jitted loop of ``jax.vmap(trainer.update)`` (one compiled program for every chunk length)
+with the state buffers donated and the trainer's data (env params, histories) an argument, not a compiled-in constant; between
 chunks the host gathers the metrics, advances the progress bar, appends to
 ``metrics.jsonl`` and checkpoints. The result is bitwise the same as the one-scan
 ``jax.jit(jax.vmap(trainer))`` and as a run stopped and resumed from any of its
@@ -43,16 +43,30 @@ def _init_fn(init: Callable[[jax.Array, Any], Any], params_per_seed: bool) -> Ca
 @functools.lru_cache(maxsize=16)
 def _chunk_fn(
     update: Callable[[Any, Any], tuple[Any, dict]], params_per_seed: bool
-) -> Callable[[Any, Any, int], tuple[Any, dict]]:
-    """Jitted ``(state[S, ...], env_params, length) -> (state, metrics[S, length, ...])``,
-    state donated (cached)."""
+) -> Callable[[Any, Any, int, int], tuple[Any, dict]]:
+    """Jitted ``(state[S, ...], env_params, length, max_length) -> (state, metrics[S, max_length, ...])``,
+    state donated (cached).
+
+    ``length <= max_length`` updates run; ``length`` is traced, so every chunk of a run (the
+    shorter last one, the first after a resume) runs one compiled program, and the metrics
+    past ``length`` are zeros. The loop is the one ``lax.scan`` lowers to (a while loop
+    writing each update's metrics into a buffer), so results equal the scan's bitwise.
+    """
     batched = jax.vmap(update, in_axes=(0, 0 if params_per_seed else None))
 
-    def chunk(state: Any, env_params: Any, length: int) -> tuple[Any, dict]:
-        state, metrics = jax.lax.scan(lambda s, _: batched(s, env_params), state, None, length)
-        return state, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+    def chunk(state: Any, env_params: Any, length: jax.Array, max_length: int) -> tuple[Any, dict]:
+        shapes = jax.eval_shape(batched, state, env_params)[1]
+        buffers = jax.tree.map(lambda s: jnp.zeros((s.shape[0], max_length, *s.shape[1:]), s.dtype), shapes)
 
-    return jax.jit(chunk, static_argnums=2, donate_argnums=0)
+        def step(i: jax.Array, carry: tuple[Any, dict]) -> tuple[Any, dict]:
+            state, buffers = carry
+            state, metrics = batched(state, env_params)
+            put = lambda b, m: jax.lax.dynamic_update_index_in_dim(b, m, i, axis=1)  # noqa: E731
+            return state, jax.tree.map(put, buffers, metrics)
+
+        return jax.lax.fori_loop(0, length, step, (state, buffers))
+
+    return jax.jit(chunk, static_argnums=3, donate_argnums=0)
 
 
 def _is_int(value: Any) -> bool:
@@ -104,7 +118,7 @@ def train_in_chunks(
 
     Args:
       trainer: the algorithm; ``trainer.num_updates`` need not be a multiple of
-        ``chunk_updates``: the last chunk is shorter (one more compiled scan length).
+        ``chunk_updates``: the last chunk is shorter (same compiled program).
       keys: ``[num_seeds, ...]`` PRNG keys, one run per key.
       env_params: the trainer's data (the second argument of ``init`` and ``update``: env
         params, or a supervised trainer's histories), shared by all seeds, or with a leading
@@ -159,6 +173,7 @@ def train_in_chunks(
                 writer.truncate_after(start)
 
         chunk = _chunk_fn(trainer.update, params_per_seed)
+        max_length = min(chunk_updates, num_updates)
         every = chunk_updates * int(checkpoint_every_chunks)
         step_unit = num_seeds * steps_per_update or 1
         collected: list[dict[str, np.ndarray]] = []
@@ -169,8 +184,8 @@ def train_in_chunks(
             done = start
             while done < num_updates:
                 length = min(chunk_updates, num_updates - done)
-                state, metrics = chunk(state, env_params, length)
-                metrics = gather_seeds(metrics)
+                state, metrics = chunk(state, env_params, length, max_length)
+                metrics = jax.tree.map(lambda m: m[:, :length], gather_seeds(metrics))
                 collected.append(metrics)
                 updates = np.arange(done + 1, done + length + 1)
                 if writer is not None:

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from jaxrl_icl.run.checkpoint import CheckpointError
-from jaxrl_icl.run.loop import train_in_chunks
+from jaxrl_icl.run.loop import _chunk_fn, train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.rundir import RunDir
 from jaxrl_icl.run.sweep import seed_keys
@@ -279,3 +279,15 @@ def test_sharded_over_four_cpu_devices(tmp_path):
         cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, check=False,
     )
     assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]
+
+
+def test_every_chunk_length_runs_one_compiled_program():
+    """7 updates in chunks of 3 run 3 + 3 + 1 updates with one compilation (a scan compiled per
+    length took two), and give the one-scan trainer's bits."""
+    trainer, keys = make_trainer(num_updates=7), seed_keys(2, NUM_SEEDS)  # fresh closures: a fresh jit cache
+    state, metrics = train_in_chunks(trainer, keys, env_params(), chunk_updates=3, progress=False)
+    assert _chunk_fn(trainer.update, False)._cache_size() == 1
+    ref_state, ref_metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, env_params())
+    assert_trees_equal(state, ref_state)
+    for name, value in metrics.items():
+        np.testing.assert_array_equal(value, np.asarray(ref_metrics[name]))
