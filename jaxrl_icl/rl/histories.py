@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -211,8 +211,7 @@ def save_histories(path: str | os.PathLike, histories: Mapping[str, Any], meta: 
     n, t = _check_histories(data, f"histories for {path}")
     _check_meta(meta, n, f"meta for {path}")
     config_json = json.dumps(meta["config"], allow_nan=False, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # created with the umask's mode
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(
@@ -227,7 +226,7 @@ def save_histories(path: str | os.PathLike, histories: Mapping[str, Any], meta: 
                     g.create_dataset(name, data=value, **opts)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

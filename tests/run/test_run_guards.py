@@ -86,6 +86,18 @@ def test_every_file_and_folder_follows_the_umask(tmp_path, mask):
     assert modes == wanted
 
 
+def test_learning_histories_follow_the_umask(tmp_path):
+    from jaxrl_icl.rl.histories import save_histories
+    from tests.rl.test_histories import _dataset
+
+    old = os.umask(0o027)
+    try:
+        path = save_histories(tmp_path / "h.h5", *_dataset())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
 # ----------------------------------------------------------------------------- NaN in summaries
 
 
