@@ -54,6 +54,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, teacher_for
+from jaxrl_icl.rl.evaluate import greedy_episode_return
 from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
@@ -224,21 +225,9 @@ def make_evaluate(config: CurriculumPPOConfig, env: TaskPoolCartPole):
     cartpole = env._cartpole
 
     def episode(params: Any, task: jax.Array, key: jax.Array) -> jax.Array:
+        scores = lambda obs: network.apply(params, obs)[0].logits  # noqa: E731
         task_params = env.task_params(task, config.max_steps)
-        reset_key, step_key = jax.random.split(key)
-        obs, state = cartpole.reset_env(reset_key, task_params)
-
-        def step(carry, k):
-            obs, state, alive, total = carry
-            dist, _ = network.apply(params, obs)
-            action = jnp.argmax(dist.logits, axis=-1)
-            obs, state, reward, terminated, truncated, _ = cartpole.step(k, state, action, task_params)
-            total = total + alive * reward
-            return (obs, state, alive & ~(terminated | truncated), total), None
-
-        carry = (obs, state, jnp.bool_(True), jnp.float32(0))
-        (_, _, _, total), _ = jax.lax.scan(step, carry, jax.random.split(step_key, config.max_steps))
-        return total / config.max_steps
+        return greedy_episode_return(key, cartpole, task_params, scores, config.max_steps) / config.max_steps
 
     def evaluate(params: Any, tasks: jax.Array, key: jax.Array) -> jax.Array:
         return jax.vmap(episode, in_axes=(None, 0, 0))(params, tasks, jax.random.split(key, tasks.shape[0]))

@@ -29,16 +29,16 @@ import numpy as np
 
 import envs
 from envs.darkroom import all_goals, optimal_return
+from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import TransformerConfig, ad
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.train import OptimConfig
-from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.rl.collect import CollectConfig, collect_histories
 from jaxrl_icl.rl.histories import save_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
-from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.run.config import cli_error, parse_cli, with_scale
 from jaxrl_icl.run.metrics import read_metrics
+from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.run.plots import plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 

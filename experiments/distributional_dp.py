@@ -33,6 +33,7 @@ import numpy as np
 
 from envs.cliffwalk import CLIFF, COLS, GOAL, ROWS, START, CliffWalkParams, cliffwalk_mdp
 from envs.tabular import TabularMDP
+from jaxrl_icl.config import field, require_in, require_positive, require_types
 from jaxrl_icl.distributional import (
     cvar,
     cvar_utility,
@@ -45,9 +46,8 @@ from jaxrl_icl.distributional import (
     threshold_probability,
     threshold_utility,
 )
-from jaxrl_icl.config import field, require_in, require_positive, require_types
-from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run import plots
+from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.plots import HistogramPanel, plot_log_maps
 from jaxrl_icl.run.rundir import open_run, write_json
 

@@ -35,18 +35,19 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 import envs
 from envs.cliffwalk import NUM_STATES, START, cliffwalk_mdp
+from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
 from jaxrl_icl.distributional import cvar, mc_returns, mc_stock_returns, threshold_probability
 from jaxrl_icl.distributional.dqn import DQNEtaConfig, make_agent
 from jaxrl_icl.distributional.dqn import make_train as make_eta_train
 from jaxrl_icl.distributional.stock import StockResult
 from jaxrl_icl.rl.dqn import DQNConfig, q_network
 from jaxrl_icl.rl.dqn import make_train as make_dqn_train
-from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
+from jaxrl_icl.run import plots
 from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.plots import HistogramPanel, plot_curves
-from jaxrl_icl.run import plots
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys
 
@@ -85,7 +86,8 @@ class DQNEtaExperimentConfig:
             require_positive(self, name)
         require_in(self, "slip_prob", 0.0, 1.0)
         if self.eta.objective != "cvar":
-            raise ConfigError("eta.objective", f"this experiment compares the cvar objective, got {self.eta.objective!r}")
+            raise ConfigError("eta.objective",
+                              f"this experiment compares the cvar objective, got {self.eta.objective!r}")
         if self.dqn_loss not in ("mse", "huber"):
             raise ConfigError("dqn_loss", f"must be 'mse' or 'huber', got {self.dqn_loss!r}")
         if self.stock_min >= self.eta.c0_min:
@@ -114,7 +116,7 @@ def train(config: DQNEtaExperimentConfig):
     keys = seed_keys(config.seed, config.num_seeds)
     out = []
     for i, run in enumerate(runners):
-        state, metrics = run(jax.vmap(lambda k: jax.random.fold_in(k, i))(keys), params)
+        state, metrics = run(jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys), params)
         out += [state, jax.tree.map(np.asarray, metrics)]
     return (*out, env, params)
 

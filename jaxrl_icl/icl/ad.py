@@ -36,12 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.icl import tokens as tk
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
 from jaxrl_icl.rl.histories import check_in_space, load_histories
-from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.trainer import Trainer
 
 __all__ = [

@@ -20,8 +20,10 @@ from jaxrl_icl.rl.bandit_algorithms import (
     ucb,
     ucb_index,
 )
+from jaxrl_icl.rl.collect import CollectConfig, collect_histories, finished_episode_returns
 from jaxrl_icl.rl.dqn import DQNConfig, ReplayTransition, linear_epsilon, q_loss, td_targets
 from jaxrl_icl.rl.dqn import make_train as make_dqn_train
+from jaxrl_icl.rl.evaluate import greedy_episode_return, greedy_returns, tabular_scores
 from jaxrl_icl.rl.histories import (
     HISTORY_KEYS,
     compact_histories,
@@ -37,10 +39,11 @@ from jaxrl_icl.rl.q_learning import make_train as make_q_learning_train
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init, replay_sample
 
 __all__ = [
-    "ArmStats", "BanditAlgorithm", "DQNConfig", "HISTORY_KEYS", "PPOBatch", "PPOConfig", "QLearningConfig",
-    "ReplayBuffer", "ReplayTransition", "compact_histories", "epsilon_greedy", "epsilon_greedy_bandit",
-    "gae_advantages", "greedy", "histories_from_metrics", "linear_epsilon", "load_histories",
+    "ArmStats", "BanditAlgorithm", "CollectConfig", "DQNConfig", "HISTORY_KEYS", "PPOBatch", "PPOConfig",
+    "QLearningConfig", "ReplayBuffer", "ReplayTransition", "collect_histories", "compact_histories",
+    "epsilon_greedy", "epsilon_greedy_bandit", "finished_episode_returns", "gae_advantages", "greedy",
+    "greedy_episode_return", "greedy_returns", "histories_from_metrics", "linear_epsilon", "load_histories",
     "make_dqn_train", "make_ppo_train", "make_q_learning_train", "nbytes", "ppo_loss", "q_loss",
     "random_argmax", "replay_add", "replay_init", "replay_sample", "run_bandit", "save_histories",
-    "td_targets", "thompson_bernoulli", "thompson_gaussian", "ucb", "ucb_index",
+    "tabular_scores", "td_targets", "thompson_bernoulli", "thompson_gaussian", "ucb", "ucb_index",
 ]

@@ -23,7 +23,6 @@ import jax
 import numpy as np
 
 import envs
-from envs.darkroom import all_goals, optimal_return
 from jaxrl_icl.config import ConfigError, config_to_dict, require_types
 from jaxrl_icl.rl import ppo, q_learning
 from jaxrl_icl.rl.histories import compact_histories, histories_from_metrics
@@ -120,6 +119,8 @@ def collect_histories(config: CollectConfig) -> tuple[dict[str, np.ndarray], dic
       ConfigError naming ``summary_episodes`` if a PPO run would finish fewer episodes per
       env than the summary averages over (checked before training).
     """
+    from envs.darkroom import all_goals, optimal_return  # here: it loads gymnax, and with it matplotlib
+
     env, base = envs.make(config.env)
     goals = all_goals(env.size)
     params = jax.vmap(lambda g: base.replace(goal=g))(goals)

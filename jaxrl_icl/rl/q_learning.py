@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,7 +46,6 @@ __all__ = [
     "QLearningConfig",
     "QLearningState",
     "epsilon_schedule",
-    "greedy_return",
     "make_train",
 ]
 
@@ -211,27 +209,3 @@ def make_train(config: QLearningConfig, env: Any, env_params: Any = None) -> Tra
         env_steps_per_update=horizon * num_envs,
     )
 
-
-def greedy_return(
-    env: Any, q: jax.Array, key: jax.Array, env_params: Any, num_steps: int
-) -> jax.Array:
-    """float32 return of the first episode of the greedy policy ``argmax_a q[s, a]``.
-
-    Runs ``num_steps`` steps (at least one episode's worth) from a reset; ties go to the
-    lowest action index, so a deterministic env gives a deterministic return. ``q`` is
-    ``float32[num_states, num_actions]`` in :func:`envs.spaces.state_encoder`'s indexing.
-    """
-    encode, num_states, _ = state_encoder(env.observation_space(env_params))
-    chex.assert_shape(q, (num_states, None))
-    reset_key, rollout_key = jax.random.split(key)
-    obs, env_state = env.reset(reset_key, env_params)
-
-    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, jax.Array]:
-        obs, env_state, alive = carry
-        action = jnp.argmax(q[encode(obs)]).astype(jnp.int32)
-        obs, env_state, reward, terminated, truncated, _ = env.step(step_key, env_state, action, env_params)
-        reward = jnp.where(alive, reward, 0.0)
-        return (obs, env_state, alive & ~(terminated | truncated)), reward
-
-    _, rewards = jax.lax.scan(step, (obs, env_state, jnp.bool_(True)), jax.random.split(rollout_key, num_steps))
-    return rewards.sum()

@@ -76,8 +76,8 @@ def test_episode_returns_splits_at_done_flags():
 
 
 def test_ppo_budget_too_small_for_summary_fails_before_training(tmp_path):
-    from jaxrl_icl.rl.ppo import PPOConfig
     from jaxrl_icl.config import ConfigError
+    from jaxrl_icl.rl.ppo import PPOConfig
 
     config = CollectConfig(
         algo="ppo", summary_episodes=50,

@@ -17,13 +17,13 @@ import pytest
 
 import envs
 from envs.darkroom import move, optimal_action
+from jaxrl_icl.config import ConfigError
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl import tokens as tk
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.histories import save_histories
-from jaxrl_icl.config import ConfigError
 
 A = 5
 
@@ -257,7 +257,8 @@ def darkroom():
 
 
 def test_good_dataset_loads(tmp_path, darkroom):
-    path = save_histories(tmp_path / "ok.h5", random_histories(np.random.default_rng(0), 2, 80), _meta("darkroom-9x9", 2))
+    path = save_histories(tmp_path / "ok.h5", random_histories(np.random.default_rng(0), 2, 80),
+                          _meta("darkroom-9x9", 2))
     hist, meta = ad.load_ad_histories(path, "darkroom-9x9", *darkroom, ad.ADConfig())
     assert hist["action"].shape == (2, 80) and meta["env"] == "darkroom-9x9"
 

@@ -12,10 +12,10 @@ import envs
 from envs.darkroom import all_goals
 from envs.spaces import state_encoder
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.rl.evaluate import greedy_episode_return, tabular_scores
 from jaxrl_icl.rl.q_learning import (
     QLearningConfig,
     epsilon_schedule,
-    greedy_return,
     make_train,
 )
 
@@ -43,7 +43,8 @@ def test_darkroom_all_goals_reach_near_optimal_and_history_rises():
     trainer = make_train(config, env)
     keys = jax.random.split(jax.random.key(0), len(goals))
     state, metrics = jax.jit(jax.vmap(trainer))(keys, params)
-    greedy = jax.vmap(lambda q, p: greedy_return(env, q, jax.random.key(1), p, H))(state.q, params)
+    greedy = jax.vmap(lambda q, p: greedy_episode_return(jax.random.key(1), env, p, tabular_scores(env, p, q), H))(
+        state.q, params)
     assert abs(float(greedy.mean()) - optimum) <= 0.1 * optimum
     # No greedy policy can beat the optimum of its own goal.
     assert np.all(np.asarray(greedy) <= np.array([_optimal_return(g) for g in goals]))
