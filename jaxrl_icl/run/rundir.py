@@ -32,6 +32,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,24 @@ def _new_timestamped_dir(parent: Path) -> Path:
     raise FileExistsError(f"{parent}: no free run directory name for timestamp {stamp}")
 
 
+def _brief_run_errors() -> None:
+    """From now on an uncaught :class:`RunWriteError` or :class:`RunInUseError` prints
+    ``error: <message>`` (the message says what to do) instead of a traceback; the process
+    still exits with status 1. Other exceptions go to the previous ``sys.excepthook``."""
+    previous = sys.excepthook
+    if getattr(previous, "brief_run_errors", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if issubclass(kind, (RunWriteError, RunInUseError)):
+            print(f"error: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+
+    hook.brief_run_errors = True
+    sys.excepthook = hook
+
+
 def open_run(experiment: str, config: Any, options: RunOptions, *, resumable: bool = False) -> RunDir:
     """The run directory an experiment's CLI asked for (call it after validating inputs).
 
@@ -400,8 +419,11 @@ def open_run(experiment: str, config: Any, options: RunOptions, *, resumable: bo
     checkpoints; otherwise it exits with status 2 and a message); else a new directory is
     made at ``--run-dir`` or ``runs/<experiment>/<timestamp>/``. Either way process 0 holds
     the directory's lock until it exits; a directory another process holds, or one that
-    cannot be written, exits with status 1 and a message naming it (and the holder).
+    cannot be written, exits with status 1 and a message naming it (and the holder). A file
+    of the run that cannot be written later (disk full mid-run) ends the program the same
+    way, with the message of :class:`RunWriteError` rather than a traceback.
     """
+    _brief_run_errors()
     try:
         if options.resume is not None:
             if not resumable:

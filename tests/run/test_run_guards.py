@@ -247,6 +247,32 @@ def test_run_dir_that_cannot_be_made_exits_with_a_message(tmp_path):
         open_run("toy", ToyConfig(), RunOptions(run_dir=tmp_path / "file" / "run"))
 
 
+_FULL_DISK_IN_A_CLI = """
+import dataclasses, errno, os, sys
+from jaxrl_icl.run.rundir import RunOptions, open_run, write_error
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    x: int = 1
+
+run = open_run("toy", Config(), RunOptions(run_dir=sys.argv[1]))
+(run.checkpoints / "40").mkdir(parents=True)
+raise write_error(run.metrics_path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+"""
+
+
+def test_a_command_that_fills_the_disk_ends_with_one_line_saying_how_to_resume(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK_IN_A_CLI, str(tmp_path / "run")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: could not write {tmp_path / 'run' / 'metrics.jsonl'}: No space left on device. The run is "
+        f"saved up to update 40: once the disk has room (or is writable), continue it with --resume "
+        f"{tmp_path / 'run'}"
+    )
+    assert "Traceback" not in done.stderr
+
+
 # ----------------------------------------------------------------------------- metrics log with a hole
 
 
