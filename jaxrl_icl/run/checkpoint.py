@@ -61,6 +61,30 @@ def _leaf_checksum(x: jax.Array) -> jax.Array:
 
 
 _checksums = jax.jit(lambda tree: [_leaf_checksum(x) for x in jax.tree.leaves(tree)])
+_NP_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint32}
+
+
+def _host_checksum(x: np.ndarray) -> int:
+    """:func:`_leaf_checksum` of a host array, in NumPy (wrapping uint32 arithmetic alike)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    bits = flat.astype(np.uint32) if x.dtype == np.bool_ else flat.view(_NP_UINT_OF_SIZE[x.dtype.itemsize])
+    bits = bits.astype(np.uint32)
+    position = np.arange(bits.size, dtype=np.uint32) * np.uint32(0x9E3779B9) + np.uint32(1)
+    return int(np.sum(_fmix32(bits ^ _fmix32(position)), dtype=np.uint32))
+
+
+def _tree_checksums(tree: Any) -> list[int]:
+    """:func:`_leaf_checksum` of every leaf of ``tree``, in flattening order.
+
+    On the host in NumPy when this process holds every leaf whole (no compilation: a run
+    saves and verifies without compiling a checksum program), else jitted over the global
+    arrays.
+    """
+    leaves = jax.tree.leaves(tree)
+    if not all(getattr(x, "is_fully_addressable", True) for x in leaves):
+        return [int(c) for c in jax.device_get(_checksums(tree))]
+    leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in leaves]
+    return [_host_checksum(np.asarray(x)) for x in jax.device_get(leaves)]
 
 
 def _leaf_specs(tree: Any) -> dict[str, tuple[list[int], str]]:
@@ -70,7 +94,7 @@ def _leaf_specs(tree: Any) -> dict[str, tuple[list[int], str]]:
 
 
 def _manifest(state: Any) -> dict[str, Any]:
-    checksums = [int(c) for c in jax.device_get(_checksums(state))]
+    checksums = _tree_checksums(state)
     return {
         "leaves": [
             {"path": path, "shape": shape, "dtype": dtype, "checksum": checksum}
@@ -141,7 +165,7 @@ class Checkpoints:
             )["state"]
         except Exception as err:  # as above
             raise CheckpointError(f"{path}: corrupt checkpoint: {type(err).__name__}: {err}") from err
-        actual = jax.device_get(_checksums(restored))
+        actual = _tree_checksums(restored)
         for (leaf, checksum), got in zip(expected.items(), actual):
             if int(got) != checksum:
                 raise CheckpointError(f"{path}: corrupt checkpoint: leaf {leaf} fails its checksum")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from pathlib import Path
@@ -191,3 +192,38 @@ def test_manifest_records_every_leaf(tmp_path):
     paths = [leaf["path"] for leaf in manifest["leaves"]]
     assert paths == [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
     assert {leaf["path"]: leaf["dtype"] for leaf in manifest["leaves"]}["['typed_key']"] == "key<fry>"
+
+
+@contextlib.contextmanager
+def backend_compiles():
+    """The list of XLA compilations that happen inside the block (filled as they happen)."""
+    seen = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_host_checksums_equal_the_jitted_ones():
+    from jaxrl_icl.run.checkpoint import _checksums, _tree_checksums
+
+    state = mixed_state()
+    with jax.enable_x64(True):
+        state.update(f64=jnp.linspace(-3.0, 3.0, 5, dtype=jnp.float64), i64=jnp.arange(-2, 3, dtype=jnp.int64))
+        assert _tree_checksums(state) == [int(c) for c in jax.device_get(_checksums(state))]
+
+
+def test_saving_and_restoring_compile_nothing(tmp_path):
+    """Checksums are computed on the host, so checkpoints add no compilation to a run."""
+    state = {"w": jax.random.normal(jax.random.PRNGKey(5), (13, 17)), "n": jnp.arange(11)}  # shapes no other test saves
+    with backend_compiles() as compiles:
+        save(tmp_path, state)
+        _, restored = restore_latest(tmp_path, state)
+    assert compiles == []
+    assert_same_bits(restored, state)
