@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Mapping
@@ -30,11 +29,18 @@ from jaxrl_icl.run.rundir import write_atomic, write_error
 _RESERVED = ("step", "update", "seed")
 
 
-def _json_value(x: float | int | bool) -> float | int | bool | None:
-    """A Python scalar for JSON; non-finite floats become None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+_NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
+def _json_tokens(values: np.ndarray) -> list[str]:
+    """The JSON text ``json.dumps`` gives each element of ``values`` (C order), non-finite
+    floats as ``null``; one ``json.dumps`` call for the whole array."""
+    if not values.size:
+        return []
+    tokens = json.dumps(values.ravel().tolist())[1:-1].split(", ")
+    if values.dtype.kind == "f":
+        tokens = ["null" if t in _NON_FINITE else t for t in tokens]
+    return tokens
 
 
 class MetricsWriter:
@@ -67,16 +73,20 @@ class MetricsWriter:
         for name, col in columns.items():
             if col.shape != (num_seeds, updates.size):
                 raise ValueError(f"metric {name!r}: expected shape {(num_seeds, updates.size)}, got {col.shape}")
-        as_lists = {name: col.tolist() for name, col in columns.items()}
-        lines = []
-        for i, (update, step) in enumerate(zip(updates.tolist(), steps.tolist())):
-            for seed in range(num_seeds):
-                row = {"step": step, "update": update, "seed": seed}
-                row.update((name, _json_value(as_lists[name][seed][i])) for name in names)
-                lines.append(json.dumps(row, allow_nan=False) + "\n")
+        # Column by column (one json.dumps each), then one %-format per line: the bytes of
+        # json.dumps(row) per (update, seed), without building a dict per line.
+        fields = ["step", "update", "seed", *names]
+        template = "{" + ", ".join(json.dumps(f).replace("%", "%%") + ": %s" for f in fields) + "}\n"
+        tokens = [
+            _json_tokens(np.repeat(steps, num_seeds)),
+            _json_tokens(np.repeat(updates, num_seeds)),
+            _json_tokens(np.tile(np.arange(num_seeds), updates.size)),
+            *(_json_tokens(columns[name].T) for name in names),  # update-major, seed-minor
+        ]
+        text = "".join(map(template.__mod__, zip(*tokens)))
         try:
             with open(self.path, "a") as fh:
-                fh.write("".join(lines))
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as err:
