@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from envs.spaces import smallest_int_dtype
+from envs.spaces import is_discrete, smallest_int_dtype
 
 __all__ = [
     "HISTORY_KEYS",
@@ -150,7 +150,7 @@ def check_in_space(x: np.ndarray, space: Any, where: str) -> None:
     high`` elementwise); values of an integer space must be integers. The message names the
     first offending index and value.
     """
-    discrete = hasattr(space, "n") and not hasattr(space, "low")
+    discrete = is_discrete(space)
     shape = () if discrete else tuple(space.shape)
     if x.shape[2:] != shape:
         raise ValueError(f"{where}: per-step shape {list(x.shape[2:])} does not match the space's {list(shape)} "
