@@ -19,13 +19,14 @@ Returns and competences are CartPole's; only the cost of failing changes. (With 
 CartPole termination, ``--no-fixed-length``, failed episodes on unlearnable tasks end within a
 few steps, Random wastes almost nothing on them, and the two teachers end level.)
 
-One teacher round (a ``lax.scan`` step): the teacher samples ``tasks_per_round`` tasks; every
-episode the student starts during the round plays one of them (uniform, drawn at reset);
-PPO (:func:`jaxrl_icl.rl.ppo.make_train`) makes ``updates_per_round`` updates; the greedy
-policy then plays one episode on each proposed task and the teacher is told each competence.
-Every ``eval_every`` rounds the greedy policy is scored on a fixed ``grid_size^2`` grid over
-the whole box (one episode per cell); that grid competence is the comparison. Per teacher,
-seeds are vmapped and the whole run is one jitted scan.
+The env is :class:`envs.task_pool_cartpole.TaskPoolCartPole` and the loop
+:func:`jaxrl_icl.curriculum.make_curriculum_run`. One teacher round (a ``lax.scan`` step): the
+teacher samples ``tasks_per_round`` tasks; every episode the student starts during the round
+plays one of them (uniform, drawn at reset); PPO (:func:`jaxrl_icl.rl.ppo.make_train`) makes
+``updates_per_round`` updates; the greedy policy then plays one episode on each proposed task
+and the teacher is told each competence. Every ``eval_every`` rounds the greedy policy is
+scored on a fixed ``grid_size^2`` grid over the whole box (one episode per cell); that grid
+competence is the comparison. Per teacher, seeds are vmapped and the whole run is one jitted scan.
 
 At the defaults (16 seeds, 410k student steps per seed, about 2.5 minutes for both teachers
 on 2 CPU cores) ALP-GMM ends with a grid competence of 0.364 (95% CI 0.344-0.384) against
@@ -34,9 +35,9 @@ Random's 0.293 (0.253-0.333), difference +0.070 (Welch 95% CI +0.027 to +0.114);
 more of the learnable core; both stay near 0 on the unlearnable rest.
 
 Writes ``config.json``, ``versions.json``, ``summary.json`` (final grid competence per teacher
-and seed, mean and 95% interval, seconds; with both teachers, ALP-GMM minus Random with a
-95% Welch interval), ``competence.png`` (grid competence vs env steps, 95% bands) and
-``grid.png`` (final per-cell competence per teacher, mean over seeds).
+and seed, mean and 95% interval, seconds, competences the teacher skipped as non-finite; with
+both teachers, ALP-GMM minus Random with a 95% Welch interval), ``competence.png`` (grid
+competence vs env steps, 95% bands) and ``grid.png`` (final per-cell competence per teacher, mean over seeds).
 """
 
 from __future__ import annotations
@@ -46,99 +47,23 @@ import sys
 import time
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
-from gymnax.environments import environment
 
-from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, teacher_for
+from envs.task_pool_cartpole import TaskPoolCartPole, TaskPoolParams
+from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
+from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, make_curriculum_run, teacher_for, trainer_student
 from jaxrl_icl.rl.evaluate import greedy_episode_return
 from jaxrl_icl.rl.networks import ActorCritic
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
-from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
 from jaxrl_icl.run.config import check_num_seeds, parse_cli
-from jaxrl_icl.run.plots import plot_curves
-from jaxrl_icl.stats import confidence_band, welch_difference
-from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
+from jaxrl_icl.run.plots import plot_curves, plot_heatmaps
+from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
+from jaxrl_icl.stats import confidence_band, welch_difference
 
 TEACHER_NAMES = ("random", "alp-gmm")
-
-
-@struct.dataclass
-class TaskPoolParams:
-    """A pool of CartPole tasks: ``tasks`` float32[M, 2] rows ``(pole half-length m, force N)``."""
-
-    tasks: jax.Array
-    max_steps_in_episode: int = struct.field(pytree_node=False, default=200)
-
-
-@struct.dataclass
-class TaskPoolState:
-    """The inner CartPole state, the task float32[2] its episode plays and bool[] ``fallen``
-    (the pole has fallen or the cart left the track; only ever set when ``fixed_length``)."""
-
-    inner: Any
-    task: jax.Array
-    fallen: jax.Array
-
-
-class TaskPoolCartPole(environment.Environment):
-    """CartPole-v1 whose every episode plays a task drawn uniformly from ``params.tasks`` at reset.
-
-    Dynamics, reward and failure are gymnax's CartPole-v1 with ``length`` and ``force_mag``
-    set from the task (``polemass_length`` kept consistent); the time limit is
-    ``params.max_steps_in_episode``. Changing ``params.tasks`` affects episodes started
-    afterwards; a running episode keeps its task.
-
-    With ``fixed_length`` a failure does not terminate the episode: the system stays frozen
-    where it failed and every later step pays 0 until the time limit, so the return is the
-    same as CartPole's but every episode costs ``max_steps_in_episode`` env steps.
-    """
-
-    def __init__(self, fixed_length: bool = False) -> None:
-        super().__init__()
-        self._cartpole = gymnax.environments.CartPole()
-        self.fixed_length = fixed_length
-
-    @property
-    def default_params(self) -> TaskPoolParams:
-        base = self._cartpole.default_params
-        return TaskPoolParams(jnp.array([[base.length, base.force_mag]], jnp.float32))
-
-    def task_params(self, task: jax.Array, max_steps: int) -> Any:
-        """CartPole params of ``task`` float32[2]."""
-        base = self._cartpole.default_params
-        return base.replace(length=task[0], force_mag=task[1], polemass_length=base.masspole * task[0],
-                            max_steps_in_episode=max_steps)
-
-    def reset_env(self, key: jax.Array, params: TaskPoolParams) -> tuple[jax.Array, TaskPoolState]:
-        k_task, k_reset = jax.random.split(key)
-        task = params.tasks[jax.random.randint(k_task, (), 0, params.tasks.shape[0])]
-        obs, inner = self._cartpole.reset_env(k_reset, self.task_params(task, params.max_steps_in_episode))
-        return obs, TaskPoolState(inner, task, jnp.bool_(False))
-
-    def step_env(self, key, state: TaskPoolState, action, params: TaskPoolParams):
-        inner_params = self.task_params(state.task, params.max_steps_in_episode)
-        obs, inner, reward, failed, info = self._cartpole.step_env(key, state.inner, action, inner_params)
-        if not self.fixed_length:
-            return obs, TaskPoolState(inner, state.task, state.fallen), reward, failed, info
-        frozen = state.inner.replace(time=state.inner.time + 1)
-        inner = jax.tree.map(lambda f, n: jnp.where(state.fallen, f, n), frozen, inner)
-        obs = jnp.where(state.fallen, self._cartpole.get_obs(frozen), obs)
-        reward = jnp.where(state.fallen, 0.0, reward)
-        return obs, TaskPoolState(inner, state.task, state.fallen | failed), reward, jnp.bool_(False), info
-
-    def is_truncated(self, state: TaskPoolState, params: TaskPoolParams) -> jax.Array:
-        return state.inner.time >= params.max_steps_in_episode
-
-    def action_space(self, params: TaskPoolParams | None = None):
-        return self._cartpole.action_space(None)
-
-    def observation_space(self, params: TaskPoolParams):
-        return self._cartpole.observation_space(self._cartpole.default_params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,87 +161,38 @@ def make_evaluate(config: CurriculumPPOConfig, env: TaskPoolCartPole):
 
 
 def make_run(config: CurriculumPPOConfig, name: str):
-    """``run(key) -> (grid competence float32[num_evals + 1], final grid float32[grid_size^2])``."""
+    """``run(key) -> (grid competence float32[num_evals + 1], final grid float32[grid_size^2],
+    int32[] competences the teacher skipped as non-finite)``."""
     env = TaskPoolCartPole(config.fixed_length)
-    trainer = make_train(config.ppo_config(), env)
-    teacher_config = config.teacher_config(name)
-    teacher = teacher_for(teacher_config)
     evaluate = make_evaluate(config, env)
-    grid = to_physical(jnp.asarray(config.grid_tasks()))
-    pool = lambda tasks: TaskPoolParams(tasks, config.max_steps)  # noqa: E731
+    student = trainer_student(
+        make_train(config.ppo_config(), env),
+        env_params=lambda tasks: TaskPoolParams(to_physical(tasks), config.max_steps),
+        updates_per_round=config.updates_per_round,
+        competence=lambda state, tasks, key: evaluate(state.params, to_physical(tasks), key),
+    )
+    loop = make_curriculum_run(teacher_for(config.teacher_config(name)), config.teacher_config(name), student,
+                               jnp.asarray(config.grid_tasks()), num_rounds=config.num_rounds,
+                               tasks_per_round=config.tasks_per_round, eval_every=config.eval_every)
 
-    def one_round(carry: tuple, key: jax.Array) -> tuple[tuple, None]:
-        ppo_state, teacher_state = carry
-        k_sample, k_eval = jax.random.split(key)
-        sample_keys = jax.random.split(k_sample, config.tasks_per_round)
-        tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(sample_keys, teacher_state)
-        ppo_state = ppo_state.replace(env_params=pool(to_physical(tasks)))
-        ppo_state, _ = jax.lax.scan(lambda s, _: trainer.update(s, s.env_params), ppo_state, None,
-                                    config.updates_per_round)
-        competence = evaluate(ppo_state.params, to_physical(tasks), k_eval)
-        teacher_state, _ = jax.lax.scan(lambda s, tc: (teacher.update(s, *tc), None), teacher_state,
-                                        (tasks, competence))
-        return (ppo_state, teacher_state), None
-
-    def block(carry: tuple, key: jax.Array) -> tuple[tuple, jax.Array]:
-        k_rounds, k_eval = jax.random.split(key)
-        carry, _ = jax.lax.scan(one_round, carry, jax.random.split(k_rounds, config.eval_every))
-        return carry, evaluate(carry[0].params, grid, k_eval)
-
-    def run(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        k_ppo, k_teacher, k_first, k_blocks = jax.random.split(key, 4)
-        # init inside the vmap: the teacher's count stays unbatched (real lax.cond refits)
-        teacher_state = teacher.init(k_teacher, teacher_config)
-        first_tasks, _ = jax.vmap(teacher.sample, in_axes=(0, None))(
-            jax.random.split(k_first, config.tasks_per_round), teacher_state)
-        ppo_state = trainer.init(k_ppo, pool(to_physical(first_tasks)))
-        first = evaluate(ppo_state.params, grid, k_first)
-        num_blocks = config.num_rounds // config.eval_every
-        _, grids = jax.lax.scan(block, (ppo_state, teacher_state), jax.random.split(k_blocks, num_blocks))
-        curve = jnp.concatenate([first.mean()[None], grids.mean(axis=-1)])
-        return curve, grids[-1]
+    def run(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        _, out = loop(key)
+        return out.eval_competence.mean(axis=-1), out.eval_competence[-1], out.num_rejected
 
     return run
 
 
-def run(config: CurriculumPPOConfig) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, float]]:
+def run(config: CurriculumPPOConfig) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[str, float]]:
     """``(results, seconds)``: teacher -> (grid competence [num_seeds, num_evals + 1], final grid
-    [num_seeds, grid_size^2]) and teacher -> wall-clock seconds (compilation included)."""
+    [num_seeds, grid_size^2], competences skipped as non-finite [num_seeds]) and teacher ->
+    wall-clock seconds (compilation included)."""
     keys = seed_keys(config.seed, config.num_seeds)
     results, seconds = {}, {}
     for name in config.teachers:
         start = time.perf_counter()
-        curve, final = sweep_seeds(make_run(config, name), keys)
-        results[name] = (np.asarray(curve), np.asarray(final))
+        results[name] = tuple(map(np.asarray, sweep_seeds(make_run(config, name), keys)))
         seconds[name] = time.perf_counter() - start
     return results, seconds
-
-
-def plot_grids(config: CurriculumPPOConfig, finals: dict[str, np.ndarray], path) -> None:
-    """One heat map per teacher of the final per-cell competence, mean over seeds."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * len(finals) + 0.8, 3.8), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(finals), squeeze=False)[0]
-    (length_lo, force_lo), (length_hi, force_hi) = config.low, config.high
-    for ax, (name, final) in zip(axes, finals.items()):
-        grid = final.mean(axis=0).reshape(config.grid_size, config.grid_size)
-        image = ax.imshow(grid, origin="lower", extent=(force_lo, force_hi, length_lo, length_hi), aspect="auto",
-                          vmin=0, vmax=1, cmap="viridis")
-        ax.set_title(f"{name}: mean {grid.mean():.2f}")
-        for axis, lo, hi in ((ax.xaxis, force_lo, force_hi), (ax.yaxis, length_lo, length_hi)):
-            ticks = np.arange(np.ceil(lo), np.floor(hi) + 1)  # decades, drawn at their log10 position
-            axis.set_ticks(ticks, [f"{10.0**t:g}" for t in ticks])
-        ax.set_xlabel("push force (N, log scale)")
-        ax.set_ylabel("pole half-length (m, log scale)")
-    fig.colorbar(image, ax=list(axes), label="competence (return / max steps)")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    write_atomic(path, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -326,12 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = open_run("curriculum_ppo", config, options)
     results, seconds = run(config)
     summary = {}
-    for name, (curve, final) in results.items():
+    for name, (_, final, rejected) in results.items():
         per_seed = final.mean(axis=-1)
         mean, low, high = confidence_band(per_seed[:, None])
         summary[name] = {"mean": float(mean[0]), "ci95_low": float(low[0]), "ci95_high": float(high[0]),
                          "per_seed": [float(x) for x in per_seed],
-                         "cells_above_0.9": float(np.mean(final > 0.9)), "seconds": seconds[name]}
+                         "cells_above_0.9": float(np.mean(final > 0.9)), "seconds": seconds[name],
+                         "rejected_reports": int(rejected.sum())}
     difference = None
     if set(TEACHER_NAMES) <= set(summary):
         diff, low, high = welch_difference(*(summary[name]["per_seed"] for name in TEACHER_NAMES))
@@ -345,14 +222,22 @@ def main(argv: list[str] | None = None) -> None:
         "alp_gmm_minus_random": difference,
     })
     x = np.arange(0, config.num_rounds + 1, config.eval_every) * steps_per_round
-    plot_curves({name: (x, curve) for name, (curve, _) in results.items()}, run_dir.plot_path("competence"),
+    plot_curves({name: (x, curve) for name, (curve, _, _) in results.items()}, run_dir.plot_path("competence"),
                 xlabel="student env steps per seed", ylabel="competence over the task grid",
                 title=f"PPO on CartPole tasks, {config.num_seeds} seeds, 95% bands")
-    plot_grids(config, {name: final for name, (_, final) in results.items()}, run_dir.plot_path("grid"))
+    grids = {name: final.mean(axis=0).reshape(config.grid_size, config.grid_size) for name, (_, final, _) in
+             results.items()}
+    (length_lo, force_lo), (length_hi, force_hi) = config.low, config.high
+    plot_heatmaps({f"{name}: mean {grid.mean():.2f}": grid for name, grid in grids.items()}, run_dir.plot_path("grid"),
+                  extent=(force_lo, force_hi, length_lo, length_hi), xlabel="push force (N, log scale)",
+                  ylabel="pole half-length (m, log scale)", colorbar_label="competence (return / max steps)",
+                  decade_ticks=True)
     print(f"{'teacher':<8}  grid competence (95% CI)   cells > 0.9   seconds")
     for name, row in summary.items():
         band = f"{row['mean']:.3f} ({row['ci95_low']:.3f}, {row['ci95_high']:.3f})"
         print(f"{name:<8}  {band:<25} {100 * row['cells_above_0.9']:>9.1f}%   {row['seconds']:>7.1f}")
+        if row["rejected_reports"]:
+            print(f"{'':<8}  warning: the teacher skipped {row['rejected_reports']} non-finite competences")
     if difference is not None:
         print(f"alp-gmm - random: {difference['mean']:+.3f} "
               f"(95% Welch CI {difference['ci95_low']:+.3f}, {difference['ci95_high']:+.3f})")

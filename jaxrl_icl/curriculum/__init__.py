@@ -11,25 +11,42 @@ fixed-capacity pytree that carries its (static) config::
 generic over teachers. :mod:`jaxrl_icl.curriculum.gmm` is the jitted EM + AIC/BIC model
 selection underneath ALP-GMM and Covar-GMM, whose shared window/refit/sampling core is
 :mod:`jaxrl_icl.curriculum.gmm_teacher`. :mod:`jaxrl_icl.curriculum.oracle` is the toy
-task space's hand-made reference teacher.
+task space's hand-made reference teacher. A report with a non-finite task or competence is
+skipped and counted in the state's ``num_rejected`` (:mod:`jaxrl_icl.curriculum.reports`).
+
+:func:`make_curriculum_run` (:mod:`jaxrl_icl.curriculum.student_loop`) runs any teacher with
+any :class:`Student` (teacher samples tasks, the student trains, its competence goes back to
+the teacher) as one jittable function of a key; :func:`trainer_student` wraps an RL trainer.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from jaxrl_icl.curriculum import alp_gmm, covar_gmm, gmm, gmm_teacher, oracle, random_teacher, riac
+from jaxrl_icl.curriculum import (
+    alp_gmm,
+    covar_gmm,
+    gmm,
+    gmm_teacher,
+    oracle,
+    random_teacher,
+    reports,
+    riac,
+    student_loop,
+)
 from jaxrl_icl.curriculum.alp_gmm import ALPGMMConfig
 from jaxrl_icl.curriculum.covar_gmm import CovarGMMConfig
 from jaxrl_icl.curriculum.gmm import GaussianMixture, fit_gmm, select_gmm
 from jaxrl_icl.curriculum.oracle import OracleConfig
 from jaxrl_icl.curriculum.random_teacher import RandomConfig
 from jaxrl_icl.curriculum.riac import RIACConfig
+from jaxrl_icl.curriculum.student_loop import CurriculumOutputs, Student, make_curriculum_run, trainer_student
 
 __all__ = [
-    "ALPGMMConfig", "CovarGMMConfig", "GaussianMixture", "OracleConfig", "RIACConfig", "RandomConfig",
-    "Teacher", "alp_gmm", "covar_gmm", "fit_gmm", "gmm", "gmm_teacher", "oracle", "random_teacher", "riac",
-    "select_gmm", "teacher_for",
+    "ALPGMMConfig", "CovarGMMConfig", "CurriculumOutputs", "GaussianMixture", "OracleConfig", "RIACConfig",
+    "RandomConfig", "Student", "Teacher", "alp_gmm", "covar_gmm", "fit_gmm", "gmm", "gmm_teacher",
+    "make_curriculum_run", "oracle", "random_teacher", "reports", "riac", "select_gmm", "student_loop",
+    "teacher_for", "trainer_student",
 ]
 
 

@@ -238,6 +238,47 @@ def plot_log_maps(
     return _save(fig, path, dpi)
 
 
+def plot_heatmaps(
+    maps: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    *,
+    extent: tuple[float, float, float, float],
+    xlabel: str,
+    ylabel: str,
+    colorbar_label: str,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    decade_ticks: bool = False,
+    dpi: int = 120,
+) -> Path:
+    """Heat maps ``title -> float[rows, cols]`` side by side on one linear colour scale, as PNG.
+
+    Row 0 is drawn at the bottom. ``extent = (x_low, x_high, y_low, y_high)`` places the
+    cells on the axes (columns along x, rows along y); ``value_range`` fixes the colour
+    scale (one colour bar for all panels). With ``decade_ticks`` the axes are log10
+    coordinates: ticks at whole decades, labelled with ``10 ** t`` (e.g. 0.01, 1, 100).
+    """
+    if not maps:
+        raise ValueError("maps is empty: nothing to plot")
+    fig = Figure(figsize=(4.2 * len(maps) + 0.8, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    x_low, x_high, y_low, y_high = extent
+    for ax, (title, values) in zip(axes, maps.items(), strict=True):
+        values = np.asarray(values, np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"map {title!r}: need [rows, cols], got shape {values.shape}")
+        image = ax.imshow(values, origin="lower", extent=extent, aspect="auto", vmin=value_range[0],
+                          vmax=value_range[1], cmap="viridis")
+        ax.set_title(title)
+        if decade_ticks:
+            for axis, low, high in ((ax.xaxis, x_low, x_high), (ax.yaxis, y_low, y_high)):
+                ticks = np.arange(np.ceil(low), np.floor(high) + 1)
+                axis.set_ticks(ticks, [f"{10.0**t:g}" for t in ticks])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    fig.colorbar(image, ax=list(axes), label=colorbar_label)
+    return _save(fig, path, dpi)
+
+
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     """Render ``fig`` to PNG bytes and write them to ``path`` atomically."""
     buffer = io.BytesIO()

@@ -1,63 +1,14 @@
-"""experiments.curriculum_ppo at a tiny budget: run directory, summary, plots; the task-pool env."""
+"""experiments.curriculum_ppo at a tiny budget: run directory, summary, plots (the task-pool env
+is tested in tests/envs/test_task_pool_cartpole.py, the loop in tests/curriculum/test_student_loop.py)."""
 
 import json
 
-import gymnax
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments import curriculum_ppo
 from jaxrl_icl.stats import welch_difference
-
-
-def test_task_pool_env_plays_cartpole_with_the_drawn_task():
-    env = curriculum_ppo.TaskPoolCartPole()
-    cartpole = gymnax.environments.CartPole()
-    tasks = jnp.array([[0.2, 3.0], [0.9, 12.0]], jnp.float32)
-    params = curriculum_ppo.TaskPoolParams(tasks, 50)
-    key = jax.random.key(1)
-    obs, state = env.reset_env(key, params)
-    assert any(np.array_equal(state.task, t) for t in np.asarray(tasks))
-    inner_params = cartpole.default_params.replace(length=state.task[0], force_mag=state.task[1],
-                                                   polemass_length=0.1 * state.task[0])
-    # the same step as gymnax CartPole with the task's physics
-    ref = cartpole.step_env(key, state.inner, 1, inner_params)
-    got = env.step_env(key, state, 1, params)
-    np.testing.assert_allclose(got[0], ref[0], rtol=1e-6)
-    np.testing.assert_array_equal(got[1].task, state.task)  # the episode keeps its task
-    state = state.replace(inner=state.inner.replace(time=50))
-    assert bool(env.is_truncated(state, params))
-
-
-def test_fixed_length_env_keeps_cartpole_return_but_runs_to_the_time_limit():
-    # always pushing right topples the pole within a few dozen steps: the oracle is gymnax CartPole
-    cartpole = gymnax.environments.CartPole()
-    task = jnp.array([0.3, 5.0], jnp.float32)
-    inner_params = cartpole.default_params.replace(length=task[0], force_mag=task[1],
-                                                   polemass_length=0.1 * task[0], max_steps_in_episode=60)
-    env = curriculum_ppo.TaskPoolCartPole(fixed_length=True)
-    params = curriculum_ppo.TaskPoolParams(task[None], 60)
-    key = jax.random.key(3)
-    _, state = env.reset_env(key, params)
-    ref_state, ref_return, ref_steps, ref_done = state.inner, 0.0, 0, False
-    while not ref_done:
-        _, ref_state, reward, ref_done, _ = cartpole.step_env(key, ref_state, 1, inner_params)
-        ref_return, ref_steps = ref_return + float(reward), ref_steps + 1
-    assert ref_steps < 60
-
-    total, steps = 0.0, 0
-    while True:
-        obs, state, reward, terminated, truncated, _ = env.step(key, state, 1, params)
-        total, steps = total + float(reward), steps + 1
-        assert not bool(terminated)
-        if bool(truncated):
-            break
-        if steps > ref_steps:  # after the failure: frozen, paying nothing
-            assert bool(state.fallen) and float(reward) == 0.0
-            np.testing.assert_allclose(obs, cartpole.get_obs(ref_state), rtol=1e-5, atol=1e-6)
-    assert steps == 60 and total == ref_return
 
 
 def test_grid_is_even_in_log_scale_and_covers_the_box():
@@ -95,6 +46,7 @@ def test_experiment_writes_summary_and_plots(tmp_path, capsys):
     for row in rows.values():
         assert len(row["per_seed"]) == 2 and all(0 <= x <= 1 for x in row["per_seed"])
         assert row["mean"] == pytest.approx(np.mean(row["per_seed"]))
+        assert row["rejected_reports"] == 0
     assert summary["env_steps_per_seed"] == 2 * 2 * 4 * 16
     assert summary["alp_gmm_minus_random"] is None  # needs both teachers
     assert (run_dir / "competence.png").stat().st_size > 0 and (run_dir / "grid.png").stat().st_size > 0
