@@ -61,7 +61,11 @@ def make(name: str, **overrides: Any) -> tuple[Any, Any]:
 
         env, params = make_gymnax(name.removeprefix("gymnax:"))
     elif name.startswith("brax:"):
-        from envs.brax_adapter import make_brax
+        try:  # Brax (and MuJoCo) are imported only here: the optional `brax` extra
+            from envs.brax_adapter import make_brax
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError(f"make({name!r}): Brax environments need brax ({err}): "
+                                      "pip install -e '.[brax]'", name=err.name) from err
 
         env, params = make_brax(name.removeprefix("brax:"))
     elif name in _REGISTRY:

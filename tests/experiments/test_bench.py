@@ -110,23 +110,64 @@ def test_dpt_paper_runs_at_toy_size(tmp_path):
     assert returns[0]["reference"] > returns[0]["ours"]
 
 
-def test_all_runs_every_suite_into_one_report(tmp_path, capsys):
+# Tiny sizes of every suite for `bench all`.
+TINY = {
+    "envs": ["--num-envs", "4", "--num-steps", "5", "--repeats", "1"],
+    "ppo": ["--num-seeds", "1", "--total-timesteps", "512", "--repeats", "1"],
+    "dp": ["--num-states", "6", "--num-atoms", "5", "--num-iterations", "1", "--batch-size", "2",
+           "--batch-states", "3", "--stock-states", "3", "--stock-horizon", "2", "--repeats", "1"],
+    "curriculum": ["--num-seeds", "1", "--num-updates", "8", "--fit-rate", "8", "--max-k", "2", "--repeats", "1"],
+    "icl": ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "8", "--num-tasks", "1",
+            "--vmap-context", "8", "--width", "8", "--num-layers", "1", "--num-heads", "1", "--repeats", "1"],
+    "icl-torch": ["--num-tasks", "2", "--eval-episodes", "1", "--train-updates", "1", "--repeats", "1"],
+    "dpt-paper": [],
+}
+
+
+def _bench_all_in_fresh_interpreter(suites, run_dir):
+    """Run ``bench all`` on ``suites`` at tiny sizes in a new interpreter; ``(stdout, heavy modules
+    it loaded)``."""
+    flags = [f"--{s}.{flag[2:]}" if flag.startswith("--") else flag for s in suites for flag in TINY[s]]
+    argv = ["all", "--suites", *suites, "--run-dir", str(run_dir), *flags]
+    code = ("import sys\nfrom experiments import bench\n"
+            f"bench.main({argv!r})\n"
+            "print('LOADED', [m for m in ('brax', 'mujoco', 'mujoco_mjx', 'rlax', 'distrax') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return out, out.rsplit("LOADED", 1)[1].strip()
+
+
+def test_all_runs_suites_into_one_report_without_brax(tmp_path):
     run = tmp_path / "all"
-    bench.main(["all", "--suites", "envs", "dp", "icl-torch", "dpt-paper", "--run-dir", str(run),
-                "--envs.num-envs", "4", "--envs.num-steps", "5", "--envs.repeats", "1",
-                "--dp.num-states", "6", "--dp.num-atoms", "5", "--dp.num-iterations", "1", "--dp.batch-size", "2",
-                "--dp.batch-states", "3", "--dp.stock-states", "3", "--dp.stock-horizon", "2", "--dp.repeats", "1",
-                "--icl-torch.num-tasks", "2", "--icl-torch.eval-episodes", "1", "--icl-torch.train-updates", "1",
-                "--icl-torch.repeats", "1"])
+    out, loaded = _bench_all_in_fresh_interpreter(["envs", "dp", "icl-torch", "dpt-paper"], run)
+    assert loaded == "[]"  # the pure-JAX suites need neither Brax nor MuJoCo (nor rlax, distrax)
     rows = json.loads((run / "bench.json").read_text())
     suites = [r["suite"] for r in rows]
     assert suites[:14] == ["envs"] * 14 and suites[14:20] == ["dp"] * 6 and suites[-1] == "dpt-paper"
+    for row in rows[:20]:
+        _check_row(row, row["suite"])
     assert rows[-1]["case"].startswith("skipped: needs a GPU")
     if _no_torch():
         assert suites[20:] == ["icl-torch", "dpt-paper"] and rows[20]["case"].startswith("skipped: the PyTorch")
     md = (run / "bench.md").read_text()
-    assert md.count("\n| envs |") == 14 and md in capsys.readouterr().out
+    assert md.count("\n| envs |") == 14 and md in out
     assert (run / "envs.png").exists() and (run / "dp.png").exists() and not (run / "dpt-paper.png").exists()
+    assert json.loads((run / "config.json").read_text())["config"]["envs"]["num_envs"] == 4
+
+
+@pytest.mark.slow
+def test_all_suites_at_tiny_sizes_without_brax(tmp_path):
+    out, loaded = _bench_all_in_fresh_interpreter(list(bench.SUITES), tmp_path / "all")
+    assert loaded == "[]"
+    rows = json.loads((tmp_path / "all" / "bench.json").read_text())
+    assert [s for s in bench.SUITES if s not in {r["suite"] for r in rows}] == []
+    assert not any(r["case"].startswith("failed") for r in rows)
+
+
+def test_importing_bench_loads_no_brax():
+    code = ("import sys, experiments.bench\n"
+            "print([m for m in ('brax', 'mujoco', 'torch', 'sklearn', 'rlax', 'distrax') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def _no_torch():
@@ -137,14 +178,16 @@ def _no_torch():
     return False
 
 
-def test_help_of_bench_and_every_suite():
-    out = subprocess.run([sys.executable, "-m", "experiments.bench", "--help"], capture_output=True, text=True,
-                         check=True).stdout
-    assert all(suite in out for suite in bench.SUITES)
-    for suite in ("all", "envs", "dpt-paper"):
-        out = subprocess.run([sys.executable, "-m", "experiments.bench", suite, "--help"], capture_output=True,
-                             text=True, check=True).stdout
-        assert "--run-dir" in out and ("--envs.num-envs" in out if suite == "all" else "--seed" in out)
+def test_help_of_bench_and_every_suite(capsys):
+    bench.main(["--help"])
+    out = capsys.readouterr().out
+    assert all(f"  {suite} " in out for suite in bench.SUITES)
+    for suite in ("all", *bench.SUITES):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main([suite, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert "--run-dir" in out and ("--dpt-paper.allow-cpu" in out if suite == "all" else "--seed" in out)
 
 
 def test_unknown_suite_is_a_clear_error():
