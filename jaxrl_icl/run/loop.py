@@ -13,6 +13,7 @@ checkpoints (same device kind; un-jitted eager execution may round differently).
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable, Mapping
 
 import jax
@@ -109,6 +110,7 @@ def train_in_chunks(
     chunk_updates: int,
     run: RunDir | None = None,
     checkpoint_every_chunks: int = 1,
+    checkpoint_every_s: float | None = None,
     resume: bool = False,
     progress: bool = True,
     params_per_seed: bool = False,
@@ -123,10 +125,12 @@ def train_in_chunks(
       env_params: the trainer's data (the second argument of ``init`` and ``update``: env
         params, or a supervised trainer's histories), shared by all seeds, or with a leading
         ``[num_seeds]`` axis on every leaf when ``params_per_seed``.
-      chunk_updates: updates per jitted scan (one host round trip per chunk).
+      chunk_updates: updates per jitted chunk (one host round trip per chunk).
       run: where to log ``metrics.jsonl`` and checkpoint; None runs in memory only.
       checkpoint_every_chunks: checkpoint when the update count is a multiple of
         ``chunk_updates * checkpoint_every_chunks``, and after the last update.
+      checkpoint_every_s: also checkpoint after a chunk that ends this many seconds or more
+        after the previous checkpoint (or the start of this call); None: by count only.
       resume: continue ``run`` from its newest checkpoint: ``metrics.jsonl`` is cut back
         to that update and the remaining updates run. Raises CheckpointError if there is
         no usable checkpoint. Without ``resume``, a ``run`` that already holds checkpoints
@@ -148,6 +152,11 @@ def train_in_chunks(
     num_seeds = _check_inputs(
         trainer, keys, env_params, chunk_updates, checkpoint_every_chunks, run, resume, params_per_seed
     )
+    if checkpoint_every_s is not None and not (
+        isinstance(checkpoint_every_s, (int, float)) and not isinstance(checkpoint_every_s, bool)
+        and checkpoint_every_s > 0
+    ):
+        raise ValueError(f"checkpoint_every_s must be a positive number or None, got {checkpoint_every_s!r}")
     select = log_metrics or scalar_metrics
     num_updates, chunk_updates = int(trainer.num_updates), int(chunk_updates)
     steps_per_update = int(trainer.env_steps_per_update)
@@ -181,7 +190,7 @@ def train_in_chunks(
             total=num_updates * step_unit, initial=start * step_unit, disable=not progress,
             unit="step" if steps_per_update else "update", unit_scale=True, dynamic_ncols=True,
         ) as bar:
-            done = start
+            done, last_save = start, time.monotonic()
             while done < num_updates:
                 length = min(chunk_updates, num_updates - done)
                 state, metrics = chunk(state, env_params, length, max_length)
@@ -193,8 +202,10 @@ def train_in_chunks(
                     writer.write(updates, updates * steps_per_update, logged)
                 done += length
                 bar.update(length * step_unit)
-                if checkpoints is not None and (done % every == 0 or done == num_updates):
+                due = checkpoint_every_s is not None and time.monotonic() - last_save >= checkpoint_every_s
+                if checkpoints is not None and (done % every == 0 or done == num_updates or due):
                     checkpoints.save(done, state)
+                    last_save = time.monotonic()
     finally:
         if checkpoints is not None:
             checkpoints.close()

@@ -222,6 +222,7 @@ def test_resume_errors(tmp_path):
     [
         ({"chunk_updates": 0}, "chunk_updates"),
         ({"chunk_updates": 3, "checkpoint_every_chunks": 0}, "checkpoint_every_chunks"),
+        ({"chunk_updates": 3, "checkpoint_every_s": 0}, "checkpoint_every_s"),
         ({"chunk_updates": 3, "resume": True}, "resume"),
         # Leading axis 2 is not the 3 seeds.
         ({"chunk_updates": 3, "params_per_seed": True, "env_params": {"w_true": jnp.ones((2, 3))}},
@@ -291,3 +292,13 @@ def test_every_chunk_length_runs_one_compiled_program():
     assert_trees_equal(state, ref_state)
     for name, value in metrics.items():
         np.testing.assert_array_equal(value, np.asarray(ref_metrics[name]))
+
+
+@pytest.mark.parametrize(("every_s", "saved"), [(1e-9, [6, 9, 12]), (1e9, [12])])
+def test_checkpoints_by_time(tmp_path, every_s, saved):
+    """With a count that never comes due, chunks 3, 6, 9, 12 are checkpointed when the interval has
+    passed (the newest 3 kept), else only the last."""
+    run = new_run(tmp_path, "run")
+    state, _ = train_in_chunks(TRAINER, seed_keys(0, NUM_SEEDS), env_params(), chunk_updates=3, run=run,
+                               checkpoint_every_chunks=100, checkpoint_every_s=every_s, progress=False)
+    assert sorted(int(p.name) for p in run.checkpoints.iterdir() if p.name.isdigit()) == saved
