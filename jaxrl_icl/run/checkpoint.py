@@ -120,6 +120,7 @@ class Checkpoints:
         self.directory = Path(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+        self._last_save: int | None = None  # the update of the newest save, maybe still being written
 
     def __enter__(self) -> Checkpoints:
         return self
@@ -132,7 +133,8 @@ class Checkpoints:
         try:
             self._manager.close()
         except Exception as err:  # orbax/tensorstore report a failed write as many types
-            raise write_error(self.directory, err) from err
+            where = self.directory if self._last_save is None else self.directory / str(self._last_save)
+            raise write_error(where, err) from err
 
     def latest_update(self) -> int | None:
         """Update count of the newest complete checkpoint, None if there is none."""
@@ -145,6 +147,7 @@ class Checkpoints:
             saved = self._manager.save(update, args=args)
         except Exception as err:  # as in close(); includes the previous save's asynchronous failure
             raise write_error(self.directory / str(update), err) from err
+        self._last_save = update
         if not saved:
             raise CheckpointError(f"{self.directory / str(update)}: orbax declined to save")
 
