@@ -4,11 +4,11 @@
 
 Every goal cell of the Dark Room grid is one task; the source algorithm trains on all of them
 at once (:func:`jaxrl_icl.rl.collect.collect_histories`, one ``jax.vmap`` over tasks) and
-records every env step. The run directory gets
-``config.json``, ``versions.json``, ``histories.h5`` (see :mod:`jaxrl_icl.rl.histories`; one
-history per task and parallel env, compact dtypes), ``summary.json`` (sizes, first/last
-episode returns, the optimum) and ``returns.png``: the mean return per episode across tasks,
-the curve AD must distil, with the optimal mean return as a dashed line.
+records every env step. The run directory gets ``config.json``, ``versions.json``,
+``histories.h5`` (see :mod:`jaxrl_icl.rl.histories`; one history per task and parallel env,
+compact dtypes), ``summary.json`` (sizes, first/last episode returns, the optimum) and
+``returns.png``: the mean return per episode across tasks, the curve AD must distil, with the
+optimal mean return as a dashed line.
 
 Source algorithms and their nested settings: ``q_learning`` (``--q-learning.*``, one update
 per episode) and ``ppo`` (``--ppo.*``; the network sees Dark Room's ``int32[2]`` position as
