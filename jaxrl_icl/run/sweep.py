@@ -91,13 +91,18 @@ def _num_seeds(tree: Any) -> int:
 def shard_seed_axis(tree: Any) -> Any:
     """Place every leaf's leading (seed) axis onto :func:`seed_sharding`.
 
-    No-op with one device. Leaves already placed this way (e.g. a training state returned
-    by a jitted chunk with that output sharding) are returned unchanged. Raises ValueError
-    when ``num_seeds`` (the leading-axis size) is not a multiple of ``jax.device_count()``.
+    No-op with one device, and for a single seed in a single process (one model, as the
+    in-context experiments train, runs on the default device). Leaves already placed this way
+    (e.g. a training state returned by a jitted chunk with that output sharding) are returned
+    unchanged. Raises ValueError when ``num_seeds`` (the leading-axis size) is not a multiple
+    of ``jax.device_count()``.
     """
     if jax.device_count() == 1:
         return tree
-    check_seed_count(_num_seeds(tree))
+    num_seeds = _num_seeds(tree)
+    if num_seeds == 1 and jax.process_count() == 1:
+        return tree
+    check_seed_count(num_seeds)
     sharding = seed_sharding()
     return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
 

@@ -98,6 +98,42 @@ def test_learning_histories_follow_the_umask(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
+# ----------------------------------------------------------------------------- one model on many devices
+
+_ONE_MODEL_ON_EIGHT_DEVICES = """
+import sys
+from typing import NamedTuple
+import jax
+from jaxrl_icl.run.models import train_one_model
+from jaxrl_icl.run.rundir import RunDir, RunOptions
+from jaxrl_icl.trainer import Trainer
+from tests.run.test_run_guards import TRAINER, ToyConfig
+
+class State(NamedTuple):
+    params: dict
+
+def update(state, data):
+    params, metrics = TRAINER.update(state.params, data)
+    return State(params), metrics
+
+trainer = Trainer(lambda key, data: State(TRAINER.init(key, data)), update, 9, 4)
+assert jax.device_count() == 8
+run = RunDir.create("toy", ToyConfig(), path=sys.argv[1])
+params = train_one_model(trainer, 0, run, RunOptions(progress=False), chunk_updates=3, checkpoint_every_chunks=1)
+assert params["w"].shape == (3,)
+print(sorted(int(p.name) for p in run.checkpoints.iterdir()))
+"""
+
+
+def test_one_model_trains_on_a_machine_with_eight_devices(tmp_path):
+    """The AD/DPT experiments train one model (one seed): it must not need 8 seeds to shard."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", _ONE_MODEL_ON_EIGHT_DEVICES, str(tmp_path / "run")], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "[3, 6, 9]"
+
+
 # ----------------------------------------------------------------------------- NaN in summaries
 
 
