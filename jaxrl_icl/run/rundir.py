@@ -7,6 +7,7 @@ Layout::
     metrics.jsonl    see :mod:`jaxrl_icl.run.metrics`
     checkpoints/     see :mod:`jaxrl_icl.run.checkpoint`
     <name>.png       plots
+    .lock            pid and host of the process driving the run (see :func:`lock_run`)
 
 Every file here is written to a temporary file in the same directory and renamed into
 place (:func:`write_atomic`), so a reader never sees half a file; files and folders get the
