@@ -88,19 +88,22 @@ def run_suite(suite: str, config, run: RunDir) -> list[dict]:
 
 
 def run_all(config: BenchAllConfig, run: RunDir) -> list[str]:
-    """Run ``config.suites`` one after the other, rewriting the report after each; returns the
-    suites that failed (their error is printed and recorded as a row)."""
+    """Run ``config.suites`` one after the other, rewriting the report after each; each suite's
+    rows end with its wall time. Returns the suites that failed (their error is printed and
+    recorded as a row)."""
     rows, failed = [], []
     for suite in config.suites:
         print(f"--- {suite}", flush=True)
         t0 = time.perf_counter()
         try:
-            rows += run_suite(suite, config.suite_config(suite), run)
+            suite_rows = run_suite(suite, config.suite_config(suite), run)
         except Exception as err:  # noqa: BLE001 - one broken suite must not hide the others' results
             traceback.print_exc()
             failed.append(suite)
-            rows.append(report.note_row(suite, f"failed: {type(err).__name__}: {err}"))
-        print(f"{suite}: {time.perf_counter() - t0:.0f} s", flush=True)
+            suite_rows = [report.note_row(suite, f"failed: {type(err).__name__}: {err}")]
+        seconds = time.perf_counter() - t0
+        rows += suite_rows + [report.row(suite, "whole suite: wall time", seconds, None, "s")]
+        print(f"{suite}: {seconds:.0f} s", flush=True)
         report.write_report(rows, run.path, "python -m experiments.bench all")
     return failed
 

@@ -15,10 +15,13 @@ evaluated by :func:`experiments.darkroom_dpt.evaluate_dpt` on the 20 held-out go
 * the last 1000 updates' pretraining loss against the exact posterior's (the floor);
 * pretraining and evaluation seconds (no reference).
 
-On a CPU the suite is skipped (100,000 updates at batch 128 take about 2.5 hours on 2 cores,
-``--allow-cpu`` runs it anyway, e.g. at toy sizes in the tests). On one H100, estimated from
-the CPU cost and the model's size (about 0.3 ms per update once launch-bound), it takes 1-3
-minutes; the run prints its own time.
+On a CPU the suite is skipped: an update at the paper's size took 2-5 s on a loaded 2-core CPU,
+so 100,000 would take days (``--allow-cpu`` runs it anyway, e.g. at toy sizes in the tests).
+Sized for one H100, estimated (not yet measured on a GPU) from XLA's cost analysis of one
+update on the CPU: 13 GFLOP and at most 6.5 GB of memory traffic, about 2 ms at an H100's
+3.35 TB/s, so at most about 3.5 minutes for 100,000 updates, plus compilation and the
+evaluation (well under a minute: 4000 sequential steps per online protocol); the rows report
+the measured times.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def test_envs_suite(tmp_path):
 def test_ppo_suite(tmp_path, capsys):
     # 3 seeds under a 1024-step cap: per-seed steps shrink to one 512-step rollout
     rows = _run("ppo", ["--num-seeds", "3", "--total-timesteps", "1024", "--max-total-steps", "1024",
-                        "--repeats", "1"], tmp_path)
+                        "--repeats", "1", "--whole-seeds", "0"], tmp_path)
     assert [(r["case"].split(":")[0], r["unit"]) for r in rows[:2]] == [("3 seeds x 512 steps", "steps/s"),
                                                                         ("3 seeds x 512 steps", "s")]
     assert "| ppo | 3 seeds x 512 steps: training" in capsys.readouterr().out
@@ -113,7 +113,7 @@ def test_dpt_paper_runs_at_toy_size(tmp_path):
 # Tiny sizes of every suite for `bench all`.
 TINY = {
     "envs": ["--num-envs", "4", "--num-steps", "5", "--repeats", "1"],
-    "ppo": ["--num-seeds", "1", "--total-timesteps", "512", "--repeats", "1"],
+    "ppo": ["--num-seeds", "1", "--total-timesteps", "512", "--repeats", "1", "--whole-seeds", "0"],
     "dp": ["--num-states", "6", "--num-atoms", "5", "--num-iterations", "1", "--batch-size", "2",
            "--batch-states", "3", "--stock-states", "3", "--stock-horizon", "2", "--repeats", "1"],
     "curriculum": ["--num-seeds", "1", "--num-updates", "8", "--fit-rate", "8", "--max-k", "2", "--repeats", "1"],
@@ -142,14 +142,17 @@ def test_all_runs_suites_into_one_report_without_brax(tmp_path):
     assert loaded == "[]"  # the pure-JAX suites need neither Brax nor MuJoCo (nor rlax, distrax)
     rows = json.loads((run / "bench.json").read_text())
     suites = [r["suite"] for r in rows]
-    assert suites[:14] == ["envs"] * 14 and suites[14:20] == ["dp"] * 6 and suites[-1] == "dpt-paper"
-    for row in rows[:20]:
+    # every suite's rows end with its wall time
+    assert suites[:15] == ["envs"] * 15 and suites[15:22] == ["dp"] * 7 and suites[-1] == "dpt-paper"
+    assert [rows[i]["case"] for i in (14, 21, -1)] == ["whole suite: wall time"] * 3
+    for row in rows[:22]:
         _check_row(row, row["suite"])
-    assert rows[-1]["case"].startswith("skipped: needs a GPU")
+    assert rows[-2]["case"].startswith("skipped: needs a GPU")
     if _no_torch():
-        assert suites[20:] == ["icl-torch", "dpt-paper"] and rows[20]["case"].startswith("skipped: the PyTorch")
+        assert suites[22:] == ["icl-torch"] * 2 + ["dpt-paper"] * 2
+        assert rows[22]["case"].startswith("skipped: the PyTorch")
     md = (run / "bench.md").read_text()
-    assert md.count("\n| envs |") == 14 and md in out
+    assert md.count("\n| envs |") == 15 and md in out
     assert (run / "envs.png").exists() and (run / "dp.png").exists() and not (run / "dpt-paper.png").exists()
     assert json.loads((run / "config.json").read_text())["config"]["envs"]["num_envs"] == 4
 
