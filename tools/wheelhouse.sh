@@ -28,5 +28,6 @@ mkdir -p "$dir/build"
 pip download --no-deps --only-binary=:all: --python-version "$python_version" --platform "$platform" \
   -d "$dir" "${packages[@]}"
 # only to build the editable install of this checkout offline (pip's isolated build environment)
-pip download --no-deps --only-binary=:all: -d "$dir/build" "setuptools>=68"
+# (setuptools asks for wheel to build an editable install; pure Python, with their requirements)
+pip download --only-binary=:all: -d "$dir/build" "setuptools>=68" wheel
 ls "$dir" "$dir/build"

@@ -20,10 +20,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from experiments.benchmarks.report import Skipped, row
 from experiments.benchmarks.timing import time_jitted
-from jaxrl_icl.curriculum import ALPGMMConfig, alp_gmm
 from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.curriculum import ALPGMMConfig, alp_gmm
 
 SUITE = "curriculum"
 LOW, HIGH = (0.0, 0.0), (1.0, 1.0)

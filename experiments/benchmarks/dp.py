@@ -25,19 +25,18 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from envs.tabular import TabularMDP
+from experiments.benchmarks.report import row
+from jaxrl_icl.config import require_in, require_positive
 from jaxrl_icl.distributional import (
     CategoricalRep,
     cvar_utility,
     stock_backward_induction,
     value_iteration,
 )
-from experiments.benchmarks.report import row
-from jaxrl_icl.config import require_in, require_positive
 
 SUITE = "dp"
 STOCK_SIZES = (8, 16, 32, 64)

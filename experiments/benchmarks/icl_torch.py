@@ -140,7 +140,8 @@ def run(cfg: ICLTorchBenchConfig) -> list[dict]:
     torch_s = _best_of(lambda: [step() for _ in range(cfg.train_updates)], cfg.repeats, sync)
     tokens = cfg.train_updates * optim.batch_size * context_steps * ad_cfg.tokens_per_step
     threads = torch.get_num_threads()
-    versus = f"vs eager torch {torch.__version__} on {device}" + (f", {threads} threads" if device.type == "cpu" else "")
+    versus = f"vs eager torch {torch.__version__} on {device}"
+    versus += f", {threads} threads" if device.type == "cpu" else ""
     case = f"AD training ({cfg.scale} scale, {'bf16' if cfg.bf16 else 'float32'})"
     rows = [row(SUITE, f"{case} {versus}", tokens / ours_s, tokens / torch_s, "tokens/s"),
             row(SUITE, f"{case}: compile", ours_compile, None, "s")]
@@ -156,10 +157,10 @@ def run(cfg: ICLTorchBenchConfig) -> list[dict]:
             lambda p, t, k: evaluate(env, t, agent, p, k, num_steps=num_steps, num_seeds=1),
             (params, task_params, key), cfg.repeats)
         torch_goals = torch.as_tensor(goals, device=device).long()
-        rollout = lambda n: torch_ad.evaluate(net, torch_goals, n, generator, layout=ad_cfg.layout,
-                                              obs_scale=ad_cfg.obs_scale)
-        _best_of(lambda: rollout(2), 1, sync)  # warm-up
-        torch_s = _best_of(lambda: rollout(num_steps), cfg.repeats, sync)
+        rollout = lambda n, goals=torch_goals: torch_ad.evaluate(net, goals, n, generator, layout=ad_cfg.layout,
+                                                                 obs_scale=ad_cfg.obs_scale)
+        _best_of(lambda r=rollout: r(2), 1, sync)  # warm-up
+        torch_s = _best_of(lambda r=rollout: r(num_steps), cfg.repeats, sync)
         case = f"AD evaluation ({cfg.scale} scale), {tasks} tasks x {num_steps} steps"
         rows += [row(SUITE, f"{case} {versus}", tasks * num_steps / ours_s, tasks * num_steps / torch_s, "steps/s"),
                  row(SUITE, f"{case}: compile", ours_compile, None, "s")]
