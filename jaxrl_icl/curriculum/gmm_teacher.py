@@ -100,6 +100,8 @@ def _refit_if(due: jax.Array, state: State) -> State:
 
 @_refit_if.def_vmap
 def _refit_if_batched(axis_size: int, in_batched: list, due: jax.Array, state: State) -> tuple[State, Any]:
+    """The batch rule of :func:`_refit_if`: unbatched inputs are broadcast, outputs all batched."""
+
     def batched(x: jax.Array, is_batched: bool) -> jax.Array:
         return x if is_batched else jnp.broadcast_to(x, (axis_size, *x.shape))
 
