@@ -90,8 +90,8 @@ def run(cfg: DPTPaperBenchConfig) -> list[dict]:
     """Pretrain, evaluate and compare (see the module docstring); skipped on a CPU unless
     ``cfg.allow_cpu``."""
     if jax.default_backend() == "cpu" and not cfg.allow_cpu:
-        raise Skipped("needs a GPU: the paper's 100,000 updates take hours on a CPU (--dpt-paper.allow-cpu "
-                      "runs it anyway)")
+        raise Skipped("needs a GPU: the paper's 100,000 updates take days on a 2-core CPU (--allow-cpu, in "
+                      "bench all --dpt-paper.allow-cpu, runs it anyway)")
     config = cfg.experiment_config()
     params, losses, compile_s, train_s = pretrain(config)
     env, _ = envs.make("darkroom-10x10")
