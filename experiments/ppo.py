@@ -30,6 +30,9 @@ from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 from jaxrl_icl.run.sweep import init_distributed, seed_keys
 
 PROG = "python -m experiments.ppo"
+# Checkpoints cost little but not nothing (orbax writes a directory tree): at the defaults a
+# CartPole run saves once, at the end; a long run at least every 10 minutes.
+CHECKPOINT_EVERY_S = 600.0
 
 # Defaults for Brax envs (put before the user's flags). With them brax:inverted_pendulum
 # (default spring backend) goes from 12 to 567 +- 231 over 4 seeds in 3e5 steps, about a
@@ -48,8 +51,11 @@ class PPOExperimentConfig:
     env: str = field("gymnax:CartPole-v1", help="environment name for envs.make")
     num_seeds: int = field(16, help="seeds trained at once (vmapped)")
     seed: int = field(0, help="base seed; seed i uses split(PRNGKey(seed), num_seeds)[i]")
-    chunk_updates: int = field(20, help="updates per jitted chunk (progress, logging)")
-    checkpoint_every_chunks: int = field(5, help="checkpoint every this many chunks")
+    chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
+    checkpoint_every_chunks: int = field(
+        10, help="checkpoint every this many chunks, after a chunk ending 10 minutes or more after the "
+        "previous checkpoint, and at the end"
+    )
     final_window: int = field(10, help="the final return is the mean over this many last updates")
     ppo: PPOConfig = PPOConfig()
 
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> RunDir:
         chunk_updates=config.chunk_updates,
         run=run,
         checkpoint_every_chunks=config.checkpoint_every_chunks,
+        checkpoint_every_s=CHECKPOINT_EVERY_S,
         resume=options.resume is not None,
         progress=options.progress,
     )

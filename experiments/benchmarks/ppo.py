@@ -10,11 +10,22 @@ of wall times). The reference is :mod:`experiments.bench_ref.purejaxrl_ppo`.
 Steps per seed are ``min(total_timesteps, max_total_steps // seeds)`` rounded down to whole
 rollouts (at least one), so large seed counts stay affordable on a CPU; each row's case
 says what was used.
+
+The whole-process case (:func:`whole_process`) times ``python -m experiments.ppo`` against
+``python -m experiments.bench_ref.purejaxrl_ppo`` as fresh interpreters doing the same
+training: start-up, imports, compilation, training and (ours) the run directory,
+``metrics.jsonl``, checkpoint, plot and summary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import jax
 
@@ -22,7 +33,7 @@ import envs
 from experiments.bench_ref import purejaxrl_ppo
 from experiments.benchmarks.report import compared, row
 from experiments.benchmarks.timing import time_jitted
-from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive
 from jaxrl_icl.rl.ppo import PPOConfig, make_train
 
 SUITE = "ppo"
@@ -40,15 +51,20 @@ class PPOBenchConfig:
     )
     repeats: int = field(2, help="timed calls per implementation and seed count; the best is kept")
     seed: int = 0
+    whole_seeds: int = field(4, help="seeds of the whole-process case (0: skip it)")
+    whole_timesteps: int = field(100_000, help="env steps per seed of the whole-process case")
+    whole_repeats: int = field(1, help="runs of each script in the whole-process case, alternating; median kept")
 
     def __post_init__(self) -> None:
-        for name in ("total_timesteps", "max_total_steps", "repeats"):
+        for name in ("total_timesteps", "max_total_steps", "repeats", "whole_timesteps", "whole_repeats"):
             require_positive(self, name)
+        require_nonnegative(self, "whole_seeds")
         if not self.num_seeds or min(self.num_seeds) < 1:
             raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
         batch = PPOConfig().batch_size
         if self.total_timesteps < batch:
-            raise ConfigError("total_timesteps", f"must be at least one rollout ({batch} steps), got {self.total_timesteps}")
+            raise ConfigError("total_timesteps",
+                              f"must be at least one rollout ({batch} steps), got {self.total_timesteps}")
 
 
 def steps_per_seed(cfg: PPOBenchConfig, seeds: int) -> int:
@@ -90,7 +106,38 @@ def run(cfg: PPOBenchConfig) -> list[dict]:
     rows = []
     for seeds in cfg.num_seeds:
         rows += measure(cfg, seeds)
+    if cfg.whole_seeds:
+        rows.append(whole_process(cfg))
     return rows
+
+
+def _wall_seconds(argv: list[str]) -> float:
+    """Wall seconds of ``python <argv>`` in a fresh interpreter; RuntimeError with its stderr if it fails."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if done.returncode:
+        raise RuntimeError(f"python {' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def whole_process(cfg: PPOBenchConfig) -> dict:
+    """A row of whole-process wall seconds: ``python -m experiments.ppo`` (into a temporary run
+    directory) against the PureJaxRL-design script, ``whole_seeds`` seeds x ``whole_timesteps``
+    steps each, the two run alternately ``whole_repeats`` times (medians)."""
+    seeds, steps = str(cfg.whole_seeds), str(cfg.whole_timesteps)
+    reference = ["-m", "experiments.bench_ref.purejaxrl_ppo", "--num-seeds", seeds, "--total-timesteps", steps,
+                 "--seed", str(cfg.seed)]
+    ours_s, ref_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(cfg.whole_repeats):
+            ref_s.append(_wall_seconds(reference))
+            ours_s.append(_wall_seconds([
+                "-m", "experiments.ppo", "--num-seeds", seeds, "--ppo.total-timesteps", steps,
+                "--seed", str(cfg.seed), "--no-progress", "--run-dir", str(Path(tmp) / f"run{i}"),
+            ]))
+    case = f"whole process, {cfg.whole_seeds} seeds x {cfg.whole_timesteps:,} steps (median of {cfg.whole_repeats})"
+    return row(SUITE, case, statistics.median(ours_s), statistics.median(ref_s), "s", lower_is_better=True)
 
 
 def plot(rows: list[dict], path) -> None:
