@@ -3,9 +3,9 @@
 :func:`train_in_chunks` runs a :class:`~jaxrl_icl.trainer.Trainer` for all seeds at
 once (seeds are the leading axis, placed with ``shard_seed_axis``). Each chunk is one
 jitted loop of ``jax.vmap(trainer.update)`` (one compiled program for every chunk length)
-with the state buffers donated and the trainer's data (env params, histories) an argument, not a compiled-in constant; between
-chunks the host gathers the metrics, advances the progress bar, appends to
-``metrics.jsonl`` and checkpoints. The result is bitwise the same as the one-scan
+with the state buffers donated and the trainer's data (env params, histories) an argument,
+not a compiled-in constant; between chunks the host gathers the metrics, advances the
+progress bar, appends to ``metrics.jsonl`` and checkpoints. The result is bitwise the same as the one-scan
 ``jax.jit(jax.vmap(trainer))`` and as a run stopped and resumed from any of its
 checkpoints (same device kind; un-jitted eager execution may round differently).
 """
@@ -194,7 +194,7 @@ def train_in_chunks(
             while done < num_updates:
                 length = min(chunk_updates, num_updates - done)
                 state, metrics = chunk(state, env_params, length, max_length)
-                metrics = jax.tree.map(lambda m: m[:, :length], gather_seeds(metrics))
+                metrics = jax.tree.map(lambda m, n=length: m[:, :n], gather_seeds(metrics))
                 collected.append(metrics)
                 updates = np.arange(done + 1, done + length + 1)
                 if writer is not None:

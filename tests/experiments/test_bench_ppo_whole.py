@@ -9,7 +9,8 @@ from experiments.benchmarks import ppo as ppo_bench
 
 def test_row_compares_median_wall_seconds_of_the_two_scripts(monkeypatch):
     calls = []
-    times = {"experiments.ppo": iter([30.0, 10.0, 20.0]), "experiments.bench_ref.purejaxrl_ppo": iter([25.0, 40.0, 5.0])}
+    times = {"experiments.ppo": iter([30.0, 10.0, 20.0]),
+             "experiments.bench_ref.purejaxrl_ppo": iter([25.0, 40.0, 5.0])}
 
     def fake(argv):
         calls.append(argv)
