@@ -76,14 +76,18 @@ class BenchAllConfig:
 
 def run_suite(suite: str, config, run: RunDir) -> list[dict]:
     """Run one suite into ``run``'s directory: its rows (one skipped row if it cannot run here)
-    and its chart ``<suite>.png``."""
+    and its chart ``<suite>.png`` (a chart that fails to draw is a row; the numbers are kept)."""
     module, _ = SUITES[suite]
     try:
         rows = module.run(config)
     except report.Skipped as why:
         print(f"{suite}: skipped: {why}", flush=True)
         return [report.note_row(suite, f"skipped: {why}")]
-    module.plot(rows, run.plot_path(suite))
+    try:
+        module.plot(rows, run.plot_path(suite))
+    except Exception as err:  # noqa: BLE001 - measured numbers outlive a broken chart
+        traceback.print_exc()
+        rows.append(report.note_row(suite, f"chart failed: {type(err).__name__}: {err}"))
     return rows
 
 

@@ -207,3 +207,15 @@ def test_markdown_table_formats_rows():
     assert lines[2].startswith("| x | a / b | 2,000,000 | 1,000,000 | 2.00x | steps/s |")
     assert lines[3].startswith("| x | t | 2 | 1 | 0.50x | s |")
     assert lines[4].startswith("| y | skipped: no GPU | - | - | - |  |")
+
+
+def test_a_broken_chart_keeps_the_rows(monkeypatch, tmp_path, capsys):
+    from jaxrl_icl.run.rundir import RunDir
+
+    module = bench.SUITES["envs"][0]
+    measured = [report.row("envs", "x", 2.0, 1.0, "steps/s")]
+    monkeypatch.setattr(module, "run", lambda cfg: list(measured))
+    monkeypatch.setattr(module, "plot", lambda rows, path: 1 / 0)
+    rows = bench.run_suite("envs", None, RunDir(tmp_path, "bench-envs"))
+    assert rows[0] == measured[0] and rows[1]["case"] == "chart failed: ZeroDivisionError: division by zero"
+    assert "ZeroDivisionError" in capsys.readouterr().err
