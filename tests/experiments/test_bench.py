@@ -219,3 +219,12 @@ def test_a_broken_chart_keeps_the_rows(monkeypatch, tmp_path, capsys):
     rows = bench.run_suite("envs", None, RunDir(tmp_path, "bench-envs"))
     assert rows[0] == measured[0] and rows[1]["case"] == "chart failed: ZeroDivisionError: division by zero"
     assert "ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_bench_all_config_holds_every_suites_config():
+    import dataclasses
+
+    fields = {f.name: f.type for f in dataclasses.fields(bench.BenchAllConfig)}
+    assert fields.pop("suites") and set(fields) == {s.replace("-", "_") for s in bench.SUITES}
+    config = bench.BenchAllConfig()
+    assert all(isinstance(config.suite_config(s), cls) for s, (_, cls) in bench.SUITES.items())
