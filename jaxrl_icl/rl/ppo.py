@@ -30,7 +30,7 @@ from envs.running_moments import RunningMoments
 from envs.spaces import exact_dtype, feature_encoder, is_box, is_discrete
 from envs.wrappers import EpisodeStats
 from jaxrl_icl.config import ConfigError, require_in, require_nonnegative, require_positive, require_types
-from jaxrl_icl.rl.networks import ActorCritic
+from jaxrl_icl.rl.networks import ActorCritic, DiagGaussian
 from jaxrl_icl.trainer import Trainer
 
 __all__ = ["PPOBatch", "PPOConfig", "PPOState", "RewardNormState", "gae_advantages", "make_train", "ppo_loss"]
@@ -309,34 +309,20 @@ def ppo_loss(
     }
 
 
-def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
-    """Build PPO for ``env`` as returned by ``envs.make`` (this function adds the wrappers).
+@dataclasses.dataclass(frozen=True)
+class _PolicyParts:
+    """What acting needs: the encoder of observations, the network and the map of its actions
+    into the env's action space (shared by :func:`make_train` and :func:`make_policy`)."""
 
-    Args:
-      config: hyperparameters.
-      env: a gymnax-API environment with a ``Discrete`` or 1-D ``Box`` action space and a
-        ``Box`` (any shape, flattened for the MLP) or ``Discrete`` (one-hot encoded)
-        observation space. It is wrapped in ``EpisodeStats``.
-      env_params: params used only to read the spaces here (default ``env.default_params``);
-        the params given to ``init`` must have spaces of the same shapes.
+    obs_space: Any
+    obs_dim: int
+    encode: Callable[[jax.Array], jax.Array]
+    network: ActorCritic
+    to_env_action: Callable[[jax.Array], jax.Array]
+    history_action_dtype: np.dtype
 
-    Returns:
-      A ``Trainer``: ``init(key, env_params) -> PPOState``; ``update(state, env_params) -> (state,
-      metrics)`` with float32 scalar metrics ``episode_return`` / ``episode_length`` (means
-      over episodes finished during this update's rollout, NaN if none), ``value_loss``,
-      ``policy_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` (means over the epochs and
-      minibatches), ``learning_rate`` (used in this update); with ``record_history`` also
-      ``history/obs`` ``[num_steps, num_envs, *obs_shape]`` (raw observations, the narrowest
-      exact integer dtype for integer spaces), ``history/action`` ``[num_steps, num_envs, ...]``
-      (the env's action: narrowest int for discrete, float32 after clip/squash for
-      continuous), ``history/reward`` float32 (raw), ``history/terminated`` and
-      ``history/truncated`` bool, all ``[num_steps, num_envs]``. Step ``t`` of an env is
-      ``(obs_t, action_t, reward_t, ...)``: the action taken at ``obs_t`` and its outcome.
 
-    Raises:
-      ConfigError naming ``observation_space`` / ``action_space`` when the env's spaces do
-      not fit, or ``continuous_action`` for tanh squashing into unbounded actions.
-    """
+def _policy_parts(config: PPOConfig, env: Any, env_params: Any) -> _PolicyParts:
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
     space_params = env.default_params if env_params is None else env_params
@@ -387,9 +373,6 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
             "action_space", f"PPO needs a Discrete or 1-D Box action space, got {action_space!r}"
         )
 
-    env = EpisodeStats(env)
-    history_obs_dtype = exact_dtype(obs_space)
-
     network = ActorCritic(
         action_dim=action_dim,
         continuous=continuous,
@@ -397,6 +380,68 @@ def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
         num_layers=config.num_layers,
         activation=config.activation,
     )
+    return _PolicyParts(obs_space, obs_dim, encode, network, to_env_action, history_action_dtype)
+
+
+def make_policy(config: PPOConfig, env: Any, env_params: Any = None) -> Callable[..., jax.Array]:
+    """``act(state, key, obs, deterministic=False) -> env action`` for a PPO state that
+    :func:`make_train` trained with ``config`` on ``env`` (any object with its ``params`` and
+    ``obs_norm``), on observations ``[..., *obs_shape]``.
+
+    Stochastic actions sample the policy as in training; deterministic ones take the
+    Gaussian's mean (clipped or squashed into the bounds like a sample) or the most likely
+    discrete action. Jittable and vmappable.
+    """
+    parts = _policy_parts(config, env, env_params)
+
+    def act(state: Any, key: jax.Array, obs: jax.Array, deterministic: bool = False) -> jax.Array:
+        x = parts.encode(obs)
+        if state.obs_norm is not None:
+            x = state.obs_norm.normalize(x)
+        dist, _ = parts.network.apply(state.params, x)
+        if not deterministic:
+            return parts.to_env_action(dist.sample(key))
+        if isinstance(dist, DiagGaussian):
+            return parts.to_env_action(dist.mean)
+        return jnp.argmax(dist.logits, axis=-1)
+
+    return act
+
+
+def make_train(config: PPOConfig, env: Any, env_params: Any = None) -> Trainer:
+    """Build PPO for ``env`` as returned by ``envs.make`` (this function adds the wrappers).
+
+    Args:
+      config: hyperparameters.
+      env: a gymnax-API environment with a ``Discrete`` or 1-D ``Box`` action space and a
+        ``Box`` (any shape, flattened for the MLP) or ``Discrete`` (one-hot encoded)
+        observation space. It is wrapped in ``EpisodeStats``.
+      env_params: params used only to read the spaces here (default ``env.default_params``);
+        the params given to ``init`` must have spaces of the same shapes.
+
+    Returns:
+      A ``Trainer``: ``init(key, env_params) -> PPOState``; ``update(state, env_params) -> (state,
+      metrics)`` with float32 scalar metrics ``episode_return`` / ``episode_length`` (means
+      over episodes finished during this update's rollout, NaN if none), ``value_loss``,
+      ``policy_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` (means over the epochs and
+      minibatches), ``learning_rate`` (used in this update); with ``record_history`` also
+      ``history/obs`` ``[num_steps, num_envs, *obs_shape]`` (raw observations, the narrowest
+      exact integer dtype for integer spaces), ``history/action`` ``[num_steps, num_envs, ...]``
+      (the env's action: narrowest int for discrete, float32 after clip/squash for
+      continuous), ``history/reward`` float32 (raw), ``history/terminated`` and
+      ``history/truncated`` bool, all ``[num_steps, num_envs]``. Step ``t`` of an env is
+      ``(obs_t, action_t, reward_t, ...)``: the action taken at ``obs_t`` and its outcome.
+
+    Raises:
+      ConfigError naming ``observation_space`` / ``action_space`` when the env's spaces do
+      not fit, or ``continuous_action`` for tanh squashing into unbounded actions.
+    """
+    parts = _policy_parts(config, env, env_params)
+    obs_space, obs_dim, encode = parts.obs_space, parts.obs_dim, parts.encode
+    network, to_env_action, history_action_dtype = parts.network, parts.to_env_action, parts.history_action_dtype
+    env = EpisodeStats(env)
+    history_obs_dtype = exact_dtype(obs_space)
+
     num_updates = config.num_updates
     steps_per_update = config.update_epochs * config.num_minibatches
 

@@ -441,3 +441,33 @@ def test_purejaxrl_defaults_solve_cartpole():
     _, metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, params)
     final = np.nanmean(np.asarray(metrics["episode_return"])[:, -20:], axis=1)
     assert final.mean() >= 475, final
+
+
+def test_make_policy_acts_like_the_trained_network():
+    """Deterministic actions are the network's mean (continuous, clipped to the bounds) or its
+    most likely action (discrete); samples follow the policy's probabilities."""
+    from jaxrl_icl.rl.networks import ActorCritic
+    from jaxrl_icl.rl.ppo import make_policy
+
+    env, params = envs.make("gymnax:CartPole-v1")
+    config = PPOConfig(num_envs=4, num_steps=8, total_timesteps=64, num_minibatches=2)
+    state = make_train(config, env).init(jax.random.PRNGKey(0), params)
+    act = jax.jit(make_policy(config, env), static_argnums=3)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    net = ActorCritic(action_dim=2, continuous=False, hidden=config.hidden_size, num_layers=config.num_layers,
+                      activation=config.activation)
+    logits = net.apply(state.params, obs)[0].logits
+    np.testing.assert_array_equal(act(state, jax.random.PRNGKey(2), obs, True), np.argmax(logits, -1))
+    draws = jax.vmap(lambda k: act(state, k, obs[:1], False))(jax.random.split(jax.random.PRNGKey(3), 4000))
+    np.testing.assert_allclose(np.mean(draws == 1), jax.nn.softmax(logits[0])[1], atol=0.03)
+
+    env, params = envs.make("gymnax:Pendulum-v1")
+    config = PPOConfig(num_envs=4, num_steps=8, total_timesteps=64, num_minibatches=2, normalize_obs=True)
+    state = make_train(config, env).init(jax.random.PRNGKey(0), params)
+    state = state.replace(params=jax.tree.map(lambda x: x * 400.0, state.params))  # push means past the bounds
+    act = make_policy(config, env)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
+    mean = ActorCritic(action_dim=1, continuous=True, hidden=config.hidden_size, num_layers=config.num_layers,
+                       activation=config.activation).apply(state.params, state.obs_norm.normalize(obs))[0].mean
+    np.testing.assert_allclose(act(state, jax.random.PRNGKey(2), obs, True), np.clip(mean, -2.0, 2.0), rtol=1e-6)
+    assert np.abs(np.asarray(mean)).max() > 2.0
