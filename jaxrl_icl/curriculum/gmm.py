@@ -121,7 +121,9 @@ def _as_data(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     chex.assert_rank(x, 2)
     chex.assert_shape(mask, x.shape[:1])
     finite = jnp.all(jnp.isfinite(x), axis=-1)
-    return jnp.where(finite[:, None], x, 0.0), mask & finite
+    # a branch, not a bare where: on finite data the EM program (and its rounding) is unchanged
+    return jax.lax.cond(jnp.all(finite), lambda: (x, mask),
+                        lambda: (jnp.where(finite[:, None], x, 0.0), mask & finite))
 
 
 def _m_step(
