@@ -14,6 +14,7 @@ offline algorithms see actions in ``[-1, 1]`` as in D4RL; multiply by it to act 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -22,7 +23,9 @@ import numpy as np
 
 from jaxrl_icl.offline.dataset import episode_bounds, qlearning_transitions
 
-Policy = Callable[[jax.Array, jax.Array], jax.Array]  # (key, obs [num_envs, ...]) -> env actions
+# (policy_params, key, obs [num_envs, ...]) -> env actions [num_envs, ...]; the params are an
+# argument of the jitted rollout, so one compiled rollout serves every snapshot of a learner
+Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
 def streams_to_arrays(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
@@ -53,20 +56,22 @@ def streams_to_arrays(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
     return arrays
 
 
-def _rollout(key: jax.Array, env: Any, env_params: Any, policy: Policy, num_envs: int, num_steps: int):
-    """Step-major ``(obs, action, reward, terminated, truncated, final_obs)``, each ``[T, E, ...]``."""
+@functools.lru_cache(maxsize=32)
+def _rollout_fn(env: Any, policy: Policy, num_envs: int, num_steps: int) -> Callable:
+    """Jitted ``(key, env_params, policy_params) -> (obs, action, reward, terminated, truncated,
+    final_obs)``, each step-major ``[T, E, ...]``; cached per env, policy and sizes."""
     reset = jax.vmap(env.reset, in_axes=(0, None))
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
     @jax.jit
-    def run(key):
+    def run(key, env_params, policy_params):
         key, k_reset = jax.random.split(key)
         obs, state = reset(jax.random.split(k_reset, num_envs), env_params)
 
         def body(carry, _):
             obs, state, key = carry
             key, k_act, k_step = jax.random.split(key, 3)
-            action = policy(k_act, obs)
+            action = policy(policy_params, k_act, obs)
             next_obs, state, reward, terminated, truncated, info = step(
                 jax.random.split(k_step, num_envs), state, action, env_params)
             final = info.get("final_observation", next_obs)
@@ -74,17 +79,22 @@ def _rollout(key: jax.Array, env: Any, env_params: Any, policy: Policy, num_envs
 
         return jax.lax.scan(body, (obs, state, key), None, num_steps)[1]
 
-    return jax.device_get(run(key))
+    return run
 
 
-def record_rollouts(key: jax.Array, env: Any, env_params: Any, policy: Policy, *, num_envs: int,
-                    num_steps: int, action_scale: float | np.ndarray = 1.0) -> dict[str, np.ndarray]:
+def _rollout(key, env, env_params, policy, policy_params, num_envs, num_steps):
+    return jax.device_get(_rollout_fn(env, policy, num_envs, num_steps)(key, env_params, policy_params))
+
+
+def record_rollouts(key: jax.Array, env: Any, env_params: Any, policy: Policy, policy_params: Any = None, *,
+                    num_envs: int, num_steps: int, action_scale: float | np.ndarray = 1.0) -> dict[str, np.ndarray]:
     """Run ``policy`` in ``num_envs`` envs for ``num_steps`` steps; the D4RL arrays of all of it.
 
-    ``policy(key, obs [num_envs, ...]) -> env actions [num_envs, ...]``; stored actions are
+    ``policy(policy_params, key, obs [num_envs, ...]) -> env actions [num_envs, ...]``; stored actions are
     ``action / action_scale`` for continuous spaces (integer actions are stored as they are).
     """
-    obs, action, reward, terminated, truncated, final = _rollout(key, env, env_params, policy, num_envs, num_steps)
+    obs, action, reward, terminated, truncated, final = _rollout(key, env, env_params, policy, policy_params,
+                                                                 num_envs, num_steps)
     action = np.asarray(action)
     if np.issubdtype(action.dtype, np.floating):
         action = (action / np.asarray(action_scale, np.float32)).astype(np.float32)
@@ -102,19 +112,25 @@ def _reports_final_observation(env: Any, env_params: Any) -> bool:
     return "final_observation" in jax.eval_shape(one, jax.random.PRNGKey(0))
 
 
-def episode_returns(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Undiscounted returns [E] of the episodes of D4RL ``arrays`` (episodes cut by the end of a
-    recording included)."""
+def episode_returns(arrays: dict[str, np.ndarray], max_episode_steps: int | None = None) -> np.ndarray:
+    """Undiscounted returns [E] of the episodes of D4RL ``arrays``. With ``max_episode_steps``
+    only complete episodes count: those ending in a terminal state or lasting the env's limit
+    (not those cut short by the end of a recording stream)."""
     starts, ends = episode_bounds(arrays["terminals"], arrays["timeouts"])
     csum = np.concatenate([[0.0], np.cumsum(arrays["rewards"], dtype=np.float64)])
-    return csum[ends] - csum[starts]
+    returns = csum[ends] - csum[starts]
+    if max_episode_steps is None:
+        return returns
+    complete = np.asarray(arrays["terminals"], bool)[ends - 1] | (ends - starts >= max_episode_steps)
+    return returns[complete]
 
 
-def reference_return(key: jax.Array, env: Any, env_params: Any, policy: Policy, *, num_episodes: int,
-                     max_episode_steps: int) -> float:
+def reference_return(key: jax.Array, env: Any, env_params: Any, policy: Policy, policy_params: Any = None, *,
+                     num_episodes: int, max_episode_steps: int) -> float:
     """Mean undiscounted return of ``policy`` over ``num_episodes`` complete episodes (one per
     env, each its first episode) of an env whose episodes end within ``max_episode_steps``."""
-    _, _, reward, terminated, truncated, _ = _rollout(key, env, env_params, policy, num_episodes, max_episode_steps)
+    _, _, reward, terminated, truncated, _ = _rollout(key, env, env_params, policy, policy_params, num_episodes,
+                                                      max_episode_steps)
     done = np.asarray(terminated) | np.asarray(truncated)  # [T, E]
     if not done.any(axis=0).all():
         raise ValueError(f"an episode did not end within max_episode_steps={max_episode_steps}")
@@ -127,7 +143,8 @@ def uniform_policy(env: Any, env_params: Any) -> Policy:
     """A policy drawing uniformly from the env's action space (the ``random`` quality)."""
     space = env.action_space(env_params)
 
-    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
+    def act(params: Any, key: jax.Array, obs: jax.Array) -> jax.Array:
+        del params
         return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
 
     return act

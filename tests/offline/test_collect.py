@@ -51,7 +51,7 @@ def test_recorded_pendulum_keeps_true_successors_and_scales_actions():
 
 def test_reference_return_matches_a_python_loop():
     env, params = envs.make("gymnax:Pendulum-v1")
-    policy = lambda key, obs: jnp.clip(-2.0 * obs[:, 2:3], -2.0, 2.0)  # damp the angular velocity
+    policy = lambda params, key, obs: jnp.clip(-2.0 * obs[:, 2:3], -2.0, 2.0)  # damp the angular velocity
     mean = reference_return(jax.random.PRNGKey(4), env, params, policy, num_episodes=3, max_episode_steps=200)
     # second implementation: step each env one at a time with the same keys
     key, k_reset = jax.random.split(jax.random.PRNGKey(4))

@@ -1,0 +1,155 @@
+"""D4RL-style dataset qualities from any continuous (or discrete) env of ``envs.make``.
+
+As D4RL did with SAC, one online learner (here PPO) is trained to an expert while its
+parameters are snapshotted every chunk of updates and its own rollouts are kept:
+
+- ``random``: a uniform policy over the action space;
+- ``medium``: the snapshot whose return is closest to a third of the way from the random to the
+  expert return (``medium_fraction``), among those up to the first that reaches it; sampled
+  stochastically;
+- ``medium-replay``: every rollout of the learner up to that snapshot (its replay);
+- ``expert``: the final policy, sampled stochastically;
+- ``medium-expert``: the medium and expert datasets concatenated.
+
+The random and expert policies' mean returns are the reference returns stored with each
+dataset (``ref_min_score`` / ``ref_max_score``), so
+:func:`~jaxrl_icl.offline.scores.normalized_score` scores policies trained on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from envs.spaces import is_discrete
+from jaxrl_icl.offline.collect import (
+    action_scale,
+    episode_returns,
+    record_rollouts,
+    reference_return,
+    streams_to_arrays,
+    uniform_policy,
+)
+from jaxrl_icl.rl.ppo import PPOConfig, make_policy, make_train
+
+QUALITIES = ("random", "medium", "medium-replay", "expert", "medium-expert")
+
+
+@dataclasses.dataclass
+class GeneratedDatasets:
+    """What :func:`generate_qualities` made.
+
+    Attributes:
+      datasets: quality -> the six D4RL arrays (actions scaled into [-1, 1]).
+      metadata: quality -> scalars stored with the dataset (env_name, quality, ref_min_score,
+        ref_max_score, action_scale, source_update, mean_episode_return: over its complete
+        episodes, NaN if it has none).
+      snapshot_updates: int [K], the learner's update count at each snapshot.
+      snapshot_returns: float [K], each snapshot's mean return (stochastic policy).
+      train_returns: float [U], the learner's mean training episode return per update.
+      medium_update: the update count of the medium snapshot.
+    """
+
+    datasets: dict[str, dict[str, np.ndarray]]
+    metadata: dict[str, dict[str, Any]]
+    snapshot_updates: np.ndarray
+    snapshot_returns: np.ndarray
+    train_returns: np.ndarray
+    medium_update: int
+
+
+def _stochastic(act: Callable) -> Callable:
+    return lambda state, key, obs: act(state, key, obs, False)
+
+
+def generate_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str, ppo: PPOConfig, *,
+                       num_transitions: int, num_envs: int, chunk_updates: int, eval_episodes: int,
+                       max_episode_steps: int, medium_fraction: float = 1 / 3,
+                       progress: Callable[[int, int], None] | None = None) -> GeneratedDatasets:
+    """Train PPO on ``env`` and record the five :data:`QUALITIES` of ``num_transitions`` each
+    (``medium-replay``: however many the learner collected before the medium snapshot;
+    ``medium-expert``: twice as many).
+
+    ``num_transitions`` must be a multiple of ``num_envs``. ``progress(done, total)`` is
+    called after every chunk of ``chunk_updates`` PPO updates.
+    """
+    if num_transitions % num_envs:
+        raise ValueError(f"num_transitions={num_transitions} must be a multiple of num_envs={num_envs}")
+    k_train, k_eval, k_random, k_medium, k_expert, k_ref = jax.random.split(key, 6)
+    discrete = is_discrete(env.action_space(env_params))
+    scale = np.float32(1.0) if discrete else np.asarray(action_scale(env, env_params))
+    trainer = make_train(dataclasses.replace(ppo, record_history=True), env, env_params)
+    act = _stochastic(make_policy(ppo, env, env_params))
+
+    @jax.jit
+    def chunk(state):
+        return jax.lax.scan(lambda s, _: trainer.update(s, env_params), state, None, chunk_updates)
+
+    state = jax.jit(trainer.init)(k_train, env_params)
+    snapshots, histories, train_returns, updates = [], [], [], []
+    num_chunks = max(1, trainer.num_updates // chunk_updates)
+    for i in range(num_chunks):
+        state, metrics = chunk(state)
+        metrics = jax.device_get(metrics)
+        snapshots.append(jax.device_get(state))
+        histories.append({k.removeprefix("history/"): v for k, v in metrics.items() if k.startswith("history/")})
+        train_returns.append(metrics["episode_return"])
+        updates.append((i + 1) * chunk_updates)
+        if progress is not None:
+            progress(i + 1, num_chunks)
+
+    evaluate = lambda policy, params, k: reference_return(k, env, env_params, policy, params,
+                                                          num_episodes=eval_episodes,
+                                                          max_episode_steps=max_episode_steps)
+    snapshot_returns = np.array([evaluate(act, s, k_eval) for s in snapshots])
+    random_return = evaluate(uniform_policy(env, env_params), None, k_ref)
+    expert_return = float(snapshot_returns[-1])
+    if not expert_return > random_return:
+        raise RuntimeError(f"{env_name}: the trained policy ({expert_return:.1f}) is not better than random "
+                           f"({random_return:.1f}); train longer or tune the PPO flags")
+    target = random_return + medium_fraction * (expert_return - random_return)
+    crossed = int(np.argmax(snapshot_returns >= target))  # the first snapshot at or past the target
+    medium = int(np.argmin(np.abs(snapshot_returns[:crossed + 1] - target)))  # the closest one up to it
+
+    steps = num_transitions // num_envs
+    record = lambda k, policy, params: record_rollouts(k, env, env_params, policy, params, num_envs=num_envs,
+                                                       num_steps=steps, action_scale=scale)
+    datasets = {
+        "random": record(k_random, uniform_policy(env, env_params), None),
+        "medium": record(k_medium, act, snapshots[medium]),
+        "expert": record(k_expert, act, snapshots[-1]),
+    }
+    replay = {k: np.concatenate([h[k].reshape(-1, *h[k].shape[2:]) for h in histories[:medium + 1]])
+              for k in histories[0]}  # [updates * num_steps, num_envs, ...]: continuous env streams
+    action = replay["action"] / scale if np.issubdtype(replay["action"].dtype, np.floating) else replay["action"]
+    datasets["medium-replay"] = streams_to_arrays(replay["obs"], action.astype(np.float32), replay["reward"],
+                                                  replay["terminated"], replay["truncated"])
+    datasets["medium-expert"] = {k: np.concatenate([datasets["medium"][k], datasets["expert"][k]])
+                                 for k in datasets["medium"]}
+    source = {"random": 0, "medium": updates[medium], "medium-replay": updates[medium],
+              "expert": updates[-1], "medium-expert": updates[-1]}
+    metadata = {
+        q: {"env_name": env_name, "quality": q, "ref_min_score": float(random_return),
+            "ref_max_score": expert_return, "action_scale": float(np.max(scale)), "source_update": source[q],
+            "mean_episode_return": _mean_or_nan(episode_returns(datasets[q], max_episode_steps))}
+        for q in QUALITIES
+    }
+    return GeneratedDatasets(
+        datasets={q: datasets[q] for q in QUALITIES}, metadata=metadata, snapshot_updates=np.array(updates),
+        snapshot_returns=snapshot_returns, train_returns=np.concatenate(train_returns),
+        medium_update=updates[medium],
+    )
+
+
+def _mean_or_nan(x: np.ndarray) -> float:
+    return float(np.mean(x)) if x.size else float("nan")
+
+
+def scaled_policy(policy: Callable[[Any, jax.Array], jax.Array], scale: float) -> Callable:
+    """An offline policy ``(params, obs) -> action in [-1, 1]`` as an env policy
+    ``(params, key, obs) -> scale * action`` for :func:`~jaxrl_icl.offline.collect.reference_return`."""
+    return lambda params, key, obs: scale * policy(params, obs)
+
