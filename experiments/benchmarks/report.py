@@ -9,7 +9,7 @@ A row is a flat dict with exactly the keys of :data:`ROW_KEYS`::
 better), ``reference / ours`` for times (``lower_is_better``, units such as ``"s"``).
 ``reference`` and ``ratio`` are None where a measurement has nothing to compare with (a
 compile time of ours alone); a skipped suite is one row whose case says why and whose
-numbers are all None.
+numbers are all None; a value that is not finite is None too (the case says what it was).
 """
 
 from __future__ import annotations
@@ -39,13 +39,20 @@ def device() -> str:
 def row(suite: str, case: str, ours: float, reference: float | None, unit: str, *,
         lower_is_better: bool = False) -> dict:
     """One result row; ``ratio`` is ours over reference (throughputs) or reference over ours
-    (``lower_is_better``: times), so that > 1 means ours is better."""
-    ours = float(ours)
-    if reference is None:
-        ratio = None
-    else:
-        reference = float(reference)
-        ratio = reference / ours if lower_is_better else ours / reference
+    (``lower_is_better``: times), so that > 1 means ours is better, and None where the
+    divisor is 0. A value that is not finite (JSON has no NaN) is None, and the case says so."""
+    values = {"ours": ours, "reference": reference}
+    for name, value in values.items():
+        if value is not None:
+            values[name] = float(value)
+            if not math.isfinite(values[name]):
+                case += f" ({name}: {values[name]})"
+                values[name] = None
+    ours, reference = values["ours"], values["reference"]
+    ratio = None
+    if ours is not None and reference is not None:
+        top, bottom = (reference, ours) if lower_is_better else (ours, reference)
+        ratio = top / bottom if bottom else None
     return {"suite": suite, "case": case, "ours": ours, "reference": reference, "ratio": ratio, "unit": unit,
             "device": device()}
 
