@@ -14,7 +14,8 @@ reported and the others still run (exit status 1 at the end). With a GPU,
 
 Suites:
   envs        random-policy steps/s of every own environment vs gymnax CartPole-v1
-  ppo         PPO training steps/s on CartPole-v1, 1/16/256 seeds, vs a PureJaxRL-design reference
+  ppo         PPO training steps/s on CartPole-v1, 1/16/256 seeds, vs a PureJaxRL-design reference;
+              and whole-process seconds of python -m experiments.ppo vs that design's script
   dp          distributional value iteration it/s vs vectorised NumPy; a batch of 64 MDPs; stock-grid cost
   curriculum  ALP-GMM teacher updates/s, 1 and 64 seeds, vs a scikit-learn host implementation
   icl         KV-cached in-context rollouts vs recomputing the context; training tokens/s
