@@ -1,0 +1,205 @@
+"""Offline RL on one dataset: ``python -m experiments.offline --algo td3_bc --dataset pendulum-v1-medium``.
+
+Trains ``--algo`` (``bc``, ``td3_bc``, ``iql``, ``cql``, ``rebrac``) on every seed at once
+(one ``jax.vmap``; the dataset is an argument shared by all seeds), in checkpointed chunks
+with a progress bar, evaluating the policy in the dataset's JAX env every ``--eval-every``
+gradient steps inside the same jitted program. Writes ``runs/offline/<timestamp>/``:
+``config.json``, ``versions.json``, ``metrics.jsonl`` (losses, ``eval_return`` and
+``normalized_score`` per evaluation and seed), orbax checkpoints (``--resume DIR``),
+``normalized_score.png`` (mean over seeds, 95% band) and ``summary.json`` (final normalised
+score per seed, mean and std).
+
+``--dataset`` is a D4RL-layout HDF5 path, ``minari:<dataset id>`` (a local Minari dataset),
+or the name of a generated dataset (``pendulum-v1-medium``): looked up in ``--datasets-dir``,
+else in the newest ``runs/collect_offline/*/datasets/`` (make them with
+``python -m experiments.collect_offline``). The env to evaluate in is the dataset's
+``env_name`` metadata or ``--env``; the score uses the dataset's own reference returns, or
+D4RL's for the MuJoCo tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import envs
+from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive, require_types
+from jaxrl_icl.offline import (
+    DatasetError,
+    load_d4rl,
+    load_minari,
+    normalize_observations,
+    normalized_score,
+    observation_stats,
+)
+from jaxrl_icl.offline import bc as bc_algo
+from jaxrl_icl.offline import cql as cql_algo
+from jaxrl_icl.offline import iql as iql_algo
+from jaxrl_icl.offline import td3_bc as td3_bc_algo
+from jaxrl_icl.offline.evaluate import make_evaluator, with_evaluation
+from jaxrl_icl.offline.scores import reference_returns
+from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
+from jaxrl_icl.run.loop import train_in_chunks
+from jaxrl_icl.run.metrics import read_metrics
+from jaxrl_icl.run.plots import plot_curves
+from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.sweep import init_distributed, seed_keys
+
+PROG = "python -m experiments.offline"
+ALGOS = ("bc", "td3_bc", "iql", "cql", "rebrac")
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineConfig:
+    """One offline algorithm on one dataset, many seeds.
+
+    Attributes:
+      algo: the algorithm; its settings are the nested config of the same name.
+      dataset: an HDF5 path, minari:<id>, or a generated dataset's name.
+      datasets_dir: folder of generated datasets ("" means the newest collect_offline run).
+      env: env to evaluate in ("" means the dataset's env_name metadata).
+      num_seeds: seeds trained at once (vmapped).
+      num_updates: gradient steps per seed (TD3+BC and ReBRAC: critic steps).
+      eval_every: gradient steps between evaluations.
+      eval_episodes: episodes per evaluation.
+      max_episode_steps: steps per evaluation episode (the env's limit).
+      final_evals: the final score is the mean over this many last evaluations.
+      seed: base seed.
+      chunk_evals: evaluations per jitted chunk (progress, logging, checkpoints).
+    """
+
+    algo: Literal["bc", "td3_bc", "iql", "cql", "rebrac"] = "td3_bc"
+    dataset: str = "pendulum-v1-medium"
+    datasets_dir: str = ""
+    env: str = ""
+    num_seeds: int = 5
+    num_updates: int = field(30_000, help="gradient steps per seed (TD3+BC / ReBRAC: critic steps)")
+    eval_every: int = 1_000
+    eval_episodes: int = 10
+    max_episode_steps: int = 200
+    final_evals: int = 3
+    seed: int = 0
+    chunk_evals: int = 5
+    bc: bc_algo.BCConfig = bc_algo.BCConfig()
+    td3_bc: td3_bc_algo.TD3BCConfig = td3_bc_algo.TD3BCConfig()
+    iql: iql_algo.IQLConfig = iql_algo.IQLConfig()
+    cql: cql_algo.CQLConfig = cql_algo.CQLConfig()
+    rebrac: td3_bc_algo.TD3BCConfig = td3_bc_algo.rebrac_config()
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("num_seeds", "num_updates", "eval_every", "eval_episodes", "max_episode_steps", "final_evals",
+                     "chunk_evals"):
+            require_positive(self, name)
+        require_nonnegative(self, "seed")
+        if self.num_updates % self.eval_every:
+            raise ConfigError("num_updates", f"must be a multiple of eval_every={self.eval_every}")
+        per_update = self.td3_bc.policy_freq if self.algo == "td3_bc" else (
+            self.rebrac.policy_freq if self.algo == "rebrac" else 1)
+        if self.eval_every % per_update:
+            raise ConfigError("eval_every", f"must be a multiple of {self.algo}'s policy_freq={per_update}")
+
+
+def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")) -> tuple[Any, dict]:
+    """``(dataset, metadata)`` for ``--dataset``; raises SystemExit-worthy ValueErrors naming it."""
+    if spec.startswith("minari:"):
+        return load_minari(spec.removeprefix("minari:"))
+    path = Path(spec)
+    if path.suffix in (".hdf5", ".h5") or path.exists():
+        if not path.exists():
+            raise ValueError(f"{path}: no such file")
+        return load_d4rl(path)
+    folders = [Path(datasets_dir)] if datasets_dir else sorted(
+        runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
+    for folder in folders:
+        candidate = folder / f"{spec}.hdf5"
+        if candidate.exists():
+            return load_d4rl(candidate)
+    where = datasets_dir or f"{runs_root}/collect_offline/*/datasets"
+    raise ValueError(f"{spec!r} is not a file, a minari: id or a dataset in {where}; "
+                     "make it with python -m experiments.collect_offline")
+
+
+def algorithm(config: OfflineConfig, obs_dim: int, action_dim: int, discrete: bool):
+    """``(trainer, policy, policy_params_of_state, gradient steps per trainer update)``."""
+    if config.algo == "bc":
+        return (bc_algo.make_train(config.bc, obs_dim, action_dim, discrete=discrete),
+                bc_algo.policy(config.bc, action_dim, discrete=discrete), lambda s: s.params, 1)
+    if discrete and config.algo != "cql":
+        raise ConfigError("algo", f"{config.algo} needs continuous actions; use bc or cql on discrete data")
+    if config.algo == "cql":
+        if discrete:
+            return (cql_algo.make_train_discrete(config.cql, obs_dim, action_dim),
+                    cql_algo.discrete_policy(config.cql, action_dim), lambda s: s.params, 1)
+        return (cql_algo.make_train(config.cql, obs_dim, action_dim), cql_algo.policy(config.cql, action_dim),
+                lambda s: s.actor, 1)
+    if config.algo == "iql":
+        return (iql_algo.make_train(config.iql, obs_dim, action_dim), iql_algo.policy(config.iql, action_dim),
+                lambda s: s.actor, 1)
+    algo_config = config.td3_bc if config.algo == "td3_bc" else config.rebrac
+    return (td3_bc_algo.make_train(algo_config, obs_dim, action_dim), td3_bc_algo.policy(algo_config, action_dim),
+            lambda s: s.actor, algo_config.policy_freq)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config, options = parse_cli(OfflineConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
+    init_distributed()
+    try:
+        dataset, metadata = resolve_dataset(config.dataset, config.datasets_dir)
+    except (ValueError, DatasetError, ImportError) as err:
+        cli_error(PROG, f"argument --dataset: {err}")
+    env_name = config.env or metadata.get("env_name", "")
+    if not env_name:
+        cli_error(PROG, f"argument --env: {config.dataset} names no env in its metadata; pass --env")
+    try:
+        env, env_params = envs.make(env_name)
+        low, high = reference_returns(env_name, metadata)  # fails early without reference returns
+    except (ValueError, KeyError) as err:
+        cli_error(PROG, f"argument --env: {err}")
+    discrete = dataset.discrete_actions
+    obs_dim = dataset.observations.shape[1]
+    action_dim = int(dataset.actions.max()) + 1 if discrete else dataset.actions.shape[1]
+    try:
+        trainer, policy, policy_params, per_update = algorithm(config, obs_dim, action_dim, discrete)
+    except ConfigError as err:
+        cli_error(PROG, f"argument --algo: {err}")
+    trainer = dataclasses.replace(trainer, num_updates=config.num_updates // per_update)
+    check_num_seeds(PROG, config.num_seeds)
+
+    normalizer = observation_stats(dataset)
+    data = normalize_observations(dataset, normalizer)
+    evaluate = make_evaluator(env, env_params, policy, num_episodes=config.eval_episodes,
+                              max_episode_steps=config.max_episode_steps, normalizer=normalizer,
+                              action_scale=float(metadata.get("action_scale", 1.0)))
+    trainer = with_evaluation(trainer, evaluate, policy_params, config.eval_every // per_update,
+                              score=lambda r: 100.0 * (r - low) / (high - low))
+
+    run = open_run("offline", config, options, resumable=True)
+    print(f"run directory: {run.path}", file=sys.stderr)
+    train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data, chunk_updates=config.chunk_evals,
+                    run=run, resume=options.resume is not None, progress=options.progress)
+
+    log = read_metrics(run.metrics_path)
+    scores = log.values["normalized_score"]  # [num_seeds, evaluations]
+    steps = log.updates * config.eval_every
+    name = f"{config.algo} on {Path(config.dataset).stem} ({config.num_seeds} seeds)"
+    plot_curves({name: (steps, scores)}, run.plot_path("normalized_score"), xlabel="gradient steps",
+                ylabel="normalised score", title=f"Offline RL: {config.algo}, {Path(config.dataset).stem}",
+                hlines={"dataset": float(normalized_score(env_name, metadata["mean_episode_return"], metadata))}
+                if "mean_episode_return" in metadata else None)
+    final = scores[:, -config.final_evals:].mean(axis=1)
+    summary = {"algo": config.algo, "dataset": config.dataset, "env": env_name, "num_seeds": config.num_seeds,
+               "gradient_steps": int(steps[-1]), "final_score_mean": float(final.mean()),
+               "final_score_std": float(final.std()), "final_score_per_seed": final.tolist(),
+               "dataset_score": float(normalized_score(env_name, metadata["mean_episode_return"], metadata))
+               if "mean_episode_return" in metadata else None}
+    write_json(run.path / "summary.json", summary)
+    print(f"{name}: final normalised score {summary['final_score_mean']:.1f} +- {summary['final_score_std']:.1f} "
+          f"(dataset {summary['dataset_score'] if summary['dataset_score'] is not None else 'n/a'})")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
