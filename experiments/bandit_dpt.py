@@ -31,18 +31,18 @@ import numpy as np
 
 import envs
 from experiments.bandits import BanditsConfig, algorithms
+from jaxrl_icl.config import field, require_nonnegative, require_positive
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import evaluate
 from jaxrl_icl.icl.train import OptimConfig
-from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.rl.bandit_algorithms import run_bandit
-from jaxrl_icl.config import field, require_nonnegative, require_positive
 from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.metrics import read_metrics
-from jaxrl_icl.stats import confidence_band
+from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.run.plots import plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
+from jaxrl_icl.stats import confidence_band
 
 PROG = "python -m experiments.bandit_dpt"
 NUM_ARMS = 5

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 import envs
+from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.rl.bandit_algorithms import (
     BanditAlgorithm,
     epsilon_greedy_bandit,
@@ -27,11 +28,10 @@ from jaxrl_icl.rl.bandit_algorithms import (
     thompson_gaussian,
     ucb,
 )
-from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.run.config import parse_cli
-from jaxrl_icl.stats import confidence_band
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.stats import confidence_band
 
 
 @dataclasses.dataclass(frozen=True)

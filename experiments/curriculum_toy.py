@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from envs import curriculum_toy as toy
+from jaxrl_icl.config import ConfigError, require_divides, require_positive, require_types
 from jaxrl_icl.curriculum import (
     ALPGMMConfig,
     CovarGMMConfig,
@@ -31,12 +32,11 @@ from jaxrl_icl.curriculum import (
     RIACConfig,
     teacher_for,
 )
-from jaxrl_icl.config import ConfigError, require_divides, require_positive, require_types
 from jaxrl_icl.run.config import check_num_seeds, parse_cli
-from jaxrl_icl.stats import confidence_band
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
+from jaxrl_icl.stats import confidence_band
 
 # What Portelas et al. (2019, toy space, 2-D, 20k episodes) report, as a reading guide.
 PAPER_GUIDE = {

@@ -46,16 +46,16 @@ import numpy as np
 
 import envs
 from envs.darkroom import dpt_goal_split, move, optimal_action, optimal_return
+from jaxrl_icl.config import field, require_nonnegative, require_positive
 from jaxrl_icl.icl import dpt, posterior, transformer
 from jaxrl_icl.icl.evaluate import ContextTransition, episode_returns, evaluate, prefill, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig
-from jaxrl_icl.run.models import load_trained_params, train_one_model
-from jaxrl_icl.config import field, require_nonnegative, require_positive
 from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.metrics import read_metrics
-from jaxrl_icl.stats import confidence_band
+from jaxrl_icl.run.models import load_trained_params, train_one_model
 from jaxrl_icl.run.plots import plot_curves, plot_training_loss
 from jaxrl_icl.run.rundir import RunDir, open_run, write_json
+from jaxrl_icl.stats import confidence_band
 
 PROG = "python -m experiments.darkroom_dpt"
 PAPER_RANDOM_CONTEXT_RETURN = 61.5

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import envs
-from jaxrl_icl.rl.dqn import DQNConfig, make_train
 from jaxrl_icl.config import ConfigError, require_positive, require_types
+from jaxrl_icl.rl.dqn import DQNConfig, make_train
 from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics

@@ -20,8 +20,8 @@ import sys
 import numpy as np
 
 import envs
-from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.config import field, require_nonnegative, require_positive
+from jaxrl_icl.rl.ppo import PPOConfig, make_train
 from jaxrl_icl.run.config import check_num_seeds, cli_error, flag_value, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics

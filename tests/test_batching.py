@@ -27,4 +27,5 @@ def test_map_batch_and_batch_function_match_items(monkeypatch, sequential):
     np.testing.assert_allclose(mapped, expected, rtol=1e-5)
     fn = batching.batch_function(_newton_sqrt)
     np.testing.assert_allclose(jax.jit(jax.vmap(fn))(a, b), expected, rtol=1e-5)
-    np.testing.assert_allclose(jax.jit(jax.vmap(fn, in_axes=(0, None)))(a, 1.0), expected - np.asarray(b) + 1.0, rtol=1e-5)
+    shifted = expected - np.asarray(b) + 1.0
+    np.testing.assert_allclose(jax.jit(jax.vmap(fn, in_axes=(0, None)))(a, 1.0), shifted, rtol=1e-5)

@@ -14,9 +14,11 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second():
     assert first_block is not None and README.index(first_block.group(0)) < README.index("\n## ")
     commands = first_block.group(1).strip().splitlines()
     assert len(commands) == 2
-    install, _, test_command = commands[1].partition(" && ")
+    install, *steps = commands[1].split(" && ")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert test_command in ci, f".ci/run must run the README's test command {test_command!r}"
+    for step in steps:  # the lint and the test command, in order
+        assert step in ci, f".ci/run must run the README's step {step!r}"
+    assert [ci.index(step) for step in steps] == sorted(ci.index(step) for step in steps)
     assert install.replace("pip install", "pip install -q") in ci
 
 

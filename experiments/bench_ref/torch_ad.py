@@ -174,7 +174,8 @@ def load_flax_params(model: ADTransformer, flax_params: Mapping[str, Any]) -> No
             value = torch.tensor(np.asarray(flat[key], dtype=np.float32))
             value = value.T if linear and leaf == "weight" else value
             if value.shape != param.shape:
-                raise ValueError(f"flax_params: {key} has shape {tuple(value.shape)}, {name} needs {tuple(param.shape)}")
+                raise ValueError(f"flax_params: {key} has shape {tuple(value.shape)}, "
+                                 f"{name} needs {tuple(param.shape)}")
             param.copy_(value)
             used.add(key)
     if extra := sorted(set(flat) - used):

@@ -42,6 +42,7 @@ import optax
 from flax import struct
 
 from envs.wrappers import EpisodeStats
+from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
 from jaxrl_icl.distributional.categorical import categorical_project
 from jaxrl_icl.distributional.stock import (
     cvar_utility,
@@ -53,7 +54,6 @@ from jaxrl_icl.rl.action_selection import epsilon_greedy
 from jaxrl_icl.rl.dqn import DQNConfig, ReplayTransition, learner_update, linear_epsilon, q_network_spaces
 from jaxrl_icl.rl.networks import MLP
 from jaxrl_icl.rl.replay import ReplayBuffer, replay_add, replay_init
-from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
 from jaxrl_icl.trainer import Trainer
 
 __all__ = [
@@ -117,7 +117,8 @@ class DQNEtaConfig:
         if self.dqn.gamma <= 0.0:
             raise ConfigError("dqn.gamma", f"must be > 0 (the stock divides by it), got {self.dqn.gamma}")
         if self.dqn.loss != "mse":
-            raise ConfigError("dqn.loss", f"is unused by DηN (cross-entropy loss); leave it 'mse', got {self.dqn.loss!r}")
+            raise ConfigError("dqn.loss",
+                              f"is unused by DηN (cross-entropy loss); leave it 'mse', got {self.dqn.loss!r}")
         require_in(self, "threshold", -1e9, 1e9)
 
     @property

@@ -53,7 +53,8 @@ __all__ = [
     "ContextTransition", "EpisodicCarry", "InContextAgent", "OptimConfig", "ad", "dpt", "episode_returns",
     "evaluate", "make_supervised_trainer", "posterior", "prefill", "previous_episode_context", "rollout",
     "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
-    "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step", "step_token",
+    "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step",
+    "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",
     "triplet_token_dim", "triplet_tokens",
 ]

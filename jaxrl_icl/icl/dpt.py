@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 
 from envs.darkroom import move, optimal_action, optimal_actions
+from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, previous_episode_context
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
-from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.trainer import Trainer
 
 
@@ -77,7 +77,8 @@ def make_model(config: DPTConfig, state_dim: int, num_actions: int) -> tr.Transf
 
 
 def transition_tokens(state, action, reward, next_state, num_actions: int) -> jax.Array:
-    """Tokens ``[..., d]`` of transitions: ``state/next_state [..., S]`` float, ``action [...]`` int, ``reward [...]``."""
+    """Tokens ``[..., d]`` of transitions: ``state/next_state [..., S]`` float, ``action [...]`` int,
+    ``reward [...]``."""
     reward = jnp.asarray(reward, jnp.float32)
     return jnp.concatenate([
         state.astype(jnp.float32), jax.nn.one_hot(action, num_actions), next_state.astype(jnp.float32),

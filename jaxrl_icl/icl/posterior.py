@@ -69,7 +69,8 @@ def empty_evidence(context_len: int) -> GoalEvidence:
 
 
 def add_transition(evidence: GoalEvidence, next_cell: jax.Array, reward: jax.Array, size: int) -> GoalEvidence:
-    """``evidence`` with the transition to ``next_cell`` (int[2]) with ``reward`` added (the oldest dropped when full)."""
+    """``evidence`` with the transition to ``next_cell`` (int[2]) with ``reward`` added (the oldest
+    dropped when full)."""
     slot = evidence.count % evidence.cell.shape[0]
     return GoalEvidence(evidence.cell.at[slot].set(flat_cells(next_cell, size)),
                         evidence.reward.at[slot].set(jnp.asarray(reward, jnp.float32)),

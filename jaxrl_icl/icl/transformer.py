@@ -218,7 +218,8 @@ class _Attention(nn.Module):
             weights = self.drop(e / total[..., None], deterministic=deterministic)
             w_own = self.drop(e_own / total, deterministic=deterministic)
             own_v = jnp.pad(v[:, num_context:], ((0, 0), (num_context, 0), (0, 0), (0, 0)))
-            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v[:, :num_context]) + jnp.swapaxes(w_own, 1, 2)[..., None] * own_v
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v[:, :num_context])
+            out = out + jnp.swapaxes(w_own, 1, 2)[..., None] * own_v
         return self.proj(out.reshape(x.shape))
 
     def step(self, x, keys, values, layer: int, pos):

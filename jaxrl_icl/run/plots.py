@@ -21,8 +21,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from jaxrl_icl.run.metrics import read_metrics
-from jaxrl_icl.stats import confidence_band
 from jaxrl_icl.run.rundir import RunDir, write_atomic
+from jaxrl_icl.stats import confidence_band
 
 
 def plot_curves(

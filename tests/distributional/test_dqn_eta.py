@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from envs.tabular import TabularMDP, TabularParams
+from jaxrl_icl.config import ConfigError
 from jaxrl_icl.distributional import cvar_utility, threshold_utility
 from jaxrl_icl.distributional.dqn import (
     DQNEtaConfig,
@@ -18,7 +19,6 @@ from jaxrl_icl.distributional.dqn import (
     utility_scores,
 )
 from jaxrl_icl.rl.dqn import DQNConfig
-from jaxrl_icl.config import ConfigError
 
 # A 3-state, 2-action deterministic MDP: next state NEXT[s, a], reward R[s, a].
 NEXT = np.array([[1, 2], [2, 0], [0, 1]])

@@ -173,7 +173,7 @@ def test_vmap_over_tasks_equals_stepping_each_task(name):
     actions = jnp.arange(n, dtype=jnp.int32) % 5
     batched = jax.vmap(env.step, in_axes=(0, 0, 0, 0))(keys, states, actions, tasks)
     for i in range(n):
-        take = lambda tree: jax.tree.map(lambda x: x[i], tree)
+        take = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)
         single = env.step(keys[i], take(states), actions[i], take(tasks))
         jax.tree.map(np.testing.assert_array_equal, take(batched), single)
 

@@ -84,7 +84,7 @@ def test_make_is_deterministic_and_samples_are_valid_mdps():
     assert p1.P.shape == (10, 3, 10) and p1.max_steps_in_episode == 50
     tasks = jax.vmap(env.sample_params)(jax.random.split(jax.random.key(0), 8))
     for i in range(8):
-        task = jax.tree.map(lambda x: x[i], tasks)
+        task = jax.tree.map(lambda x, i=i: x[i], tasks)
         validate_mdp(task, 10, 3)
         assert np.all(np.asarray(task.R) >= 0) and np.all(np.asarray(task.R) < 1)
     assert not np.allclose(tasks.P[0], tasks.P[1])
@@ -127,7 +127,7 @@ def test_spaces_and_vmap_over_tasks():
     actions = jnp.arange(n, dtype=jnp.int32) % env.num_actions
     batched = jax.vmap(env.step, in_axes=(0, 0, 0, 0))(keys, states, actions, tasks)
     for i in range(n):
-        take = lambda tree: jax.tree.map(lambda x: x[i], tree)
+        take = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)
         single = env.step(keys[i], take(states), actions[i], take(tasks))
         jax.tree.map(np.testing.assert_array_equal, take(batched), single)
         assert single[0].shape == () and bool(space.contains(single[0]))

@@ -91,7 +91,7 @@ def test_episode_stats_under_vmap_over_keys_and_tasks():
     _, _, outs = jax.vmap(lambda k, p: _rollout(wrapped, k, p))(keys, tasks)
     _, _, raw = jax.vmap(lambda k, p: _rollout(env, k, p))(keys, tasks)
     for i in range(4):
-        _check_episode_stats(jax.tree.map(lambda x: x[i], outs), jax.tree.map(lambda x: x[i], raw))
+        _check_episode_stats(jax.tree.map(lambda x, i=i: x[i], outs), jax.tree.map(lambda x, i=i: x[i], raw))
     # Rewards are random 0/1, so returns differ between episodes: the oracle comparison is real.
     assert len(np.unique(np.asarray(outs["info"]["returned_episode_returns"]))) > 3
 
@@ -187,7 +187,7 @@ def test_wrappers_forward_stateless_attributes_only():
     key = jax.random.key(0)
     np.testing.assert_array_equal(wrapped.sample_params(key).goal, env.sample_params(key).goal)
     with pytest.raises(AttributeError, match="step_env"):
-        wrapped.step_env
+        _ = wrapped.step_env
 
 
 def test_wrappers_reject_bad_input():

@@ -16,9 +16,9 @@ import pytest
 
 from experiments import darkroom_ad
 from jaxrl_icl.icl import ad
+from jaxrl_icl.rl.histories import load_histories, save_histories
 from jaxrl_icl.run.checkpoint import CheckpointError
 from jaxrl_icl.run.config import with_scale
-from jaxrl_icl.rl.histories import load_histories, save_histories
 
 H, UPDATES, CHUNK, EPISODES, SEEDS = 20, 20, 10, 3, 2
 TINY = [

@@ -70,7 +70,7 @@ def test_tabulated_stock_policy_matches_rollouts_in_the_env():
     agent = make_agent(config.eta, env, env_params)
     env_params = env_params.replace(max_steps_in_episode=10 * config.max_steps)  # no auto-reset
     for s in range(config.num_seeds):
-        params = jax.tree.map(lambda x: x[s], eta_state.params)
+        params = jax.tree.map(lambda x, s=s: x[s], eta_state.params)
         assert float(c0[s]) == float(agent.initial_stock(params, jnp.array([START]))[0])
         direct = np.asarray(_env_rollouts(config, agent, params, env, env_params, c0[s],
                                           jax.random.key(s), config.num_episodes))

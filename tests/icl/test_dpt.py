@@ -163,11 +163,12 @@ def test_episodic_agent_acts_on_exactly_the_previous_episode():
     carry = episodic.init()
     for t in range(steps):
         episode = t // horizon
-        previous = jax.tree.map(lambda x: x[(episode - 1) * horizon : episode * horizon], transitions)
+        window = slice((episode - 1) * horizon, episode * horizon)
+        previous = jax.tree.map(lambda x, w=window: x[w], transitions)
         oracle = plain.init() if episode == 0 else prefill(plain, params, previous)
         for k in range(3):
             key = jax.random.key(100 * t + k)
             got, carry = episodic.act(params, carry, pos[t], key)
             want, _ = plain.act(params, oracle, pos[t], key)
             assert int(got) == int(want), (t, k)
-        carry = episodic.observe(params, carry, jax.tree.map(lambda x: x[t], transitions))
+        carry = episodic.observe(params, carry, jax.tree.map(lambda x, t=t: x[t], transitions))

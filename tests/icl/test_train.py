@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_icl.icl.train import OptimConfig, cross_entropy, learning_rate, make_supervised_trainer
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.icl.train import OptimConfig, cross_entropy, learning_rate, make_supervised_trainer
 
 
 def test_schedule_is_linear_warmup_then_cosine():

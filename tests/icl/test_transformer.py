@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.icl import transformer as tr
 
 D_IN, D_OUT, B = 5, 3, 2
 

@@ -12,10 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxrl_icl.config import ConfigError, config_from_dict, config_to_dict, field, require_divides, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    field,
+    require_divides,
+    require_in,
+    require_nonnegative,
+    require_positive,
+    require_types,
+)
 from jaxrl_icl.run.config import parse_cli
-from jaxrl_icl.run.rundir import RunOptions
-from jaxrl_icl.run.rundir import RunDir
+from jaxrl_icl.run.rundir import RunDir, RunOptions
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from experiments import plot as plot_cli
-from jaxrl_icl.run.metrics import MetricsWriter
 from jaxrl_icl.run import plots
+from jaxrl_icl.run.metrics import MetricsWriter
 from jaxrl_icl.run.plots import plot_curves, plot_run
-from jaxrl_icl.stats import confidence_band, t_quantile
 from jaxrl_icl.run.rundir import RunDir
+from jaxrl_icl.stats import confidence_band, t_quantile
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxrl_icl.run import rundir as rundir_module
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.run import rundir as rundir_module
 from jaxrl_icl.run.metrics import MetricsWriter, read_metrics
 from jaxrl_icl.run.rundir import RunDir, write_json
 
