@@ -13,28 +13,23 @@ Metadata values are scalars (str, int, float, bool); :mod:`jaxrl_icl.offline.sco
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from jaxrl_icl.hdf5 import HDF5KeyError, read_array, write_atomically
 from jaxrl_icl.offline.dataset import Dataset, DatasetError, make_dataset, qlearning_transitions
 
 _REQUIRED = ("observations", "actions", "rewards", "terminals")
 
 
 def _read_key(f: h5py.File, path: str, key: str) -> np.ndarray:
-    node = f.get(key)
-    if node is None:
-        raise DatasetError(path, key, "missing")
-    if not isinstance(node, h5py.Dataset):
-        raise DatasetError(path, key, f"is a {type(node).__name__}, expected an array (h5py Dataset)")
     try:
-        return node[()]
-    except (OSError, ValueError, TypeError) as err:  # corrupt chunk, unreadable filter, odd dtype
-        raise DatasetError(path, key, f"cannot be read ({err}); the file may be corrupt") from None
+        return read_array(f, key)
+    except HDF5KeyError as err:
+        raise DatasetError(path, key, err.reason) from None
 
 
 def _metadata_value(path: str, key: str, node: Any) -> Any:
@@ -94,17 +89,11 @@ def save_d4rl(path: str | os.PathLike, dataset: Dataset, metadata: dict[str, Any
         if not isinstance(value, (str, int, float, bool, np.generic)):
             raise DatasetError(str(path), f"metadata/{key}",
                                f"must be a scalar (str, int, float, bool), got {type(value).__name__}")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, array in dataset.arrays().items():
-                f.create_dataset(key, data=array, compression="gzip" if array.size > 4096 else None)
-            group = f.create_group("metadata")
-            for key, value in (metadata or {}).items():
-                group.create_dataset(key, data=value)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with write_atomically(path) as f:
+        for key, array in dataset.arrays().items():
+            f.create_dataset(key, data=array, compression="gzip" if array.size > 4096 else None)
+        group = f.create_group("metadata")
+        for key, value in (metadata or {}).items():
+            group.create_dataset(key, data=value)
     return path
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,6 +37,7 @@ import h5py
 import numpy as np
 
 from envs.spaces import is_discrete, smallest_int_dtype
+from jaxrl_icl.hdf5 import HDF5KeyError, read_array, write_atomically
 
 __all__ = [
     "HISTORY_KEYS",
@@ -211,23 +211,17 @@ def save_histories(path: str | os.PathLike, histories: Mapping[str, Any], meta: 
     n, t = _check_histories(data, f"histories for {path}")
     _check_meta(meta, n, f"meta for {path}")
     config_json = json.dumps(meta["config"], allow_nan=False, sort_keys=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # created with the umask's mode
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(
-                format=_FORMAT, version=_VERSION, env=meta["env"], algorithm=meta["algorithm"],
-                config=config_json, seed=int(meta["seed"]), num_histories=n, num_steps=t,
-            )
-            for group, arrays in (("histories", data), ("params", meta["params"])):
-                g = f.create_group(group)
-                for name, value in arrays.items():
-                    value = np.asarray(value)
-                    opts = {"compression": "gzip", "shuffle": True} if value.ndim else {}
-                    g.create_dataset(name, data=value, **opts)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with write_atomically(path) as f:
+        f.attrs.update(
+            format=_FORMAT, version=_VERSION, env=meta["env"], algorithm=meta["algorithm"],
+            config=config_json, seed=int(meta["seed"]), num_histories=n, num_steps=t,
+        )
+        for group, arrays in (("histories", data), ("params", meta["params"])):
+            g = f.create_group(group)
+            for name, value in arrays.items():
+                value = np.asarray(value)
+                opts = {"compression": "gzip", "shuffle": True} if value.ndim else {}
+                g.create_dataset(name, data=value, **opts)
     return path
 
 
@@ -289,10 +283,7 @@ def load_histories(
 
 def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
     """The dataset ``key`` of ``f`` as an array; ValueError naming ``path`` and ``key`` otherwise."""
-    node = f[key]
-    if not isinstance(node, h5py.Dataset):
-        raise ValueError(f"{path}: {key} is a {type(node).__name__.lower()}, expected a dataset")
     try:
-        return node[()]
-    except (OSError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {key} cannot be read, the file is damaged ({err})") from None
+        return read_array(f, key)
+    except HDF5KeyError as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -72,7 +72,7 @@ def write_raw(path, **override):
 def test_corrupt_files_are_rejected_naming_file_and_key(tmp_path):
     path = tmp_path / "group.hdf5"
     write_raw(path, rewards="group")
-    with pytest.raises(DatasetError, match=r"group\.hdf5: rewards: is a Group"):
+    with pytest.raises(DatasetError, match=r"group\.hdf5: rewards: is a group"):
         load_d4rl(path)
     path = tmp_path / "bytes.hdf5"
     raw = make_episodes(seed=1)
