@@ -18,10 +18,10 @@ import functools
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_icl.offline.dataset import episode_bounds, qlearning_transitions
+from jaxrl_icl.rl.collect import finished_episode_returns
 
 # (policy_params, key, obs [num_envs, ...]) -> env actions [num_envs, ...]; the params are an
 # argument of the jitted rollout, so one compiled rollout serves every snapshot of a learner
@@ -95,11 +95,18 @@ def record_rollouts(key: jax.Array, env: Any, env_params: Any, policy: Policy, p
     """
     obs, action, reward, terminated, truncated, final = _rollout(key, env, env_params, policy, policy_params,
                                                                  num_envs, num_steps)
+    has_final = _reports_final_observation(env, env_params)
+    return streams_to_arrays(obs, scale_actions(action, action_scale), reward, terminated, truncated,
+                             final if has_final else None)
+
+
+def scale_actions(action: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """Env actions as stored: continuous ones divided by ``scale`` (float32), integer ones as
+    they are."""
     action = np.asarray(action)
     if np.issubdtype(action.dtype, np.floating):
-        action = (action / np.asarray(action_scale, np.float32)).astype(np.float32)
-    has_final = _reports_final_observation(env, env_params)
-    return streams_to_arrays(obs, action, reward, terminated, truncated, final if has_final else None)
+        return (action / np.asarray(scale, np.float32)).astype(np.float32)
+    return action
 
 
 def _reports_final_observation(env: Any, env_params: Any) -> bool:
@@ -123,6 +130,14 @@ def episode_returns(arrays: dict[str, np.ndarray], max_episode_steps: int | None
         return returns
     complete = np.asarray(arrays["terminals"], bool)[ends - 1] | (ends - starts >= max_episode_steps)
     return returns[complete]
+
+
+def complete_episode_returns(reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """Returns [K] of every complete episode of step-major recordings ``reward``, ``done``
+    ``[T, E]`` (``done = terminated | truncated``), stream after stream; the unfinished tail of
+    each stream is left out."""
+    return np.concatenate([finished_episode_returns(r[None], d[None])[0]
+                           for r, d in zip(np.asarray(reward).T, np.asarray(done).T)])
 
 
 def reference_return(key: jax.Array, env: Any, env_params: Any, policy: Policy, policy_params: Any = None, *,
@@ -156,4 +171,4 @@ def action_scale(env: Any, env_params: Any) -> np.ndarray:
     low, high = np.broadcast_arrays(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32))
     if not np.allclose(low, -high):
         raise ValueError(f"action space bounds [{low}, {high}] are not symmetric; rescale the env's actions first")
-    return jnp.asarray(high)
+    return high

@@ -23,13 +23,16 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from flax import struct
 
 from envs.spaces import is_discrete
 from jaxrl_icl.offline.collect import (
     action_scale,
+    complete_episode_returns,
     episode_returns,
     record_rollouts,
     reference_return,
+    scale_actions,
     streams_to_arrays,
     uniform_policy,
 )
@@ -61,6 +64,15 @@ class GeneratedDatasets:
     medium_update: int
 
 
+@struct.dataclass
+class _PolicySnapshot:
+    """What :func:`~jaxrl_icl.rl.ppo.make_policy`'s ``act`` reads of a PPO state (not the env
+    states and optimiser state, which a snapshot per update would copy for nothing)."""
+
+    params: Any
+    obs_norm: Any
+
+
 def _stochastic(act: Callable) -> Callable:
     return lambda state, key, obs: act(state, key, obs, False)
 
@@ -81,6 +93,9 @@ def generate_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str,
     k_train, k_eval, k_random, k_medium, k_expert, k_ref = jax.random.split(key, 6)
     discrete = is_discrete(env.action_space(env_params))
     scale = np.float32(1.0) if discrete else np.asarray(action_scale(env, env_params))
+    if np.ptp(scale) > 0:  # the metadata, and so every evaluation, carries one scale
+        raise ValueError(f"{env_name}: action bounds {scale} differ across dimensions; one action_scale is stored")
+    scale = np.float32(np.max(scale))
     trainer = make_train(dataclasses.replace(ppo, record_history=True), env, env_params)
     act = _stochastic(make_policy(ppo, env, env_params))
 
@@ -94,7 +109,7 @@ def generate_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str,
     for i in range(num_chunks):
         state, metrics = chunk(state)
         metrics = jax.device_get(metrics)
-        snapshots.append(jax.device_get(state))
+        snapshots.append(_PolicySnapshot(*jax.device_get((state.params, state.obs_norm))))
         histories.append({k.removeprefix("history/"): v for k, v in metrics.items() if k.startswith("history/")})
         train_returns.append(metrics["episode_return"])
         updates.append((i + 1) * chunk_updates)
@@ -124,17 +139,20 @@ def generate_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str,
     }
     replay = {k: np.concatenate([h[k].reshape(-1, *h[k].shape[2:]) for h in histories[:medium + 1]])
               for k in histories[0]}  # [updates * num_steps, num_envs, ...]: continuous env streams
-    action = replay["action"] / scale if np.issubdtype(replay["action"].dtype, np.floating) else replay["action"]
-    datasets["medium-replay"] = streams_to_arrays(replay["obs"], action.astype(np.float32), replay["reward"],
-                                                  replay["terminated"], replay["truncated"])
+    datasets["medium-replay"] = streams_to_arrays(replay["obs"], scale_actions(replay["action"], scale),
+                                                  replay["reward"], replay["terminated"], replay["truncated"])
     datasets["medium-expert"] = {k: np.concatenate([datasets["medium"][k], datasets["expert"][k]])
                                  for k in datasets["medium"]}
     source = {"random": 0, "medium": updates[medium], "medium-replay": updates[medium],
               "expert": updates[-1], "medium-expert": updates[-1]}
+    returns = {q: episode_returns(datasets[q], max_episode_steps) for q in QUALITIES}
+    # the replay's successors are rebuilt qlearning-style (its time-limit steps dropped), so its
+    # complete episodes are counted on the learner's own recording
+    returns["medium-replay"] = complete_episode_returns(replay["reward"], replay["terminated"] | replay["truncated"])
     metadata = {
         q: {"env_name": env_name, "quality": q, "ref_min_score": float(random_return),
-            "ref_max_score": expert_return, "action_scale": float(np.max(scale)), "source_update": source[q],
-            "mean_episode_return": _mean_or_nan(episode_returns(datasets[q], max_episode_steps))}
+            "ref_max_score": expert_return, "action_scale": float(scale), "source_update": source[q],
+            "mean_episode_return": _mean_or_nan(returns[q])}
         for q in QUALITIES
     }
     return GeneratedDatasets(
@@ -146,10 +164,4 @@ def generate_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str,
 
 def _mean_or_nan(x: np.ndarray) -> float:
     return float(np.mean(x)) if x.size else float("nan")
-
-
-def scaled_policy(policy: Callable[[Any, jax.Array], jax.Array], scale: float) -> Callable:
-    """An offline policy ``(params, obs) -> action in [-1, 1]`` as an env policy
-    ``(params, key, obs) -> scale * action`` for :func:`~jaxrl_icl.offline.collect.reference_return`."""
-    return lambda params, key, obs: scale * policy(params, obs)
 

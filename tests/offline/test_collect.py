@@ -10,6 +10,7 @@ import envs
 from jaxrl_icl.offline import make_dataset
 from jaxrl_icl.offline.collect import (
     action_scale,
+    complete_episode_returns,
     episode_returns,
     record_rollouts,
     reference_return,
@@ -29,6 +30,13 @@ def test_streams_are_laid_out_one_after_another_and_cut_by_timeouts():
     np.testing.assert_array_equal(arrays["terminals"], [0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(arrays["timeouts"], [0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
     np.testing.assert_array_equal(episode_returns(arrays), [3, 2, 5])
+
+
+def test_complete_episode_returns_leave_out_each_streams_unfinished_tail():
+    reward = np.arange(1.0, 11.0).reshape(5, 2)  # [T=5, E=2]: env 0 gets 1, 3, 5, 7, 9
+    done = np.zeros((5, 2), bool)
+    done[1, 0] = done[4, 0] = done[2, 1] = True
+    np.testing.assert_array_equal(complete_episode_returns(reward, done), [1 + 3, 5 + 7 + 9, 2 + 4 + 6])
 
 
 def test_recorded_pendulum_keeps_true_successors_and_scales_actions():
