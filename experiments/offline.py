@@ -96,10 +96,13 @@ class OfflineConfig:
         require_nonnegative(self, "seed")
         if self.num_updates % self.eval_every:
             raise ConfigError("num_updates", f"must be a multiple of eval_every={self.eval_every}")
-        per_update = self.td3_bc.policy_freq if self.algo == "td3_bc" else (
-            self.rebrac.policy_freq if self.algo == "rebrac" else 1)
-        if self.eval_every % per_update:
-            raise ConfigError("eval_every", f"must be a multiple of {self.algo}'s policy_freq={per_update}")
+        if self.eval_every % self.steps_per_update:
+            raise ConfigError("eval_every", f"must be a multiple of {self.algo}'s policy_freq={self.steps_per_update}")
+
+    @property
+    def steps_per_update(self) -> int:
+        """Gradient (critic) steps in one trainer update: TD3+BC's and ReBRAC's policy_freq, else 1."""
+        return getattr(self, self.algo).policy_freq if self.algo in ("td3_bc", "rebrac") else 1
 
 
 def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")) -> tuple[Any, dict]:
@@ -123,24 +126,24 @@ def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")
 
 
 def algorithm(config: OfflineConfig, obs_dim: int, action_dim: int, discrete: bool):
-    """``(trainer, policy, policy_params_of_state, gradient steps per trainer update)``."""
+    """``(trainer, policy, policy_params_of_state)``."""
     if config.algo == "bc":
         return (bc_algo.make_train(config.bc, obs_dim, action_dim, discrete=discrete),
-                bc_algo.policy(config.bc, action_dim, discrete=discrete), lambda s: s.params, 1)
+                bc_algo.policy(config.bc, action_dim, discrete=discrete), lambda s: s.params)
     if discrete and config.algo != "cql":
         raise ConfigError("algo", f"{config.algo} needs continuous actions; use bc or cql on discrete data")
     if config.algo == "cql":
         if discrete:
             return (cql_algo.make_train_discrete(config.cql, obs_dim, action_dim),
-                    cql_algo.discrete_policy(config.cql, action_dim), lambda s: s.params, 1)
+                    cql_algo.discrete_policy(config.cql, action_dim), lambda s: s.params)
         return (cql_algo.make_train(config.cql, obs_dim, action_dim), cql_algo.policy(config.cql, action_dim),
-                lambda s: s.actor, 1)
+                lambda s: s.actor)
     if config.algo == "iql":
         return (iql_algo.make_train(config.iql, obs_dim, action_dim), iql_algo.policy(config.iql, action_dim),
-                lambda s: s.actor, 1)
+                lambda s: s.actor)
     algo_config = config.td3_bc if config.algo == "td3_bc" else config.rebrac
     return (td3_bc_algo.make_train(algo_config, obs_dim, action_dim), td3_bc_algo.policy(algo_config, action_dim),
-            lambda s: s.actor, algo_config.policy_freq)
+            lambda s: s.actor)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -162,9 +165,10 @@ def main(argv: list[str] | None = None) -> dict:
     obs_dim = dataset.observations.shape[1]
     action_dim = int(dataset.actions.max()) + 1 if discrete else dataset.actions.shape[1]
     try:
-        trainer, policy, policy_params, per_update = algorithm(config, obs_dim, action_dim, discrete)
+        trainer, policy, policy_params = algorithm(config, obs_dim, action_dim, discrete)
     except ConfigError as err:
         cli_error(PROG, f"argument --algo: {err}")
+    per_update = config.steps_per_update
     trainer = dataclasses.replace(trainer, num_updates=config.num_updates // per_update)
     check_num_seeds(PROG, config.num_seeds)
 
