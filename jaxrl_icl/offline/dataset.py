@@ -281,7 +281,11 @@ def normalize_observations(dataset: Dataset, normalizer: ObsNormalizer) -> Datas
 def sample_transitions(key: jax.Array, dataset: Dataset, batch_size: int) -> dict[str, jax.Array]:
     """``batch_size`` transitions drawn uniformly with replacement: a dict of the six
     :data:`KEYS`, each ``[batch_size, ...]``. Jittable (``batch_size`` static)."""
-    idx = jax.random.randint(key, (batch_size,), 0, dataset.rewards.shape[0])
+    return transitions_at(dataset, jax.random.randint(key, (batch_size,), 0, dataset.rewards.shape[0]))
+
+
+def transitions_at(dataset: Dataset, idx: jax.Array) -> dict[str, jax.Array]:
+    """The transitions at steps ``idx`` [B]: a dict of the six :data:`KEYS`, each ``[B, ...]``."""
     return {k: getattr(dataset, k)[idx] for k in KEYS}
 
 

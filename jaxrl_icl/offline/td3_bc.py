@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from jaxrl_icl.config import require_in, require_nonnegative, require_positive, require_types
-from jaxrl_icl.offline.dataset import Dataset, sample_transitions
+from jaxrl_icl.offline.dataset import Dataset, sample_transitions, transitions_at
 from jaxrl_icl.offline.networks import DeterministicActor, TwinCritic
 from jaxrl_icl.trainer import Trainer
 
@@ -163,8 +163,7 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
     def critic_step(state: TD3BCState, dataset: Dataset) -> tuple[TD3BCState, dict[str, jax.Array]]:
         key, k_batch, k_noise = jax.random.split(state.key, 3)
         idx = jax.random.randint(k_batch, (config.batch_size,), 0, dataset.rewards.shape[0])
-        batch = {k: getattr(dataset, k)[idx] for k in ("observations", "actions", "rewards", "terminals",
-                                                       "next_observations")}
+        batch = transitions_at(dataset, idx)
         noise = jnp.clip(config.policy_noise * jax.random.normal(k_noise, batch["actions"].shape),
                          -config.noise_clip, config.noise_clip)
         next_action = jnp.clip(actor.apply(state.target_actor, batch["next_observations"]) + noise, -1.0, 1.0)
