@@ -42,6 +42,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from envs.base import TimeLimitEnvironment, check_horizon
+from envs.tabular import TabularParams
 
 __all__ = [
     "DarkRoom",
@@ -63,6 +64,7 @@ __all__ = [
     "optimal_action",
     "optimal_actions",
     "optimal_return",
+    "tabular_darkroom",
 ]
 
 STAY, UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3, 4
@@ -355,3 +357,17 @@ def optimal_return(goal: jax.Array, start: jax.Array, horizon: Any) -> jax.Array
     d = manhattan_distance(goal, start)
     h = jnp.asarray(horizon, jnp.int32)
     return jnp.where(d == 0, h, jnp.maximum(h - d + 1, 0)).astype(jnp.float32)
+
+
+def tabular_darkroom(env: DarkRoom, params: DarkRoomParams) -> TabularParams:
+    """Dark Room as explicit tables (vmappable over ``params``): state ``x * size + y`` (the
+    order of :func:`all_goals`), ``P [S, 5, S]`` one-hot on the clipped move, ``R [S, 5] = 1``
+    where the move lands on the goal, ``init_dist`` one-hot on the start cell, same horizon."""
+    cells = all_goals(env.size)
+    moved = jax.vmap(lambda pos: jax.vmap(lambda a: move(pos, a, env.size))(jnp.arange(NUM_ACTIONS)))(cells)
+    index = moved[..., 0] * env.size + moved[..., 1]  # [S, A]
+    num_states = env.size * env.size
+    P = jax.nn.one_hot(index, num_states, dtype=jnp.float32)
+    R = jnp.all(moved == params.goal, axis=-1).astype(jnp.float32)
+    init = jax.nn.one_hot(env.start[0] * env.size + env.start[1], num_states, dtype=jnp.float32)
+    return TabularParams(P=P, R=R, init_dist=init, max_steps_in_episode=params.max_steps_in_episode)
