@@ -56,14 +56,7 @@ def plot_curves(
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)  # render with Agg without touching pyplot's global backend
     ax = fig.subplots()
-    for label, (x, y) in curves.items():
-        x, y = np.asarray(x), np.asarray(y)
-        if y.ndim != 2 or x.shape != (y.shape[1],):
-            raise ValueError(f"curve {label!r}: need x [T] and y [num_seeds, T], got {x.shape} and {y.shape}")
-        mean, low, high = confidence_band(y)
-        keep = np.isfinite(mean)
-        (line,) = ax.plot(x[keep], mean[keep], label=label)
-        ax.fill_between(x[keep], low[keep], high[keep], color=line.get_color(), alpha=0.25, linewidth=0)
+    _draw_bands(ax, curves)
     # the first reference line black, further ones grey with other dash patterns, so each is told apart
     styles = [("black", "--"), ("dimgray", ":"), ("gray", "-."), ("darkgray", (0, (5, 1, 1, 1, 1, 1)))]
     for i, (label, value) in enumerate((hlines or {}).items()):
@@ -80,6 +73,61 @@ def plot_curves(
         fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     else:
         ax.legend(fontsize="small")
+    return _save(fig, path, dpi)
+
+
+def _draw_bands(ax, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Draw each ``label -> (x [T], y [num_seeds, T])`` as its mean line and 95% band on ``ax``."""
+    for label, (x, y) in curves.items():
+        x, y = np.asarray(x), np.asarray(y)
+        if y.ndim != 2 or x.shape != (y.shape[1],):
+            raise ValueError(f"curve {label!r}: need x [T] and y [num_seeds, T], got {x.shape} and {y.shape}")
+        mean, low, high = confidence_band(y)
+        keep = np.isfinite(mean)
+        (line,) = ax.plot(x[keep], mean[keep], label=label)
+        ax.fill_between(x[keep], low[keep], high[keep], color=line.get_color(), alpha=0.25, linewidth=0)
+
+
+def plot_curve_panels(
+    panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    *,
+    ncols: int = 3,
+    log_x: bool = False,
+    panel_size: tuple[float, float] = (3.6, 2.8),
+    dpi: int = 130,
+) -> Path:
+    """A grid of :func:`plot_curves` panels, ``panel title -> curves``, on shared axes, as PNG.
+
+    Each panel draws its ``label -> (x [T], y [num_seeds, T])`` curves as mean lines with 95%
+    bands, labels keep their colour across panels, and one legend below names them all.
+    ``log_x`` puts x on a log axis.
+    """
+    if not panels:
+        raise ValueError("panels is empty: nothing to plot")
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows + 0.6), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    for ax, (panel_title, curves) in zip(axes.ravel(), panels.items()):
+        _draw_bands(ax, curves)
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if log_x:
+            ax.set_xscale("log")
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="small")
     return _save(fig, path, dpi)
 
 
