@@ -3,7 +3,9 @@
 Trains ``--algo`` (``bc``, ``td3_bc``, ``iql``, ``cql``, ``rebrac``) on every seed at once
 (one ``jax.vmap``; the dataset is an argument shared by all seeds), in checkpointed chunks
 with a progress bar, evaluating the policy in the dataset's JAX env every ``--eval-every``
-gradient steps inside the same jitted program. Writes ``runs/offline/<timestamp>/``:
+gradient steps inside the same jitted program (policies trained on a real D4RL or Minari
+MuJoCo file are evaluated in the matching gymnasium env on the host between jitted chunks
+instead: :mod:`jaxrl_icl.offline.host_evaluate`, extra ``offline``). Writes ``runs/offline/<timestamp>/``:
 ``config.json``, ``versions.json``, ``metrics.jsonl`` (losses, ``eval_return`` and
 ``normalized_score`` per evaluation and seed), orbax checkpoints (``--resume DIR``),
 ``normalized_score.png`` (mean over seeds, 95% band) and ``summary.json`` (final normalised
@@ -12,9 +14,10 @@ score per seed, mean and std).
 ``--dataset`` is a D4RL-layout HDF5 path, ``minari:<dataset id>`` (a local Minari dataset),
 or the name of a generated dataset (``pendulum-v1-medium``): looked up in ``--datasets-dir``,
 else in the newest ``runs/collect_offline/*/datasets/`` (make them with
-``python -m experiments.collect_offline``). The env to evaluate in is the dataset's
-``env_name`` metadata or ``--env``; the score uses the dataset's own reference returns, or
-D4RL's for the MuJoCo tasks.
+``python -m experiments.collect_offline``). The env to evaluate in is ``--env``, else the
+dataset's ``env_name`` metadata, else (for a D4RL MuJoCo file named like ``hopper-medium-v2.hdf5``
+or a Minari id like ``mujoco/hopper/medium-v0``) the gymnasium MuJoCo env of that name; the score
+uses the dataset's own reference returns, or D4RL's for the MuJoCo tasks.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Literal
+
+import jax
 
 import envs
 from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive, require_types
@@ -38,7 +43,8 @@ from jaxrl_icl.offline import bc as bc_algo
 from jaxrl_icl.offline import cql as cql_algo
 from jaxrl_icl.offline import iql as iql_algo
 from jaxrl_icl.offline import td3_bc as td3_bc_algo
-from jaxrl_icl.offline.evaluate import make_evaluator, with_evaluation
+from jaxrl_icl.offline.evaluate import make_evaluator, repeat_updates, with_evaluation
+from jaxrl_icl.offline.host_evaluate import HostEvaluator, gymnasium_env_id
 from jaxrl_icl.offline.scores import reference_returns
 from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
@@ -64,7 +70,7 @@ class OfflineConfig:
       num_updates: gradient steps per seed (TD3+BC and ReBRAC: critic steps).
       eval_every: gradient steps between evaluations.
       eval_episodes: episodes per evaluation.
-      max_episode_steps: steps per evaluation episode (the env's limit).
+      max_episode_steps: steps per evaluation episode (0: the env's own time limit).
       final_evals: the final score is the mean over this many last evaluations.
       seed: base seed.
       chunk_evals: evaluations per jitted chunk (progress, logging, checkpoints).
@@ -78,7 +84,7 @@ class OfflineConfig:
     num_updates: int = field(30_000, help="gradient steps per seed (TD3+BC / ReBRAC: critic steps)")
     eval_every: int = 1_000
     eval_episodes: int = 10
-    max_episode_steps: int = 200
+    max_episode_steps: int = field(0, help="steps per evaluation episode (0: the env's own time limit)")
     final_evals: int = 3
     seed: int = 0
     chunk_evals: int = 5
@@ -90,10 +96,10 @@ class OfflineConfig:
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name in ("num_seeds", "num_updates", "eval_every", "eval_episodes", "max_episode_steps", "final_evals",
-                     "chunk_evals"):
+        for name in ("num_seeds", "num_updates", "eval_every", "eval_episodes", "final_evals", "chunk_evals"):
             require_positive(self, name)
-        require_nonnegative(self, "seed")
+        for name in ("seed", "max_episode_steps"):
+            require_nonnegative(self, name)
         if self.num_updates % self.eval_every:
             raise ConfigError("num_updates", f"must be a multiple of eval_every={self.eval_every}")
         if self.eval_every % self.steps_per_update:
@@ -146,6 +152,14 @@ def algorithm(config: OfflineConfig, obs_dim: int, action_dim: int, discrete: bo
             lambda s: s.actor)
 
 
+def _time_limit(env_params: Any, env_name: str) -> int:
+    """The env's episode limit ``max_steps_in_episode``; ValueError if its params have none."""
+    limit = getattr(env_params, "max_steps_in_episode", None)
+    if limit is None:
+        raise ValueError(f"{env_name} has no max_steps_in_episode; pass --max-episode-steps")
+    return int(limit)
+
+
 def main(argv: list[str] | None = None) -> dict:
     config, options = parse_cli(OfflineConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
     init_distributed()
@@ -153,17 +167,22 @@ def main(argv: list[str] | None = None) -> dict:
         dataset, metadata = resolve_dataset(config.dataset, config.datasets_dir)
     except (ValueError, DatasetError, ImportError) as err:
         cli_error(PROG, f"argument --dataset: {err}")
-    env_name = config.env or metadata.get("env_name", "")
+    env_name = config.env or metadata.get("env_name", "") or next(
+        (name for name in (metadata.get("dataset_id", ""), Path(config.dataset).stem) if gymnasium_env_id(name)), "")
     if not env_name:
         cli_error(PROG, f"argument --env: {config.dataset} names no env in its metadata; pass --env")
+    gym_id = gymnasium_env_id(env_name)  # a MuJoCo task with no JAX env: evaluated on the host
     try:
-        env, env_params = envs.make(env_name)
+        if gym_id is None:
+            env, env_params = envs.make(env_name)
+            eval_steps = config.max_episode_steps or _time_limit(env_params, env_name)
         low, high = reference_returns(env_name, metadata)  # fails early without reference returns
     except (ValueError, KeyError) as err:
         cli_error(PROG, f"argument --env: {err}")
     discrete = dataset.discrete_actions
     obs_dim = dataset.observations.shape[1]
-    action_dim = int(dataset.actions.max()) + 1 if discrete else dataset.actions.shape[1]
+    action_dim = int(metadata.get("num_actions", int(dataset.actions.max()) + 1)) if discrete \
+        else dataset.actions.shape[1]
     try:
         trainer, policy, policy_params = algorithm(config, obs_dim, action_dim, discrete)
     except ConfigError as err:
@@ -174,16 +193,36 @@ def main(argv: list[str] | None = None) -> dict:
 
     normalizer = observation_stats(dataset)
     data = normalize_observations(dataset, normalizer)
-    evaluate = make_evaluator(env, env_params, policy, num_episodes=config.eval_episodes,
-                              max_episode_steps=config.max_episode_steps, normalizer=normalizer,
-                              action_scale=float(metadata.get("action_scale", 1.0)))
-    trainer = with_evaluation(trainer, evaluate, policy_params, config.eval_every // per_update,
-                              score=lambda r: 100.0 * (r - low) / (high - low))
+    score = lambda r: 100.0 * (r - low) / (high - low)  # noqa: E731
+    scale = float(metadata.get("action_scale", 1.0))
+    if gym_id is None:  # evaluation inside the jitted chunks
+        evaluate = make_evaluator(env, env_params, policy, num_episodes=config.eval_episodes,
+                                  max_episode_steps=eval_steps, normalizer=normalizer, action_scale=scale)
+        trainer = with_evaluation(trainer, evaluate, policy_params, config.eval_every // per_update, score=score)
+        chunking = {"chunk_updates": config.chunk_evals}
+    else:  # one evaluation on the host after each chunk of eval_every gradient steps
+        try:
+            evaluator = HostEvaluator(gym_id, policy, num_episodes=config.eval_episodes,
+                                      max_episode_steps=config.max_episode_steps or None, normalizer=normalizer,
+                                      action_scale=scale)
+        except ImportError as err:
+            cli_error(PROG, f"argument --env: {err}")
+        if (evaluator.obs_dim, evaluator.action_dim) != (obs_dim, action_dim):
+            cli_error(PROG, f"argument --env: {gym_id} has observations {evaluator.obs_dim} and actions "
+                      f"{evaluator.action_dim}, the dataset {obs_dim} and {action_dim}")
+        trainer = repeat_updates(trainer, config.eval_every // per_update)
+
+        def host_metrics(state: Any, update: int) -> dict:
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(state.key)  # as with_evaluation's
+            returns = evaluator.evaluate_seeds(keys, jax.device_get(policy_params(state)))
+            return {"eval_return": returns, "normalized_score": score(returns)}
+
+        chunking = {"chunk_updates": 1, "checkpoint_every_chunks": config.chunk_evals, "host_metrics": host_metrics}
 
     run = open_run("offline", config, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)
-    train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data, chunk_updates=config.chunk_evals,
-                    run=run, resume=options.resume is not None, progress=options.progress)
+    train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data, run=run,
+                    resume=options.resume is not None, progress=options.progress, **chunking)
 
     log = read_metrics(run.metrics_path)
     scores = log.values["normalized_score"]  # [num_seeds, evaluations]

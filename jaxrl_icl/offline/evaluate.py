@@ -5,10 +5,13 @@ An offline policy maps normalised observations to actions in ``[-1, 1]`` (or int
 their mean undiscounted return. :func:`with_evaluation`
 turns a trainer into one whose update is ``eval_every`` gradient steps followed by one
 evaluation, so the chunked runner logs a score curve with no host round trip of its own.
+Envs that are not JAX (gymnasium's MuJoCo tasks) are evaluated on the host between chunks of
+:func:`repeat_updates` instead (:mod:`jaxrl_icl.offline.host_evaluate`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -55,10 +58,10 @@ def with_evaluation(trainer: Trainer, evaluate: Callable[[jax.Array, Any], jax.A
     """
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    repeated = repeat_updates(trainer, eval_every)
 
     def update(state: Any, data: Any) -> tuple[Any, dict[str, jax.Array]]:
-        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s, data), state, None, eval_every)
-        metrics = {k: v[-1] for k, v in metrics.items()}
+        state, metrics = repeated.update(state, data)
         eval_key = jax.random.fold_in(state.key, 0x5EED)  # seed-dependent; the trainer key is left as it was
         ret = evaluate(eval_key, policy_params(state))
         metrics["eval_return"] = ret
@@ -66,5 +69,17 @@ def with_evaluation(trainer: Trainer, evaluate: Callable[[jax.Array, Any], jax.A
             metrics["normalized_score"] = score(ret)
         return state, metrics
 
-    return Trainer(init=trainer.init, update=update, num_updates=trainer.num_updates // eval_every,
-                   env_steps_per_update=0)
+    return dataclasses.replace(repeated, update=update)
+
+
+def repeat_updates(trainer: Trainer, times: int) -> Trainer:
+    """``trainer`` with ``times`` of its updates (one ``lax.scan``) per update, reporting the
+    last one's metrics; ``num_updates`` shrinks by the factor ``times`` (rounded down)."""
+    if times < 1:
+        raise ValueError(f"times must be >= 1, got {times}")
+
+    def update(state: Any, data: Any) -> tuple[Any, dict[str, jax.Array]]:
+        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s, data), state, None, times)
+        return state, {k: v[-1] for k, v in metrics.items()}
+
+    return Trainer(init=trainer.init, update=update, num_updates=trainer.num_updates // times, env_steps_per_update=0)

@@ -25,13 +25,14 @@ def reference_returns(env_name: str, metadata: Mapping[str, Any] | None = None) 
     """``(random, expert)`` returns for ``env_name``.
 
     A dataset's own ``ref_min_score`` / ``ref_max_score`` in ``metadata`` win; otherwise
-    ``env_name`` must be a D4RL MuJoCo task: ``hopper``, ``halfcheetah``, ``walker2d``, or a
-    D4RL dataset name such as ``hopper-medium-v2``.
+    ``env_name`` must be a D4RL MuJoCo task: ``hopper``, ``halfcheetah``, ``walker2d``, a D4RL
+    dataset name such as ``hopper-medium-v2``, a Minari id such as ``mujoco/hopper/medium-v0``
+    or a gymnasium id such as ``Hopper-v5``.
     """
     if metadata is not None and "ref_min_score" in metadata and "ref_max_score" in metadata:
         low, high = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
     else:
-        robot = env_name.split("-")[0].lower()
+        robot = env_name.lower().removeprefix("mujoco/").split("/")[0].split("-")[0]  # also Minari's mujoco/<robot>/..
         if robot not in D4RL_REFERENCE_RETURNS:
             raise KeyError(
                 f"{env_name!r}: no reference returns; D4RL knows {sorted(D4RL_REFERENCE_RETURNS)}, "

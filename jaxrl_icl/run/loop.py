@@ -28,6 +28,7 @@ from jaxrl_icl.run.sweep import gather_seeds, shard_seed_axis
 from jaxrl_icl.trainer import Trainer
 
 MetricsFn = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
+HostMetricsFn = Callable[[Any, int], Mapping[str, np.ndarray]]
 
 
 def scalar_metrics(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -115,6 +116,7 @@ def train_in_chunks(
     progress: bool = True,
     params_per_seed: bool = False,
     log_metrics: MetricsFn | None = None,
+    host_metrics: HostMetricsFn | None = None,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Run ``trainer`` for every seed in chunks of ``chunk_updates`` updates.
 
@@ -141,6 +143,9 @@ def train_in_chunks(
       log_metrics: maps one chunk's host metrics (name -> ``[num_seeds, chunk, ...]``) to
         the ``[num_seeds, chunk]`` arrays written to ``metrics.jsonl``; default
         :func:`scalar_metrics`.
+      host_metrics: ``(state, update) -> {name: [num_seeds]}``, computed on the host after each
+        chunk from its final state (e.g. a policy evaluated in a non-JAX env), reported as
+        metrics of the chunk's last update (NaN for its earlier ones) and logged with the others.
 
     Returns:
       ``(final_state, metrics)``: the state pytree with a leading seed axis (device
@@ -195,6 +200,8 @@ def train_in_chunks(
                 length = min(chunk_updates, num_updates - done)
                 state, metrics = chunk(state, env_params, length, max_length)
                 metrics = jax.tree.map(lambda m, n=length: m[:, :n], gather_seeds(metrics))
+                if host_metrics is not None:
+                    metrics.update(_at_last_update(host_metrics(state, done + length), num_seeds, length))
                 collected.append(metrics)
                 updates = np.arange(done + 1, done + length + 1)
                 if writer is not None:
@@ -214,6 +221,18 @@ def train_in_chunks(
     batched = jax.vmap(trainer.update, in_axes=(0, 0 if params_per_seed else None))
     shapes = jax.eval_shape(batched, state, env_params)[1]
     return state, {name: np.zeros((num_seeds, 0, *s.shape[1:]), s.dtype) for name, s in shapes.items()}
+
+
+def _at_last_update(values: Mapping[str, Any], num_seeds: int, length: int) -> dict[str, np.ndarray]:
+    """``[num_seeds]`` values as ``[num_seeds, length]`` float64 metrics: NaN, then the values last."""
+    out = {}
+    for name, value in values.items():
+        value = np.asarray(value, np.float64)
+        if value.shape != (num_seeds,):
+            raise ValueError(f"host_metrics: metric {name!r} must have shape {(num_seeds,)}, got {value.shape}")
+        out[name] = np.full((num_seeds, length), np.nan)
+        out[name][:, -1] = value
+    return out
 
 
 def _check_logged(logged: Mapping[str, np.ndarray], num_seeds: int, length: int) -> dict[str, np.ndarray]:

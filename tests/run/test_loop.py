@@ -138,6 +138,25 @@ def test_log_metrics_transform(tmp_path):
     np.testing.assert_array_equal(log.values["max_abs_residual"], np.abs(metrics["residuals"]).max(-1).astype(float))
 
 
+def test_host_metrics_of_each_chunks_final_state_land_on_its_last_update(tmp_path):
+    trainer, keys = with_updates(6), seed_keys(3, NUM_SEEDS)
+    run = new_run(tmp_path, "run")
+    seen = {}
+
+    def host_metrics(state, update):  # a host-side function of the chunk's final state
+        seen[update] = np.linalg.norm(np.asarray(state["w"]), axis=-1)
+        return {"w_norm": seen[update]}
+
+    final_state, metrics = train_in_chunks(trainer, keys, env_params(), chunk_updates=4, run=run, progress=False,
+                                           host_metrics=host_metrics)
+    assert list(seen) == [4, 6]
+    np.testing.assert_array_equal(seen[6], np.linalg.norm(np.asarray(final_state["w"]), axis=-1))
+    expected = np.full((NUM_SEEDS, 6), np.nan)
+    expected[:, 3], expected[:, 5] = seen[4], seen[6]
+    np.testing.assert_allclose(metrics["w_norm"], expected, rtol=1e-6)
+    np.testing.assert_allclose(read_metrics(run.metrics_path).values["w_norm"], expected, rtol=1e-6)
+
+
 def test_resume_after_stop_is_bitwise_identical(tmp_path):
     trainer, keys, params = TRAINER, seed_keys(4, NUM_SEEDS), env_params()
     full_run = new_run(tmp_path, "full")
