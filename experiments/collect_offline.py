@@ -11,6 +11,12 @@ The run directory also gets ``summary.json`` (per env and quality: transitions, 
 mean episode return and its normalised score; the reference returns; the medium snapshot)
 and ``<env>.png``: the learner's training curve, its snapshots' returns and the medium point.
 
+Grid worlds with an exact optimal policy (``--envs darkroom-9x9``, ``darkroom-10x10``: the
+shortest path to the goal) get discrete qualities from it instead, with no learner:
+``uniform`` (uniform random actions), ``epsilon-optimal`` (the optimal action, replaced with
+probability ``--epsilon``, default 0.3, by a uniform one) and ``optimal``, with int actions and
+the uniform and optimal returns as references (:func:`jaxrl_icl.offline.generate.generate_grid_qualities`).
+
 CPU default: ``gymnax:Pendulum-v1``, 1e5 transitions per quality, PPO for 6e5 steps (about a
 minute of training on 2 cores; random -1230, expert about -190). ``--scale paper``: Brax
 ``hopper``, ``halfcheetah`` and ``walker2d`` at 1e6 transitions each, for a GPU.
@@ -29,7 +35,7 @@ from tqdm.auto import tqdm
 import envs
 from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
 from jaxrl_icl.offline import make_dataset, normalized_score, save_d4rl
-from jaxrl_icl.offline.generate import QUALITIES, generate_qualities
+from jaxrl_icl.offline.generate import exact_optimal_action, generate_grid_qualities, generate_qualities
 from jaxrl_icl.rl.ppo import PPOConfig
 from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.plots import plot_curves
@@ -63,6 +69,7 @@ class CollectOfflineConfig:
       eval_episodes: episodes per snapshot and for the random / expert reference returns.
       chunk_updates: PPO updates between snapshots.
       medium_fraction: the medium policy reaches this fraction of the way from random to expert.
+      epsilon: grid worlds' epsilon-optimal quality: probability of a uniform action instead of the optimal one.
       seed: PRNG seed.
       scale: "cpu" (the defaults) or "paper" (Brax locomotion at 1e6 transitions, for a GPU).
       ppo: the expert learner.
@@ -75,6 +82,7 @@ class CollectOfflineConfig:
     eval_episodes: int = 32
     chunk_updates: int = field(1, help="PPO updates between snapshots (medium is chosen among them)")
     medium_fraction: float = 1 / 3
+    epsilon: float = field(0.3, help="grid worlds' epsilon-optimal data: probability of a uniform action")
     seed: int = 0
     scale: Literal["cpu", "paper"] = "cpu"
     ppo: PPOConfig = CPU_PPO
@@ -84,6 +92,7 @@ class CollectOfflineConfig:
         for name in ("num_transitions", "num_envs", "max_episode_steps", "eval_episodes", "chunk_updates"):
             require_positive(self, name)
         require_in(self, "medium_fraction", 0.0, 1.0)
+        require_in(self, "epsilon", 0.0, 1.0)
         if not self.envs:
             raise ConfigError("envs", "name at least one env")
         if self.num_transitions % self.num_envs:
@@ -98,6 +107,35 @@ def file_stem(env_name: str, quality: str) -> str:
     return f"{env_name.split(':')[-1].lower()}-{quality}"
 
 
+def _save(run, name: str, datasets: dict, metadata: dict) -> dict:
+    """Write each quality's D4RL file; its summary entry (path, size, mean return and score)."""
+    entries = {}
+    for quality, arrays in datasets.items():
+        meta = metadata[quality]
+        bounds = (-1.0, 1.0) if arrays["actions"].ndim == 2 else (
+            (0, meta["num_actions"] - 1) if "num_actions" in meta else None)
+        dataset = make_dataset(arrays, source=f"{name} {quality}", action_bounds=bounds)
+        path = save_d4rl(run.path / "datasets" / f"{file_stem(name, quality)}.hdf5", dataset, meta)
+        ret = meta["mean_episode_return"]
+        entries[quality] = {
+            "path": str(path.relative_to(run.path)), "transitions": dataset.size,
+            "episodes": int(np.sum(np.asarray(dataset.timesteps) == 0)), "mean_episode_return": ret,
+            "normalized_score": float(normalized_score(name, ret, meta)),
+        }
+    return entries
+
+
+def _grid_datasets(config: CollectOfflineConfig, run, index: int, name: str, env, params) -> dict:
+    """The grid qualities of env ``name`` (its exact optimal policy), saved; its summary entry."""
+    datasets, metadata = generate_grid_qualities(
+        jax.random.fold_in(jax.random.PRNGKey(config.seed), index), env, params, name,
+        num_transitions=config.num_transitions, num_envs=config.num_envs, epsilon=config.epsilon,
+        eval_episodes=config.eval_episodes)
+    first = next(iter(metadata.values()))
+    return {"ref_min_score": first["ref_min_score"], "ref_max_score": first["ref_max_score"],
+            "epsilon": config.epsilon, "datasets": _save(run, name, datasets, metadata)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     config, options = parse_cli(CollectOfflineConfig, with_scale(argv, SCALES), prog=PROG)
     for name in config.envs:  # unknown names fail before any compute
@@ -110,6 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
     summary: dict = {}
     for i, name in enumerate(config.envs):
         env, params = envs.make(name)
+        if exact_optimal_action(env) is not None:
+            summary[name] = _grid_datasets(config, run, i, name, env, params)
+            continue
         with tqdm(total=1, desc=f"PPO on {name}", unit="chunk", disable=not options.progress) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -124,18 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         entry = {"ref_min_score": made.metadata["random"]["ref_min_score"],
                  "ref_max_score": made.metadata["random"]["ref_max_score"], "medium_update": made.medium_update,
-                 "datasets": {}}
-        for quality in QUALITIES:
-            arrays, meta = made.datasets[quality], made.metadata[quality]
-            dataset = make_dataset(arrays, source=f"{name} {quality}", action_bounds=(-1.0, 1.0)
-                                   if arrays["actions"].ndim == 2 else None)
-            path = save_d4rl(run.path / "datasets" / f"{file_stem(name, quality)}.hdf5", dataset, meta)
-            ret = meta["mean_episode_return"]
-            entry["datasets"][quality] = {
-                "path": str(path.relative_to(run.path)), "transitions": dataset.size,
-                "episodes": int(np.sum(np.asarray(dataset.timesteps) == 0)), "mean_episode_return": ret,
-                "normalized_score": float(normalized_score(name, ret, meta)),
-            }
+                 "datasets": _save(run, name, made.datasets, made.metadata)}
         summary[name] = entry
         updates = np.arange(1, made.train_returns.shape[0] + 1)
         plot_curves(
@@ -149,8 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     write_json(run.path / "summary.json", summary)
     for name, entry in summary.items():
-        print(f"{name}: random {entry['ref_min_score']:.1f}, expert {entry['ref_max_score']:.1f}, "
-              f"medium snapshot at update {entry['medium_update']}")
+        print(f"{name}: random {entry['ref_min_score']:.1f}, expert {entry['ref_max_score']:.1f}"
+              + (f", medium snapshot at update {entry['medium_update']}" if "medium_update" in entry else ""))
         print(f"  {'quality':<14} {'transitions':>11} {'episodes':>8} {'return':>9} {'normalised':>10}")
         for quality, d in entry["datasets"].items():
             print(f"  {quality:<14} {d['transitions']:>11} {d['episodes']:>8} {d['mean_episode_return']:>9.1f} "

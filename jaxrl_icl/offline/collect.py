@@ -18,6 +18,7 @@ import functools
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_icl.offline.dataset import episode_bounds, qlearning_transitions
@@ -161,6 +162,23 @@ def uniform_policy(env: Any, env_params: Any) -> Policy:
     def act(params: Any, key: jax.Array, obs: jax.Array) -> jax.Array:
         del params
         return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+
+    return act
+
+
+def epsilon_optimal_policy(optimal_action: Callable[[jax.Array, Any], jax.Array], num_actions: int) -> Policy:
+    """The policy ``(env_params, epsilon)``-parameterised: in each env, with probability
+    ``epsilon`` an action uniform over ``num_actions``, else ``optimal_action(obs, env_params)``
+    (int32). ``epsilon = 1`` is the uniform policy and ``0`` the optimal one, so one compiled
+    rollout serves every quality and task (the task is read from ``env_params``)."""
+
+    def act(params: tuple[Any, jax.Array], key: jax.Array, obs: jax.Array) -> jax.Array:
+        env_params, epsilon = params
+        k_explore, k_action = jax.random.split(key)
+        explore = jax.random.uniform(k_explore, obs.shape[:1]) < epsilon
+        uniform = jax.random.randint(k_action, obs.shape[:1], 0, num_actions, dtype=jnp.int32)
+        optimal = jax.vmap(optimal_action, in_axes=(0, None))(obs, env_params).astype(jnp.int32)
+        return jnp.where(explore, uniform, optimal)
 
     return act
 

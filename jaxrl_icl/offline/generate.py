@@ -14,22 +14,31 @@ parameters are snapshotted every chunk of updates and its own rollouts are kept:
 The random and expert policies' mean returns are the reference returns stored with each
 dataset (``ref_min_score`` / ``ref_max_score``), so
 :func:`~jaxrl_icl.offline.scores.normalized_score` scores policies trained on them.
+
+Grid worlds whose optimal policy is known exactly (Dark Room: the shortest path to the goal
+in ``EnvParams``) get discrete qualities from that policy instead of a learner
+(:func:`generate_grid_qualities`): ``uniform`` (uniform random actions), ``epsilon-optimal``
+(the optimal action, replaced with probability ``epsilon`` by a uniform one) and ``optimal``,
+with the uniform and optimal policies' returns as the references.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
 import numpy as np
 from flax import struct
 
+from envs.darkroom import DarkRoom, optimal_action
 from envs.spaces import is_discrete
 from jaxrl_icl.offline.collect import (
     action_scale,
     complete_episode_returns,
     episode_returns,
+    epsilon_optimal_policy,
     record_rollouts,
     reference_return,
     scale_actions,
@@ -39,6 +48,7 @@ from jaxrl_icl.offline.collect import (
 from jaxrl_icl.rl.ppo import PPOConfig, make_policy, make_train
 
 QUALITIES = ("random", "medium", "medium-replay", "expert", "medium-expert")
+GRID_QUALITIES = ("uniform", "epsilon-optimal", "optimal")
 
 
 @dataclasses.dataclass
@@ -165,3 +175,58 @@ def generate_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str,
 def _mean_or_nan(x: np.ndarray) -> float:
     return float(np.mean(x)) if x.size else float("nan")
 
+
+
+def exact_optimal_action(env: Any) -> Callable[[jax.Array, Any], jax.Array] | None:
+    """``optimal_action(obs, env_params) -> int32 action`` for envs whose optimal policy is
+    known in closed form, else None. Dark Room: the x-first shortest path to
+    ``env_params.goal`` (:func:`envs.darkroom.optimal_action`), then ``STAY`` on the goal."""
+    if isinstance(env, DarkRoom):
+        return lambda obs, env_params: optimal_action(obs, env_params.goal)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_policy(env: Any, num_actions: int) -> Callable:
+    """One epsilon-optimal policy object per env, so its compiled rollouts serve every call."""
+    return epsilon_optimal_policy(exact_optimal_action(env), num_actions)
+
+
+def generate_grid_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str, *, num_transitions: int,
+                            num_envs: int, epsilon: float, eval_episodes: int
+                            ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, Any]]]:
+    """``(datasets, metadata)``: the three :data:`GRID_QUALITIES` of ``num_transitions`` each
+    (a multiple of ``num_envs``) on the task ``env_params``, from the env's exact optimal policy
+    (:func:`exact_optimal_action`; ValueError for an env without one).
+
+    Actions are stored as int32 indices ``[N]``. Episodes last the env's
+    ``max_steps_in_episode``. Metadata per quality: env_name, quality, epsilon (the behaviour
+    policy's: 1 for uniform, 0 for optimal), num_actions, action_scale (1), ref_min_score /
+    ref_max_score (the uniform and optimal policies' mean returns over ``eval_episodes``
+    episodes) and mean_episode_return (over the dataset's complete episodes).
+    """
+    best = exact_optimal_action(env)
+    if best is None:
+        raise ValueError(f"{env_name}: no exact optimal policy is known; use generate_qualities (a PPO learner)")
+    if num_transitions % num_envs:
+        raise ValueError(f"num_transitions={num_transitions} must be a multiple of num_envs={num_envs}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    num_actions = int(env.action_space(env_params).n)
+    horizon = int(env_params.max_steps_in_episode)
+    policy = _grid_policy(env, num_actions)
+    eps = {"uniform": 1.0, "epsilon-optimal": float(epsilon), "optimal": 0.0}
+    k_record, k_ref = jax.random.split(key)
+    datasets = {q: record_rollouts(k, env, env_params, policy, (env_params, np.float32(eps[q])), num_envs=num_envs,
+                                   num_steps=num_transitions // num_envs)
+                for q, k in zip(GRID_QUALITIES, jax.random.split(k_record, len(GRID_QUALITIES)))}
+    low, high = (reference_return(k, env, env_params, policy, (env_params, np.float32(eps[q])),
+                                  num_episodes=eval_episodes, max_episode_steps=horizon)
+                 for q, k in zip(("uniform", "optimal"), jax.random.split(k_ref)))
+    metadata = {
+        q: {"env_name": env_name, "quality": q, "epsilon": eps[q], "num_actions": num_actions, "action_scale": 1.0,
+            "ref_min_score": low, "ref_max_score": high,
+            "mean_episode_return": _mean_or_nan(episode_returns(datasets[q], horizon))}
+        for q in GRID_QUALITIES
+    }
+    return datasets, metadata
