@@ -48,6 +48,7 @@ block, typically across accelerators with expert parallelism.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import chex
@@ -55,7 +56,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrl_icl.config import require_in, require_nonnegative, require_positive, require_types
+
 __all__ = [
+    "MoEConfig",
     "T2MIR",
     "TaskMoE",
     "TokenMoE",
@@ -66,10 +70,52 @@ __all__ = [
     "paired_info_nce",
     "prefix_means",
     "smooth_load",
+    "t2mir_block",
+    "token_moe_block",
     "top_k_gates",
 ]
 
 TARGET = "target"  # the variable collection of EMA target routers (not trained by the optimiser)
+
+
+@dataclasses.dataclass(frozen=True)
+class MoEConfig:
+    """Mixture-of-experts settings of a backbone whose ``ffn`` is ``"token_moe"`` or ``"t2mir"``.
+
+    Attributes:
+      last_layers: the MoE replaces the feed-forward block of the last this many layers (T2MIR:
+        the last layer); the others keep the dense MLP.
+      token_experts: experts of the token-wise MoE (6).
+      task_experts: experts of the task-wise MoE (12 for AD on Dark Room, 8 elsewhere).
+      k: experts per token in both (2).
+      noise_std: std of the Gaussian noise on the token router's logits while training (0.01).
+      balance_weight: weight of the token MoE's balance loss (0.1 AD, 0.01 DPT).
+      contrastive_weight: weight of the task MoE's InfoNCE loss (0.01 AD, 0.001 DPT).
+      ema_rate: the target router moves this fraction towards the online one after every
+        optimiser step (0.005).
+
+    Every expert is a GELU MLP of hidden width ``mlp_ratio`` times its output width (``width``
+    for ``token_moe``, ``width / 2`` for each half of ``t2mir``).
+    """
+
+    last_layers: int = 1
+    token_experts: int = 6
+    task_experts: int = 12
+    k: int = 2
+    noise_std: float = 0.01
+    balance_weight: float = 0.1
+    contrastive_weight: float = 0.01
+    ema_rate: float = 0.005
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("last_layers", "k"):
+            require_positive(self, name)
+        for name in ("noise_std", "balance_weight", "contrastive_weight"):
+            require_nonnegative(self, name)
+        require_in(self, "token_experts", self.k + 1, 1 << 16)
+        require_in(self, "task_experts", self.k, 1 << 16)
+        require_in(self, "ema_rate", 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- pure pieces
@@ -372,3 +418,27 @@ class T2MIR(nn.Module):
 
     def init_state(self, batch_size: int) -> dict[str, jax.Array]:
         return _prefix_state(batch_size, self.cache_len, self.width)
+
+
+# ----------------------------------------------------------------------------- backbone plug
+
+
+def token_moe_block(config: Any, layer: int, **kwargs: Any) -> TokenMoE:
+    """The ``"token_moe"`` feed-forward block of a transformer ``config`` (its ``backbone.moe``
+    settings); ``layer`` is unused (the backbone picks the layers); ``kwargs`` go to the module."""
+    del layer
+    backbone, moe = config.backbone, config.backbone.moe
+    return TokenMoE(d_out=backbone.width, hidden=backbone.mlp_ratio * backbone.width, num_experts=moe.token_experts,
+                    k=moe.k, noise_std=moe.noise_std, balance_weight=moe.balance_weight, **kwargs)
+
+
+def t2mir_block(config: Any, layer: int, **kwargs: Any) -> T2MIR:
+    """The ``"t2mir"`` feed-forward block of a transformer ``config``: the task MoE's prefix mean
+    follows the attention window and its state the KV cache length (``config.window``,
+    ``config.cache_len``)."""
+    del layer
+    backbone, moe = config.backbone, config.backbone.moe
+    return T2MIR(width=backbone.width, hidden=backbone.mlp_ratio * (backbone.width // 2),
+                 cache_len=config.cache_len, window=config.window, token_experts=moe.token_experts,
+                 task_experts=moe.task_experts, k=moe.k, noise_std=moe.noise_std,
+                 balance_weight=moe.balance_weight, contrastive_weight=moe.contrastive_weight, **kwargs)

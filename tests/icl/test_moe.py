@@ -136,3 +136,12 @@ def test_token_moe_noise_only_while_training_and_load_is_recorded():
     assert noisy.shape == y.shape and float(aux["balance_loss"]) >= 0
     load = np.asarray(inter["intermediates"]["token_load"][0])
     assert load.shape == (6,) and load.sum() == pytest.approx(1.0)
+
+
+def test_moe_config_names_the_bad_field():
+    from jaxrl_icl.config import ConfigError
+
+    assert moe.MoEConfig().token_experts == 6
+    for field, value in (("token_experts", 2), ("last_layers", 0), ("ema_rate", 1.5), ("balance_weight", -1.0)):
+        with pytest.raises(ConfigError, match=field):
+            moe.MoEConfig(**{field: value})
