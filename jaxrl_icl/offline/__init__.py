@@ -8,6 +8,11 @@ normalised scores, and the standard algorithms as pure trainers over a dataset a
 
     trainer = td3_bc.make_train(td3_bc.TD3BCConfig(), obs_dim, action_dim)
     state, metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(seed_keys, dataset)
+
+    # a policy trained on a real D4RL MuJoCo file, evaluated in gymnasium's Hopper-v5 on the host
+    evaluate = HostEvaluator(gymnasium_env_id("hopper-medium-v2"), td3_bc.policy(config, 3), num_episodes=10,
+                             normalizer=observation_stats(dataset))
+    returns = evaluate.evaluate_seeds(seed_keys, state.actor)  # mean return per seed, float32 [S]
 """
 
 from jaxrl_icl.offline import bc, cql, iql, rebrac, td3_bc
@@ -26,12 +31,13 @@ from jaxrl_icl.offline.dataset import (
     sample_transitions,
     split_episodes,
 )
+from jaxrl_icl.offline.host_evaluate import HostEvaluator, gymnasium_env_id
 from jaxrl_icl.offline.minari_io import load_minari, save_minari
 from jaxrl_icl.offline.scores import D4RL_REFERENCE_RETURNS, normalized_score, reference_returns
 
 __all__ = [
-    "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "ObsNormalizer", "bc", "cql",
-    "episode_bounds", "iql", "load_d4rl", "load_minari", "make_dataset", "normalize_observations",
+    "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "HostEvaluator", "ObsNormalizer", "bc", "cql",
+    "episode_bounds", "gymnasium_env_id", "iql", "load_d4rl", "load_minari", "make_dataset", "normalize_observations",
     "normalized_score", "observation_stats", "qlearning_transitions", "rebrac", "reference_returns",
     "sample_segments", "sample_transitions", "save_d4rl", "save_minari", "split_episodes", "td3_bc",
 ]
