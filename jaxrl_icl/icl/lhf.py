@@ -22,8 +22,9 @@ Normalising first makes the temperature mean the same in every task.
   probability, every task keeping an equal share.
 
 All of it is pure ``jax.numpy`` over arrays (``filter_rows`` jittable with a key); only
-:func:`task_groups`, which reads task ids, runs on the host. Example (histories of several
-goals, ``goal [N, 2]``, per-episode returns ``[N, n]``, optimum ``r_max [N]``)::
+:func:`task_groups`, which reads task ids, and :func:`select_histories`, which applies an
+:class:`LHFConfig` to a history dict, run on the host. Example (histories of several goals,
+``goal [N, 2]``, per-episode returns ``[N, n]``, optimum ``r_max [N]``)::
 
     groups = task_groups(goal)                            # [G, m] rows of each task
     u = utility(returns, r_max)                           # [N]
@@ -33,11 +34,48 @@ goals, ``goal [N, 2]``, per-episode returns ``[N, n]``, optimum ``r_max [N]``)::
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Literal, Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["filter_rows", "improvement", "keep_probabilities", "reweight", "stability", "task_groups", "utility"]
+from jaxrl_icl.config import require_nonnegative, require_types
+
+__all__ = [
+    "LHFConfig",
+    "filter_rows",
+    "improvement",
+    "keep_probabilities",
+    "reweight",
+    "select_histories",
+    "stability",
+    "task_groups",
+    "utility",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LHFConfig:
+    """Learning-history filtering of a pretraining set.
+
+    Attributes:
+      method: ``"none"`` (every history once, uniform sampling), ``"filter"`` (:func:`filter_rows`)
+        or ``"reweight"`` (:func:`reweight`).
+      lam: weight of Stability in ``U`` (the paper's best: 1; 0.5 and 2 are as good).
+      temperature: 0 for min-max keep probabilities, else the softmax temperature (the paper
+        tries 0.0625 .. 1).
+    """
+
+    method: Literal["none", "filter", "reweight"] = "none"
+    lam: float = 1.0
+    temperature: float = 0.0
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("lam", "temperature"):
+            require_nonnegative(self, name)
 
 
 def _check_returns(returns: jax.Array, r_max) -> tuple[jax.Array, jax.Array]:
@@ -142,3 +180,31 @@ def task_groups(task: np.ndarray) -> np.ndarray:
         raise ValueError(f"task: tasks hold between {counts.min()} and {counts.max()} histories; "
                          "filtering needs the same number per task")
     return np.argsort(inverse.reshape(-1), kind="stable").reshape(len(counts), -1).astype(np.int32)
+
+
+def select_histories(
+    config: LHFConfig, key: jax.Array, histories: Mapping[str, Any], task: np.ndarray, returns: np.ndarray, r_max
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``(histories, sampling probabilities [N'] or None)`` after ``config``.
+
+    Args:
+      config: the method and its settings.
+      key: PRNG key of the filter.
+      histories: arrays ``[N, ...]``, one history per row.
+      task: ``[N, ...]`` task of each history (e.g. its goal), :func:`task_groups`.
+      returns: per-episode returns ``[N, n]``.
+      r_max: maximum return of each history's task, scalar or ``[N]``.
+
+    ``"none"`` returns the histories unchanged and None (uniform); ``"filter"`` the filtered
+    rows (same size) and None; ``"reweight"`` the histories unchanged and their probabilities.
+    """
+    histories = {k: np.asarray(v) for k, v in histories.items()}
+    if config.method == "none":
+        return histories, None
+    u = utility(returns, r_max, config.lam)
+    groups = task_groups(task)
+    temperature = config.temperature or None
+    if config.method == "reweight":
+        return histories, np.asarray(reweight(u, groups, temperature))
+    rows = np.asarray(filter_rows(key, u, groups, temperature))
+    return {k: v[rows] for k, v in histories.items()}, None

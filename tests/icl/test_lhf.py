@@ -84,3 +84,18 @@ def test_task_groups_needs_equal_counts():
     np.testing.assert_array_equal(lhf.task_groups(goals), [[1, 3], [0, 2]])
     with pytest.raises(ValueError, match="same number"):
         lhf.task_groups(np.array([0, 0, 1]))
+
+
+def test_select_histories_applies_the_config():
+    histories = {"reward": np.arange(6.0)[:, None] * np.ones((1, 3)), "id": np.arange(6)}
+    task = np.array([0, 0, 0, 1, 1, 1])
+    returns = np.concatenate([CURVES, CURVES[::-1]])  # worst rows: 2 (flat) and 3 (flat)
+    same, w = lhf.select_histories(lhf.LHFConfig(), jax.random.PRNGKey(0), histories, task, returns, 2.0)
+    assert w is None and np.array_equal(same["id"], histories["id"])
+    kept, w = lhf.select_histories(lhf.LHFConfig("filter"), jax.random.PRNGKey(0), histories, task, returns, 2.0)
+    assert w is None and len(kept["id"]) == 6 and not {2, 3} & set(kept["id"])
+    np.testing.assert_array_equal(kept["reward"][:, 0], kept["id"])
+    _, w = lhf.select_histories(lhf.LHFConfig("reweight"), jax.random.PRNGKey(0), histories, task, returns, 2.0)
+    np.testing.assert_allclose(w, [0.375, 0.125, 0, 0, 0.125, 0.375], rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        lhf.LHFConfig(temperature=-1.0)
