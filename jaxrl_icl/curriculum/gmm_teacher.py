@@ -25,6 +25,7 @@ from jaxrl_icl.batching import batch_function
 from jaxrl_icl.config import ConfigError, require_in, require_positive, require_types
 from jaxrl_icl.curriculum import gmm as gmm_lib
 from jaxrl_icl.curriculum.box import clip_to_box, uniform_in_box, validate_box
+from jaxrl_icl.curriculum.branch import update_if
 from jaxrl_icl.curriculum.reports import count_report, set_if
 
 State = TypeVar("State")
@@ -81,45 +82,15 @@ def refit(state: State) -> State:
     return state.replace(gmm=select(fit_key, state.window), key=key)
 
 
-def _where(pred: jax.Array, new: State, old: State) -> State:
-    """Leafwise ``new if pred else old`` for states batched on a leading axis (``pred`` bool[B])."""
-    return jax.tree.map(lambda a, b: jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b), new, old)
-
-
-@jax.custom_batching.custom_vmap
-def _refit_if(due: jax.Array, state: State) -> State:
-    """:func:`refit` when ``due`` (bool[]), else ``state``: a ``lax.cond``.
-
-    Under ``vmap`` (seeds), the batch refits in one real branch taken when *any* seed is due,
-    each seed keeping the refit only if it is due itself; a plain ``lax.cond`` on a batched
-    predicate would become a select that fits on every call. Seeds stay in step (all due on
-    the same call) unless some skip reports.
-    """
-    return jax.lax.cond(due, refit, lambda s: s, state)
-
-
-@_refit_if.def_vmap
-def _refit_if_batched(axis_size: int, in_batched: list, due: jax.Array, state: State) -> tuple[State, Any]:
-    """The batch rule of :func:`_refit_if`: unbatched inputs are broadcast, outputs all batched."""
-
-    def batched(x: jax.Array, is_batched: bool) -> jax.Array:
-        return x if is_batched else jnp.broadcast_to(x, (axis_size, *x.shape))
-
-    due = batched(due, in_batched[0])
-    state = jax.tree.map(batched, state, in_batched[1])
-    out = jax.lax.cond(jnp.any(due), lambda s: _where(due, jax.vmap(refit)(s), s), lambda s: s, state)
-    return out, jax.tree.map(lambda _: True, out)
-
-
 def record(state: State, row: jax.Array, valid: jax.Array, **fields: jax.Array) -> State:
     """Write ``row`` float32[D] at ``count % fit_rate``, count it, set ``fields``; refit every fit_rate.
 
     When ``valid`` (bool[]) is false nothing is written (``fields`` must already leave the
     state as it was, e.g. through :func:`jaxrl_icl.curriculum.reports.set_if`) and the report
     only counts in ``num_rejected``. The refit runs in a real branch, also under ``vmap``
-    (:func:`_refit_if`).
+    (:func:`jaxrl_icl.curriculum.branch.update_if`).
     """
     fit_rate = state.config.fit_rate
     state = state.replace(window=set_if(valid, state.window, state.count % fit_rate, row), **fields)
     state = count_report(state, valid)
-    return _refit_if(valid & (state.count % fit_rate == 0), state)
+    return update_if(valid & (state.count % fit_rate == 0), refit, state)

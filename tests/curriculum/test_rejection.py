@@ -21,7 +21,7 @@ CONFIGS = {
     "random": RandomConfig(low=(-1.0, 2.0), high=(0.0, 5.0)),
     "alp-gmm": ALPGMMConfig(low=(-1.0, 2.0), high=(0.0, 5.0), fit_rate=12, max_k=3, history_capacity=64),
     "covar-gmm": CovarGMMConfig(low=(-1.0, 2.0), high=(0.0, 5.0), fit_rate=12, max_k=3),
-    "riac": RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), max_region_size=10, max_regions=6),
+    "riac": RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), max_region_size=10, min_child_pairs=2),
     "oracle": OracleConfig(nb_dims=2, nb_cubes=4),
 }
 NUM_REPORTS = 60

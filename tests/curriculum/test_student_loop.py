@@ -64,7 +64,7 @@ def _python_loop(teacher, config, student, eval_tasks, key, num_rounds, tasks_pe
 
 
 def test_loop_matches_a_python_loop_and_counts_the_student_nan_reports():
-    config = RIACConfig(max_region_size=12, max_regions=4)
+    config = RIACConfig(max_region_size=12, min_child_pairs=2)
     teacher, student = teacher_for(config), _toy_student(nan_above=0.8)
     eval_tasks = jnp.array([[0.1, 0.1], [0.6, 0.3], [0.9, 0.9]], jnp.float32)
     sizes = {"num_rounds": 6, "tasks_per_round": 5, "eval_every": 2}

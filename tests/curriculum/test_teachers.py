@@ -16,7 +16,6 @@ from jaxrl_icl.curriculum import (
     RIACConfig,
     alp_gmm,
     covar_gmm,
-    riac,
     teacher_for,
 )
 
@@ -24,7 +23,7 @@ SMALL = {
     "random": RandomConfig(low=(-1.0, 2.0), high=(0.0, 5.0)),
     "alp-gmm": ALPGMMConfig(low=(-1.0, 2.0), high=(0.0, 5.0), fit_rate=20, max_k=3, history_capacity=64),
     "covar-gmm": CovarGMMConfig(low=(-1.0, 2.0), high=(0.0, 5.0), fit_rate=20, max_k=3),
-    "riac": RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), max_region_size=15, max_regions=6),
+    "riac": RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), max_region_size=15, min_child_pairs=2),
     "oracle": OracleConfig(nb_dims=2, nb_cubes=4),
 }
 
@@ -160,13 +159,6 @@ def test_bad_covar_gmm_config_names_the_field(field, value):
         CovarGMMConfig(**{field: value})
 
 
-@pytest.mark.parametrize("field,value", [("max_region_size", 0), ("max_regions", 0),
-                                         ("min_dims_range_ratio", 0.5), ("nb_split_attempts", 0)])
-def test_bad_riac_config_names_the_field(field, value):
-    with pytest.raises(ConfigError, match=f"^{field}"):
-        RIACConfig(**{field: value})
-
-
 def test_covar_gmm_window_holds_time_task_competence():
     config = CovarGMMConfig(fit_rate=8, max_k=2)
     state = covar_gmm.init(jax.random.key(0), config)
@@ -179,37 +171,6 @@ def test_covar_gmm_window_holds_time_task_competence():
     assert int(state.gmm.num_components) == 1
     state = update(state, tasks[0], rewards[0])
     assert int(state.gmm.num_components) == 2
-
-
-def test_riac_region_alp_brute_force():
-    rng = np.random.default_rng(3)
-    rewards = rng.random(11).astype(np.float32)
-    times = rng.permutation(11).astype(np.int32)
-    masks = rng.random((5, 11)) < 0.6
-    got = np.asarray(riac.region_alp(rewards, times, masks))
-    for m, g in zip(masks, got):
-        ordered = rewards[np.argsort(times)][m[np.argsort(times)]]
-        half = len(ordered) // 2
-        want = abs(ordered[half:].mean() - ordered[:half].mean()) if len(ordered) >= 2 else 0.0
-        assert g == pytest.approx(want, abs=1e-6)
-
-
-def test_riac_splits_a_full_region_into_a_partition():
-    config = RIACConfig(max_region_size=30, max_regions=4)
-    state = riac.init(jax.random.key(0), config)
-    update = jax.jit(riac.update)
-    rng = np.random.default_rng(4)
-    for i in range(31):
-        task = rng.random(2).astype(np.float32)
-        state = update(state, task, np.float32(task[0] * i / 30))  # progress grows with x0
-    assert int(state.num_regions) == 2
-    lo, hi = np.asarray(state.region_low[:2]), np.asarray(state.region_high[:2])
-    np.testing.assert_allclose(np.prod(hi - lo, axis=1).sum(), 1.0, atol=1e-6)  # areas add up
-    stored = np.asarray(state.times[:2]) >= 0
-    assert stored.sum() == 31  # every pair kept, each in the region that contains it
-    for r in range(2):
-        pts = np.asarray(state.tasks[r])[stored[r]]
-        assert np.all((pts >= lo[r]) & (pts <= hi[r]))
 
 
 def test_experiment_writes_summary_and_plot(tmp_path, capsys):
