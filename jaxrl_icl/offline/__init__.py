@@ -1,6 +1,7 @@
 """Offline RL: one dataset type with D4RL HDF5 and Minari IO, jittable sampling, D4RL
 normalised scores, and the standard algorithms as pure trainers over a dataset argument:
-:mod:`bc`, :mod:`td3_bc`, :mod:`iql`, :mod:`cql` (continuous and discrete) and :mod:`rebrac`.
+:mod:`bc`, :mod:`td3_bc`, :mod:`iql`, :mod:`cql` (continuous and discrete) and :mod:`rebrac`;
+:mod:`lcb`: LCB pessimism (bandits, contextual bandits, tabular MDPs) from count tables.
 
     from jaxrl_icl.offline import load_d4rl, sample_transitions, normalized_score
     dataset, metadata = load_d4rl("hopper-medium-v2.hdf5")
@@ -15,7 +16,7 @@ normalised scores, and the standard algorithms as pure trainers over a dataset a
     returns = evaluate.evaluate_seeds(seed_keys, state.actor)  # mean return per seed, float32 [S]
 """
 
-from jaxrl_icl.offline import bc, cql, iql, rebrac, td3_bc
+from jaxrl_icl.offline import bc, cql, iql, lcb, rebrac, td3_bc
 from jaxrl_icl.offline.d4rl_io import load_d4rl, save_d4rl
 from jaxrl_icl.offline.dataset import (
     KEYS,
@@ -37,7 +38,8 @@ from jaxrl_icl.offline.scores import D4RL_REFERENCE_RETURNS, normalized_score, r
 
 __all__ = [
     "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "HostEvaluator", "ObsNormalizer", "bc", "cql",
-    "episode_bounds", "gymnasium_env_id", "iql", "load_d4rl", "load_minari", "make_dataset", "normalize_observations",
+    "episode_bounds", "gymnasium_env_id", "iql", "lcb", "load_d4rl", "load_minari", "make_dataset",
+    "normalize_observations",
     "normalized_score", "observation_stats", "qlearning_transitions", "rebrac", "reference_returns",
     "sample_segments", "sample_transitions", "save_d4rl", "save_minari", "split_episodes", "td3_bc",
 ]
