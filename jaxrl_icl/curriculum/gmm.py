@@ -285,11 +285,13 @@ def select_gmm(
         return _pad_slots(gmm, max_components), ll
 
     if sequential_on_cpu():
-        # One k after another, each with exactly k slots, each EM to its own convergence
-        # (restarts of one k one after another too): about 2x the vmap's throughput on CPU.
-        per_k = [jax.lax.map(functools.partial(fit, k=k, slots=k), keys[i])
-                 for i, k in enumerate(range(min_components, max_components + 1))]
-        gmms, lls = jax.tree.map(lambda *a: jnp.stack(a), *per_k)  # leaves [num_ks, num_inits, ...]
+        # One k after another (restarts of one k one after another too), each EM to its own
+        # convergence, in one fit program with max_components slots traced once: about 2x the
+        # vmap's throughput on CPU, and a compile several times shorter than one program per k.
+        def fit_k(k_keys: jax.Array, k: jax.Array) -> tuple[GaussianMixture, jax.Array]:
+            return jax.lax.map(functools.partial(fit, k=k, slots=max_components), k_keys)
+
+        gmms, lls = jax.lax.map(lambda args: fit_k(*args), (keys, ks))  # leaves [num_ks, num_inits, ...]
     else:
         gmms, lls = jax.vmap(jax.vmap(functools.partial(fit, slots=max_components), in_axes=(0, None)))(keys, ks)
     best_init = jnp.argmax(lls, axis=1)
