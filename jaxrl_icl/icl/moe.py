@@ -31,11 +31,12 @@ Choices where the paper is silent or not causal:
   mean of the block inputs, ``mean(x_{t-window+1} .. x_t)`` (window 0: ``x_0 .. x_t``), so the
   one-token step of a cached rollout equals the full sequence and no token sees the future.
   The cached state is a ring buffer of the last ``cache_len`` inputs (like the KV cache).
-* Pairs for the contrastive loss: a training batch of ``B`` sequences holds ``B/2`` tasks
-  twice, sequence ``i`` and ``i + B/2`` the same task; the anchor is the online router's
-  sequence-averaged logits of one, the positive the target router's of the other, the
-  negatives the target's of the other tasks in that half, both ways round and averaged. An
-  odd batch (e.g. the batch of 1 at init) pairs each sequence with itself.
+* Pairs for the contrastive loss (``paired=True``): a training batch of ``B`` sequences holds
+  ``B/2`` tasks twice, sequence ``i`` and ``i + B/2`` the same task; the anchor is the online
+  router's sequence-averaged logits of one, the positive the target router's of the other,
+  the negatives the target's of the other tasks in that half, both ways round and averaged.
+  An odd batch (e.g. the batch of 1 at init), or ``paired=False`` for a trainer that cannot
+  draw a task twice, pairs each sequence with its own target logits.
 
 Dispatch is dense: every expert runs on every token and a top-k mask with renormalised gates
 mixes them, so the cost is ``num_experts`` MLPs per token. That is the fast choice for small
@@ -93,6 +94,8 @@ class MoEConfig:
       contrastive_weight: weight of the task MoE's InfoNCE loss (0.01 AD, 0.001 DPT).
       ema_rate: the target router moves this fraction towards the online one after every
         optimiser step (0.005).
+      paired: training batches hold ``B/2`` tasks twice (sequences ``i`` and ``i + B/2``), the
+        contrastive positives; false pairs each sequence with itself.
 
     Every expert is a GELU MLP of hidden width ``mlp_ratio`` times its output width (``width``
     for ``token_moe``, ``width / 2`` for each half of ``t2mir``).
@@ -106,6 +109,7 @@ class MoEConfig:
     balance_weight: float = 0.1
     contrastive_weight: float = 0.01
     ema_rate: float = 0.005
+    paired: bool = True
 
     def __post_init__(self) -> None:
         require_types(self)
@@ -317,6 +321,8 @@ class TaskMoE(nn.Module):
       k: experts per token (2).
       contrastive_weight: ``aux["contrastive_loss"]`` is this times :func:`paired_info_nce` of
         the online and target routers' sequence-averaged logits (T2MIR: 0.01 AD, 0.001 DPT).
+      paired: sequences ``i`` and ``i + B/2`` of a batch share a task (else :func:`info_nce` of
+        each sequence against itself).
 
     Variables: ``params`` hold the router (``router_kernel [d, E]``, ``router_bias [E]``), the
     bilinear ``contrastive_w [E, E]`` and the experts; the collection ``"target"`` holds the
@@ -332,6 +338,7 @@ class TaskMoE(nn.Module):
     num_experts: int = 12
     k: int = 2
     contrastive_weight: float = 0.01
+    paired: bool = True
 
     def setup(self):
         e = self.num_experts
@@ -354,7 +361,8 @@ class TaskMoE(nn.Module):
         target = jax.lax.stop_gradient(mean @ self.target_kernel.value.astype(mean.dtype)
                                        + self.target_bias.value.astype(mean.dtype))
         w = self.contrastive_w.astype(jnp.float32)
-        nce = paired_info_nce(logits.mean(axis=1).astype(jnp.float32), target.mean(axis=1).astype(jnp.float32), w)
+        nce = (paired_info_nce if self.paired else info_nce)(
+            logits.mean(axis=1).astype(jnp.float32), target.mean(axis=1).astype(jnp.float32), w)
         return self.experts(x, gates), {"contrastive_loss": self.contrastive_weight * nce}
 
     def step(self, x: jax.Array, state: dict[str, jax.Array]):
@@ -385,7 +393,7 @@ class T2MIR(nn.Module):
       hidden: hidden width of every expert MLP of both halves.
       token_experts, task_experts, k: expert counts (6 and 12) and experts per token (2).
       noise_std, balance_weight: the token MoE's.
-      contrastive_weight: the task MoE's.
+      contrastive_weight, paired: the task MoE's.
     """
 
     width: int
@@ -398,13 +406,14 @@ class T2MIR(nn.Module):
     noise_std: float = 0.01
     balance_weight: float = 0.1
     contrastive_weight: float = 0.01
+    paired: bool = True
 
     def setup(self):
         half = self.width // 2
         self.token = TokenMoE(self.width - half, self.hidden, self.token_experts, self.k, self.noise_std,
                               self.balance_weight, name="token")
         self.task = TaskMoE(self.width, half, self.hidden, self.cache_len, self.window, self.task_experts, self.k,
-                            self.contrastive_weight, name="task")
+                            self.contrastive_weight, self.paired, name="task")
 
     def __call__(self, x: jax.Array, deterministic: bool = True, num_queries: int = 0):
         y_token, aux_token = self.token(x, deterministic, num_queries)
@@ -441,4 +450,5 @@ def t2mir_block(config: Any, layer: int, **kwargs: Any) -> T2MIR:
     return T2MIR(width=backbone.width, hidden=backbone.mlp_ratio * (backbone.width // 2),
                  cache_len=config.cache_len, window=config.window, token_experts=moe.token_experts,
                  task_experts=moe.task_experts, k=moe.k, noise_std=moe.noise_std,
-                 balance_weight=moe.balance_weight, contrastive_weight=moe.contrastive_weight, **kwargs)
+                 balance_weight=moe.balance_weight, contrastive_weight=moe.contrastive_weight, paired=moe.paired,
+                 **kwargs)
