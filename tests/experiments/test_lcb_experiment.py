@@ -38,7 +38,7 @@ def test_tiny_run_writes_summary_table_and_figures(tmp_path, capsys):
 def test_qualitative_bars(tmp_path):
     """Bandit, contextual bandit and tabular-random MDP at N = 100 and 1000 (penalty scale 1):
     near-expert data (f = 0.9): LCB and BC within 0.01 of the optimum, greedy worse by more
-    than 0.05; uniform data (f = 0): BC worse than LCB by more than 0.3, LCB within 0.05 of
+    than 0.05; uniform data (f = 0): BC worse than LCB by more than 0.1, LCB within 0.05 of
     greedy (bandits) or within a tenth of BC's gap above greedy (MDP); every fraction: LCB within
     0.05 of the better of greedy and BC (bandits). Dark Room carries none of these: its
     deterministic dynamics make greedy exact once the goal is in the data, while the
@@ -51,7 +51,7 @@ def test_qualitative_bars(tmp_path):
         s = sub[setting]
         for n in ("100", "1000"):
             assert s["lcb"]["0.9"][n] < 0.01 and s["bc"]["0.9"][n] < 0.01, (setting, n)
-            assert s["bc"]["0"][n] > s["lcb"]["0"][n] + 0.3, (setting, n)
+            assert s["bc"]["0"][n] > s["lcb"]["0"][n] + 0.1, (setting, n)
         assert s["greedy"]["0.9"]["100"] > s["lcb"]["0.9"]["100"] + 0.05, setting
     for setting in ("bandit", "contextual_bandit"):
         s = sub[setting]
