@@ -76,15 +76,16 @@ def plot_curves(
     return _save(fig, path, dpi)
 
 
-def _draw_bands(ax, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Draw each ``label -> (x [T], y [num_seeds, T])`` as its mean line and 95% band on ``ax``."""
-    for label, (x, y) in curves.items():
+def _draw_bands(ax, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], dashes: bool = False) -> None:
+    """Draw each ``label -> (x [T], y [num_seeds, T])`` as its mean line and 95% band on ``ax``;
+    with ``dashes`` the i-th line is solid, dashed, dotted, ... so coinciding lines stay visible."""
+    for i, (label, (x, y)) in enumerate(curves.items()):
         x, y = np.asarray(x), np.asarray(y)
         if y.ndim != 2 or x.shape != (y.shape[1],):
             raise ValueError(f"curve {label!r}: need x [T] and y [num_seeds, T], got {x.shape} and {y.shape}")
         mean, low, high = confidence_band(y)
         keep = np.isfinite(mean)
-        (line,) = ax.plot(x[keep], mean[keep], label=label)
+        (line,) = ax.plot(x[keep], mean[keep], label=label, linestyle=("-", "--", ":", "-.")[i % 4] if dashes else "-")
         ax.fill_between(x[keep], low[keep], high[keep], color=line.get_color(), alpha=0.25, linewidth=0)
 
 
@@ -103,7 +104,8 @@ def plot_curve_panels(
     """A grid of :func:`plot_curves` panels, ``panel title -> curves``, on shared axes, as PNG.
 
     Each panel draws its ``label -> (x [T], y [num_seeds, T])`` curves as mean lines with 95%
-    bands, labels keep their colour across panels, and one legend below names them all.
+    bands, labels keep their colour and dash pattern (solid, dashed, dotted, ...) across panels,
+    and one legend below names them all.
     ``log_x`` puts x on a log axis.
     """
     if not panels:
@@ -113,7 +115,7 @@ def plot_curve_panels(
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     for ax, (panel_title, curves) in zip(axes.ravel(), panels.items()):
-        _draw_bands(ax, curves)
+        _draw_bands(ax, curves, dashes=True)
         ax.set_title(panel_title, fontsize=9)
         ax.grid(alpha=0.3)
         if log_x:
