@@ -201,7 +201,8 @@ def generate_grid_qualities(key: jax.Array, env: Any, env_params: Any, env_name:
 
     Actions are stored as int32 indices ``[N]``. Episodes last the env's
     ``max_steps_in_episode``. Metadata per quality: env_name, quality, epsilon (the behaviour
-    policy's: 1 for uniform, 0 for optimal), num_actions, action_scale (1), ref_min_score /
+    policy's: 1 for uniform, 0 for optimal), num_actions, action_scale (1), goal_x / goal_y (the
+    task, ``envs.make(env_name, goal=...)`` evaluates in it), ref_min_score /
     ref_max_score (the uniform and optimal policies' mean returns over ``eval_episodes``
     episodes) and mean_episode_return (over the dataset's complete episodes).
     """
@@ -225,7 +226,8 @@ def generate_grid_qualities(key: jax.Array, env: Any, env_params: Any, env_name:
                  for q, k in zip(("uniform", "optimal"), jax.random.split(k_ref)))
     metadata = {
         q: {"env_name": env_name, "quality": q, "epsilon": eps[q], "num_actions": num_actions, "action_scale": 1.0,
-            "ref_min_score": low, "ref_max_score": high,
+            "goal_x": int(env_params.goal[0]), "goal_y": int(env_params.goal[1]), "ref_min_score": low,
+            "ref_max_score": high,
             "mean_episode_return": _mean_or_nan(episode_returns(datasets[q], horizon))}
         for q in GRID_QUALITIES
     }

@@ -65,6 +65,7 @@ def test_optimal_dataset_return_is_the_closed_form_shortest_path_return(goal):
     returns = episode_returns(datasets["optimal"], int(params.max_steps_in_episode))
     assert returns.size == 20_000 // 20 and np.all(returns == expected)
     assert meta["optimal"]["ref_max_score"] == expected and meta["optimal"]["mean_episode_return"] == expected
+    assert (meta["optimal"]["goal_x"], meta["optimal"]["goal_y"]) == tuple(np.asarray(params.goal).tolist())
     obs, actions = datasets["optimal"]["observations"].astype(np.int32), datasets["optimal"]["actions"]
     assert actions.dtype == np.int32 and actions.ndim == 1
     np.testing.assert_array_equal(actions, jax.vmap(optimal_action, in_axes=(0, None))(obs, params.goal))
