@@ -7,7 +7,8 @@ normalised scores, and the standard algorithms as pure trainers over a dataset a
     dataset, metadata = load_d4rl("hopper-medium-v2.hdf5")
     batch = sample_transitions(key, dataset, 256)      # inside jit; dataset is an argument
 
-    trainer = td3_bc.make_train(td3_bc.TD3BCConfig(), obs_dim, action_dim)
+    config = td3_bc.TD3BCConfig()
+    trainer = td3_bc.make_train(config, obs_dim, action_dim)
     state, metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(seed_keys, dataset)
 
     # a policy trained on a real D4RL MuJoCo file, evaluated in gymnasium's Hopper-v5 on the host
