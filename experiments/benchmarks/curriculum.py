@@ -10,6 +10,11 @@ timed as the best of ``repeats`` calls. The reference is
 :class:`experiments.bench_ref.alp_gmm_sklearn.SklearnALPGMM`: a Python loop over rounds,
 and ``n`` seeds are ``n`` teachers run one after the other; it is timed once per seed
 count. Throughput is teacher updates per second over all seeds (sample + update + refits).
+
+The host-loop case is how a teacher is driven when the environment lives outside JAX:
+``jax.vmap(init)`` over ``host_loop_seeds`` seeds once, then one jitted ``vmap(sample)`` and
+``vmap(update)`` call per round from Python. Its rows are the compile time of the jitted update
+and the wall time per round (refits included, which run only on the rounds they are due).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from experiments.benchmarks.report import Skipped, row
 from experiments.benchmarks.timing import time_jitted
-from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive
 from jaxrl_icl.curriculum import ALPGMMConfig, alp_gmm
 
 SUITE = "curriculum"
@@ -39,11 +44,13 @@ class CurriculumBenchConfig:
     fit_rate: int = field(250, help="rounds between GMM refits (the reference's 250)")
     max_k: int = field(10, help="largest number of Gaussians tried per refit (k = 2..max_k)")
     repeats: int = field(2, help="timed calls of ours per seed count; the best is kept")
+    host_loop_seeds: int = field(8, help="seeds of the host-loop case (0: skip it)")
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("num_updates", "fit_rate", "repeats"):
             require_positive(self, name)
+        require_nonnegative(self, "host_loop_seeds")
         if not self.num_seeds or min(self.num_seeds) < 1:
             raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
         if self.fit_rate > self.num_updates:
@@ -111,6 +118,29 @@ def measure(cfg: CurriculumBenchConfig, seeds: int) -> list[dict]:
             row(SUITE, f"{case}: compile", ours_compile, None, "s")]
 
 
+def measure_host_loop(cfg: CurriculumBenchConfig) -> list[dict]:
+    """The host-loop case: the jitted update's compile seconds and the milliseconds per round."""
+    seeds, teacher_cfg = cfg.host_loop_seeds, cfg.teacher_config()
+    keys = jax.random.split(jax.random.key(cfg.seed), (cfg.num_updates + 1, seeds))
+    state = jax.vmap(alp_gmm.init, in_axes=(0, None))(keys[-1], teacher_cfg)
+    t0 = time.perf_counter()
+    update = jax.jit(jax.vmap(alp_gmm.update)).lower(state, jnp.zeros((seeds, 2)), jnp.zeros(seeds)).compile()
+    compile_s = time.perf_counter() - t0
+    sample = jax.jit(jax.vmap(alp_gmm.sample)).lower(keys[0], state).compile()
+    competence = jax.jit(lambda task, t: _competence(task.T, t, cfg.num_updates)).lower(
+        jnp.zeros((seeds, 2)), 0.0).compile()
+    t0 = time.perf_counter()
+    for t in range(cfg.num_updates):
+        task, state = sample(keys[t], state)
+        state = update(state, task, competence(task, float(t)))
+    jax.block_until_ready(state)
+    per_round = (time.perf_counter() - t0) / cfg.num_updates
+    case = (f"host loop, {seeds} seeds vmapped, {cfg.num_updates} rounds ({cfg.num_updates // cfg.fit_rate} refits, "
+            f"k=2..{cfg.max_k})")
+    return [row(SUITE, f"{case}: jitted update compile", compile_s, None, "s"),
+            row(SUITE, f"{case}: per round (sample + update)", 1e3 * per_round, None, "ms")]
+
+
 def run(cfg: CurriculumBenchConfig) -> list[dict]:
     """Result rows (:mod:`experiments.benchmarks.report`) of every seed count (target: ours >= 20x
     the reference at 64 seeds); skipped without scikit-learn."""
@@ -121,6 +151,8 @@ def run(cfg: CurriculumBenchConfig) -> list[dict]:
     rows = []
     for seeds in cfg.num_seeds:
         rows += measure(cfg, seeds)
+    if cfg.host_loop_seeds:
+        rows += measure_host_loop(cfg)
     return rows
 
 

@@ -80,10 +80,12 @@ def test_dp_suite(tmp_path):
 
 def test_curriculum_suite(tmp_path):
     rows = _run("curriculum", ["--num-seeds", "1", "2", "--num-updates", "24", "--fit-rate", "12",
-                               "--max-k", "3", "--repeats", "1"], tmp_path)
+                               "--max-k", "3", "--repeats", "1", "--host-loop-seeds", "2"], tmp_path)
     speeds = [r for r in rows if r["unit"] == "updates/s"]
     assert [r["case"].split(" x ")[0] for r in speeds] == ["1 seeds", "2 seeds"]
     assert all("(2 refits" in r["case"] for r in speeds)
+    host = [r for r in rows if r["case"].startswith("host loop, 2 seeds")]
+    assert [r["unit"] for r in host] == ["s", "ms"] and all(r["ours"] > 0 for r in host)
     with pytest.raises(SystemExit):  # fewer rounds than one refit
         bench.main(["curriculum", "--num-updates", "5", "--fit-rate", "10", "--run-dir", str(tmp_path / "bad")])
 
@@ -119,7 +121,8 @@ TINY = {
     "ppo": ["--num-seeds", "1", "--total-timesteps", "512", "--repeats", "1", "--whole-seeds", "0"],
     "dp": ["--num-states", "6", "--num-atoms", "5", "--num-iterations", "1", "--batch-size", "2",
            "--batch-states", "3", "--stock-states", "3", "--stock-horizon", "2", "--repeats", "1"],
-    "curriculum": ["--num-seeds", "1", "--num-updates", "8", "--fit-rate", "8", "--max-k", "2", "--repeats", "1"],
+    "curriculum": ["--num-seeds", "1", "--num-updates", "8", "--fit-rate", "8", "--max-k", "2", "--repeats", "1",
+                   "--host-loop-seeds", "0"],
     "icl": ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "8", "--num-tasks", "1",
             "--vmap-context", "8", "--width", "8", "--num-layers", "1", "--num-heads", "1", "--repeats", "1"],
     "icl-torch": ["--num-tasks", "2", "--eval-episodes", "1", "--train-updates", "1", "--repeats", "1"],
