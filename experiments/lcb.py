@@ -19,7 +19,9 @@ random instances vmapped (:mod:`jaxrl_icl.offline.lcb` for the algorithms):
 In every dataset exactly ``round(f N)`` episodes (a bandit pull is an episode) follow the
 expert, for expert fractions ``f``, the rest uniform actions. Methods: ``lcb`` (the LCB
 policy; pessimistic value iteration for MDPs), ``greedy`` (empirical means; for MDPs value
-iteration on the empirical model, no penalty) and ``bc`` (most frequent action per state).
+iteration on the empirical model, no penalty) and ``bc`` (most frequent action per state; for
+MDPs counted over all steps, so it cannot copy an expert whose choice changes near the end of
+the episode: a small gap remains on expert-only tabular-random data).
 Sub-optimality is the optimal value minus the policy's exact value on the true model (for
 bandits the expected reward gap, averaged over contexts; for MDPs the expected return from the
 start distribution).
