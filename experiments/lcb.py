@@ -19,9 +19,10 @@ random instances vmapped (:mod:`jaxrl_icl.offline.lcb` for the algorithms):
 In every dataset exactly ``round(f N)`` episodes (a bandit pull is an episode) follow the
 expert, for expert fractions ``f``, the rest uniform actions. Methods: ``lcb`` (the LCB
 policy; pessimistic value iteration for MDPs), ``greedy`` (empirical means; for MDPs value
-iteration on the empirical model, no penalty) and ``bc`` (most frequent action per state; for
+iteration on the empirical model, no penalty), ``bc`` (most frequent action per state; for
 MDPs counted over all steps, so it cannot copy an expert whose choice changes near the end of
-the episode: a small gap remains on expert-only tabular-random data).
+the episode: a small gap remains on expert-only tabular-random data) and, with
+``--extra-penalty-scales 0.1 0.02``, LCB at those penalty scales (``lcb_x0.1``, ``lcb_x0.02``).
 Sub-optimality is the optimal value minus the policy's exact value on the true model (for
 bandits the expected reward gap, averaged over contexts; for MDPs the expected return from the
 start distribution).
@@ -83,7 +84,8 @@ class LCBConfig:
     bandit_instances: int = field(500, help="random instances for each bandit setting")
     mdp_instances: int = field(100, help="random instances for each MDP setting")
     delta: float = field(0.1, help="LCB confidence level delta")
-    penalty_scale: float = field(1.0, help="multiplies the LCB penalty")
+    penalty_scale: float = field(1.0, help="multiplies the LCB penalty (method lcb)")
+    extra_penalty_scales: tuple[float, ...] = field((), help="more LCB penalty scales c, as methods lcb_x<c>")
     seed: int = field(0, help="PRNG seed")
 
     def __post_init__(self) -> None:
@@ -93,6 +95,13 @@ class LCBConfig:
             require_positive(self, name)
         require_in(self, "delta", 0.0, 1.0)
         require_nonnegative(self, "penalty_scale")
+        if any(c < 0 for c in self.extra_penalty_scales):
+            raise ConfigError("extra_penalty_scales", f"each must be >= 0, got {self.extra_penalty_scales}")
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Method names in output order: lcb, greedy, bc, then lcb_x<c> per extra scale."""
+        return (*METHODS, *(f"lcb_x{c:g}" for c in self.extra_penalty_scales))
         if not self.settings or any(s not in SETTINGS for s in self.settings):
             raise ConfigError("settings", f"must be a non-empty subset of {', '.join(SETTINGS)}, got {self.settings}")
         if not self.expert_fractions or any(not 0.0 <= f <= 1.0 for f in self.expert_fractions):
@@ -109,7 +118,8 @@ def bandit_instance(config: LCBConfig, shape: tuple[int, ...], key: jax.Array, d
 
     def methods(counts: lcb.Counts) -> jax.Array:
         policies = (lcb.bandit_lcb(counts, config.delta, config.penalty_scale), lcb.bandit_greedy(counts),
-                    lcb.behaviour_cloning(counts.visits))
+                    lcb.behaviour_cloning(counts.visits),
+                    *(lcb.bandit_lcb(counts, config.delta, c) for c in config.extra_penalty_scales))
         return jnp.stack([lcb.bandit_suboptimality(means, pi) for pi in policies])
 
     def per_fraction(data_key: jax.Array, fraction: jax.Array) -> jax.Array:
@@ -135,7 +145,9 @@ def mdp_instance(config: LCBConfig, setting: str, key: jax.Array, data_keys: jax
     def methods(counts: lcb.Counts) -> jax.Array:
         bc = jnp.broadcast_to(lcb.behaviour_cloning(counts.visits), (horizon, *counts.visits.shape))
         policies = (lcb.pessimistic_value_iteration(counts, horizon, config.delta, config.penalty_scale)[0],
-                    lcb.empirical_value_iteration(counts, horizon), bc)
+                    lcb.empirical_value_iteration(counts, horizon), bc,
+                    *(lcb.pessimistic_value_iteration(counts, horizon, config.delta, c)[0]
+                      for c in config.extra_penalty_scales))
         return jnp.stack([optimum - lcb.policy_value(task.P, task.R, task.init_dist, pi) for pi in policies])
 
     def per_fraction(data_key: jax.Array, fraction: jax.Array) -> jax.Array:
@@ -166,22 +178,22 @@ def summarize(config: LCBConfig, results: dict[str, np.ndarray]) -> dict:
     means, halves = {}, {}
     for setting, sub in results.items():
         means[setting], halves[setting] = {}, {}
-        for m, method in enumerate(METHODS):
+        for m, method in enumerate(config.methods):
             means[setting][method], halves[setting][method] = {}, {}
             for i, f in enumerate(config.expert_fractions):
                 mean, low, high = confidence_band(sub[:, i, :, m])
                 means[setting][method][f"{f:g}"] = {str(n): float(v) for n, v in zip(config.sizes, mean)}
                 halves[setting][method][f"{f:g}"] = {str(n): float(v) for n, v in zip(config.sizes, (high - low) / 2)}
     instances = {s: int(sub.shape[0]) for s, sub in results.items()}
-    return {"suboptimality": means, "halfwidth": halves, "instances": instances,
-            "expert_fractions": list(config.expert_fractions), "sizes": list(config.sizes), "methods": list(METHODS)}
+    return {"suboptimality": means, "halfwidth": halves, "instances": instances, "methods": list(config.methods),
+            "expert_fractions": list(config.expert_fractions), "sizes": list(config.sizes)}
 
 
 def format_table(summary: dict, setting: str, sizes: tuple[int, ...]) -> str:
     """Rows: expert fraction; columns: method at each N of ``sizes`` present in the run."""
     table = summary["suboptimality"][setting]
     cols = [(n, m) for n in sizes if str(n) in table[METHODS[0]][f"{summary['expert_fractions'][0]:g}"]
-            for m in METHODS]
+            for m in summary["methods"]]
     lines = [f"{setting}: sub-optimality (mean over {summary['instances'][setting]} instances)",
              f"{'f':>6}" + "".join(f"{f'{m} N={n}':>15}" for n, m in cols)]
     for f in summary["expert_fractions"]:
@@ -192,7 +204,7 @@ def format_table(summary: dict, setting: str, sizes: tuple[int, ...]) -> str:
 def plot_setting(config: LCBConfig, setting: str, sub: np.ndarray, path) -> None:
     """One panel per expert fraction: sub-optimality against N per method, 95% bands."""
     x = np.asarray(config.sizes)
-    panels = {f"expert fraction {f:g}": {m: (x, sub[:, i, :, k]) for k, m in enumerate(METHODS)}
+    panels = {f"expert fraction {f:g}": {m: (x, sub[:, i, :, k]) for k, m in enumerate(config.methods)}
               for i, f in enumerate(config.expert_fractions)}
     plot_curve_panels(panels, path, "dataset size N", "sub-optimality", f"{setting}: LCB vs greedy vs BC",
                       log_x=True)

@@ -16,12 +16,13 @@ def test_tiny_run_writes_summary_table_and_figures(tmp_path, capsys):
     path = tmp_path / "run"
     experiment.main(["--settings", *SETTINGS, "--sizes", "5", "100", "--expert-fractions", "0", "1",
                      "--bandit-instances", "3", "--mdp-instances", "2", "--mdp-states", "3", "--mdp-actions", "2",
-                     "--mdp-horizon", "3", "--run-dir", str(path)])
+                     "--mdp-horizon", "3", "--extra-penalty-scales", "0", "--run-dir", str(path)])
     summary = json.loads((path / "summary.json").read_text())
     assert set(summary["suboptimality"]) == set(SETTINGS)
     for setting in SETTINGS:
         table = summary["suboptimality"][setting]
-        assert set(table) == {"lcb", "greedy", "bc"}
+        assert set(table) == {"lcb", "greedy", "bc", "lcb_x0"}
+        assert table["lcb_x0"] == table["greedy"]  # LCB without a penalty is greedy
         for method in table.values():
             assert set(method) == {"0", "1"}
             assert all(set(row) == {"5", "100"} for row in method.values())
