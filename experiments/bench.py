@@ -21,6 +21,7 @@ Suites:
   icl         KV-cached in-context rollouts vs recomputing the context; training tokens/s
   icl-torch   AD training tokens/s and evaluation env steps/s vs eager PyTorch (needs torch: .[bench-ref])
   dpt-paper   DPT on Dark Room at the paper's 100k updates vs the exact posterior and the paper (GPU only)
+  offline     TD3+BC and IQL updates/s, 1/16/64 seeds, vs a JAX-CORL-design reference; matmul FLOP/s vs peak
 
 A suite that cannot run here (no GPU, PyTorch or scikit-learn missing) is skipped: its row
 says why, and the run goes on.
@@ -33,7 +34,7 @@ import sys
 import time
 import traceback
 
-from experiments.benchmarks import curriculum, dp, dpt_paper, icl, icl_torch, ppo, report
+from experiments.benchmarks import curriculum, dp, dpt_paper, icl, icl_torch, offline, ppo, report
 from experiments.benchmarks import envs as envs_suite
 from jaxrl_icl.config import ConfigError, field
 from jaxrl_icl.run.config import parse_cli
@@ -50,6 +51,7 @@ SUITES = {
     "icl": (icl, icl.ICLBenchConfig),
     "icl-torch": (icl_torch, icl_torch.ICLTorchBenchConfig),
     "dpt-paper": (dpt_paper, dpt_paper.DPTPaperBenchConfig),
+    "offline": (offline, offline.OfflineBenchConfig),
 }
 
 
@@ -65,6 +67,7 @@ class BenchAllConfig:
     icl: icl.ICLBenchConfig = icl.ICLBenchConfig()
     icl_torch: icl_torch.ICLTorchBenchConfig = icl_torch.ICLTorchBenchConfig()
     dpt_paper: dpt_paper.DPTPaperBenchConfig = dpt_paper.DPTPaperBenchConfig()
+    offline: offline.OfflineBenchConfig = offline.OfflineBenchConfig()
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.suites if s not in SUITES]

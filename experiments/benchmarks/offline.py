@@ -1,0 +1,234 @@
+"""Offline RL training speed: our TD3+BC and IQL trainers against a JAX-CORL-design reference.
+
+Both train on one synthetic dataset of ``dataset_size`` transitions (``obs_dim`` 17 and
+``action_dim`` 6, D4RL halfcheetah's sizes; Gaussian observations and rewards, uniform
+actions in [-1, 1], episodes of 1000 steps) with the default networks and hyperparameters
+(256-256 MLPs, batch 256, Adam 3e-4, twin critics, TD3+BC's actor every 2nd critic step).
+An *update* is one critic gradient step, as JAX-CORL counts them (1M TD3+BC updates are 1M
+critic and 500k actor steps; one of our TD3+BC trainer updates is ``policy_freq`` = 2 of them).
+
+- ours: ``make_train(config, 17, 6)``'s ``update`` vmapped over the seeds (also for 1 seed)
+  inside one jitted ``lax.scan`` over updates, the dataset an argument shared by all seeds;
+- reference (:mod:`experiments.bench_ref.jaxcorl_offline`): one seed, 8 updates unrolled per
+  jitted call, a host loop over calls. For 16 and 64 seeds the reference is that seed's rate,
+  i.e. the seeds run one after another (total updates/s unchanged), and, as a second row,
+  ``jax.jit(jax.vmap(update_n_times))`` over the seeds with the same host loop.
+
+Everything is compiled (and run once) before the clock starts; the implementations of one
+case are called in turn ``repeats`` times and each keeps its best time, so that load from
+other processes falls on all alike. Updates per seed are ``max_total_updates // seeds``
+rounded down to a multiple of 8 (at least 8), so many seeds stay affordable on a CPU. Rows
+are updates/s over all seeds.
+
+FLOP/s: the FLOPs of one update are XLA's cost analysis of the compiled reference
+``update_n_times`` (one seed) over its 8 updates (matmuls, forward and backward, are nearly
+all of them), multiplied by each measured rate; the machine's peak is a float32 ``jnp.dot``
+of two ``peak_size`` square matrices timed in the same run. With a GPU two more rows give
+the issue's device bars: the projected time of 1M updates of one seed against JAX-CORL's
+published 9 minutes (GTX 1080 Ti, compile included), and the time of ``seeds`` seeds over
+the time of one (bar: under 2x).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.bench_ref import jaxcorl_offline as ref
+from experiments.benchmarks.report import compared, row
+from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.offline import iql, td3_bc
+from jaxrl_icl.offline.dataset import Dataset, make_dataset
+
+SUITE = "offline"
+ALGOS = ("td3_bc", "iql")
+JAXCORL_1M_SECONDS = 9 * 60.0  # published: 1M TD3+BC / IQL updates in about 9 minutes on a GTX 1080 Ti
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineBenchConfig:
+    """TD3+BC and IQL updates/s at several seed counts: ours vs the JAX-CORL design."""
+
+    algos: tuple[str, ...] = field(ALGOS, help="algorithms to time (td3_bc, iql)")
+    num_seeds: tuple[int, ...] = field((1, 16, 64), help="seed counts to time (ours vmapped)")
+    dataset_size: int = field(1_000_000, help="transitions of the synthetic dataset")
+    obs_dim: int = field(17, help="observation size")
+    action_dim: int = field(6, help="action size")
+    max_total_updates: int = field(2048, help="critic updates per timed call over all seeds")
+    repeats: int = field(2, help="timed calls per implementation and seed count; the best is kept")
+    reference_vmap: bool = field(True, help="also time a plain vmap of the reference loop for many seeds")
+    peak_size: int = field(2048, help="side of the square matrices of the peak-FLOP/s matmul")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("dataset_size", "obs_dim", "action_dim", "max_total_updates", "repeats", "peak_size"):
+            require_positive(self, name)
+        if not self.num_seeds or min(self.num_seeds) < 1:
+            raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
+        if not self.algos or set(self.algos) - set(ALGOS):
+            raise ConfigError("algos", f"must name some of {', '.join(ALGOS)}; got {list(self.algos)}")
+
+
+def updates_per_seed(cfg: OfflineBenchConfig, seeds: int) -> int:
+    """Critic updates per seed for ``seeds`` seeds: a multiple of the reference's 8, at least 8."""
+    n = ref.N_JITTED_UPDATES
+    return max(n, cfg.max_total_updates // seeds // n * n)
+
+
+def synthetic_arrays(cfg: OfflineBenchConfig) -> dict[str, np.ndarray]:
+    """The D4RL arrays of the synthetic dataset (numpy, seeded by ``cfg.seed``)."""
+    rng = np.random.default_rng(cfg.seed)
+    n = cfg.dataset_size
+    timeouts = np.zeros(n, bool)
+    timeouts[999::1000] = True
+    return {"observations": rng.standard_normal((n, cfg.obs_dim), np.float32),
+            "actions": rng.uniform(-1, 1, (n, cfg.action_dim)).astype(np.float32),
+            "rewards": rng.standard_normal(n, np.float32), "terminals": np.zeros(n, bool), "timeouts": timeouts,
+            "next_observations": rng.standard_normal((n, cfg.obs_dim), np.float32)}
+
+
+def flops_per_update(update_n_times: Callable, *args: Any) -> float:
+    """FLOPs of one update by XLA's cost analysis of the compiled reference ``update_n_times(*args)``
+    (``N_JITTED_UPDATES`` updates, one seed) over ``N_JITTED_UPDATES``: matmuls as ``2 * M * N * K``,
+    elementwise ops one per element, after dead code is removed."""
+    cost = jax.jit(update_n_times).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) / ref.N_JITTED_UPDATES
+
+
+def peak_flops(size: int, repeats: int) -> float:
+    """FLOP/s of a float32 ``jnp.dot`` of two ``size`` x ``size`` matrices (best of ``repeats``)."""
+    a, b = (jax.random.normal(k, (size, size)) for k in jax.random.split(jax.random.PRNGKey(0)))
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, b))
+    best = float("inf")
+    for _ in range(max(repeats, 3)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(dot(a, b))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+def best_of_alternating(repeats: int, calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Best seconds of each of ``calls`` over ``repeats`` rounds that call each once in turn
+    (side by side, so that load from other processes hits all of them alike)."""
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call())
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def ours_call(algo: str, cfg: OfflineBenchConfig, dataset: Dataset, seeds: int, updates: int) -> Callable[[], Any]:
+    """A call running ``updates`` critic updates of ``seeds`` vmapped seeds of our trainer in one
+    jitted scan; init and compilation happen here, outside the clock (and it runs once)."""
+    if algo == "td3_bc":
+        config = td3_bc.TD3BCConfig()
+        trainer, steps = td3_bc.make_train(config, cfg.obs_dim, cfg.action_dim), config.policy_freq
+    else:
+        trainer, steps = iql.make_train(iql.IQLConfig(), cfg.obs_dim, cfg.action_dim), 1
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), seeds)
+    states = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(keys, dataset)
+    update = jax.vmap(trainer.update, in_axes=(0, None))
+
+    def train(states, dataset):
+        return jax.lax.scan(lambda s, _: update(s, dataset), states, None, updates // steps)
+
+    compiled = jax.jit(train).lower(states, dataset).compile()
+    jax.block_until_ready(compiled(states, dataset))
+    return lambda: compiled(states, dataset)
+
+
+def reference(algo: str, cfg: OfflineBenchConfig, updates: int) -> tuple[Callable, Callable]:
+    """The reference's ``(init, update_n_times)`` for ``algo``."""
+    if algo == "td3_bc":
+        return ref.make_td3_bc(cfg.obs_dim, cfg.action_dim)
+    return ref.make_iql(cfg.obs_dim, cfg.action_dim, updates)
+
+
+def reference_call(algo: str, cfg: OfflineBenchConfig, dataset: dict, seeds: int, updates: int,
+                   vmapped: bool) -> Callable[[], Any]:
+    """A call of the reference's host loop over ``updates`` critic updates: one seed, or
+    (``vmapped``) ``jax.vmap`` of its ``update_n_times`` over ``seeds`` seeds; compiled and
+    warmed up here."""
+    init, update_n_times = reference(algo, cfg, updates)
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), seeds + 1)
+    if vmapped:
+        state, rng = jax.vmap(init)(keys[1:]), keys[1:]
+        step = jax.jit(jax.vmap(update_n_times, in_axes=(0, None, 0)))
+    else:
+        state, rng = init(keys[0]), keys[1]
+        step = jax.jit(update_n_times)
+    ref.train(step, state, dataset, rng, ref.N_JITTED_UPDATES)
+    return lambda: ref.train(step, state, dataset, rng, updates)
+
+
+def run(cfg: OfflineBenchConfig) -> list[dict]:
+    """Result rows (:mod:`experiments.benchmarks.report`): per algorithm and seed count, updates/s
+    of ours against the reference (one seed, seeds one after another, a vmap of it); the peak
+    and achieved FLOP/s; with a GPU, the device bars."""
+    arrays = synthetic_arrays(cfg)
+    dataset = make_dataset(arrays, source="synthetic")
+    ref_dataset = ref.dataset_dict(arrays["observations"], arrays["actions"], arrays["rewards"],
+                                   arrays["next_observations"], arrays["terminals"])
+    del arrays
+    peak = peak_flops(cfg.peak_size, cfg.repeats)
+    print(f"offline: peak float32 matmul {peak / 1e9:.1f} GFLOP/s", flush=True)
+    rows = [row(SUITE, f"peak FLOP/s: jnp.dot {cfg.peak_size}x{cfg.peak_size} float32", peak, None, "FLOP/s")]
+    gpu = jax.default_backend() == "gpu"
+    for algo in cfg.algos:
+        init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
+        flops = flops_per_update(update_n_times, init(jax.random.PRNGKey(0)), ref_dataset, jax.random.PRNGKey(1))
+        n1 = updates_per_seed(cfg, 1)
+        one_ref_call = reference_call(algo, cfg, ref_dataset, 1, n1, False)
+        one_ref, rates = None, {}
+        for seeds in cfg.num_seeds:
+            n = updates_per_seed(cfg, seeds)
+            calls = {"ours": ours_call(algo, cfg, dataset, seeds, n)}
+            if seeds == 1 or one_ref is None:
+                calls["one"] = one_ref_call
+            if seeds > 1 and cfg.reference_vmap:
+                calls["vmapped"] = reference_call(algo, cfg, ref_dataset, seeds, n, True)
+            best = best_of_alternating(cfg.repeats, calls)
+            rates[seeds] = ours = seeds * n / best["ours"]
+            if "one" in best:
+                one_ref = n1 / best["one"]
+            case = f"{algo}, {seeds} seed{'s' * (seeds > 1)} x {n:,} updates"
+            print(f"offline: {case}: ours {ours:,.0f} updates/s, reference 1 seed {one_ref:,.0f}", flush=True)
+            if seeds == 1:
+                rows.append(row(SUITE, f"{case}: vs reference", ours, one_ref, "updates/s"))
+                rows.append(row(SUITE, f"{algo}, 1 seed: achieved FLOP/s ({flops / 1e6:.0f} MFLOP/update)",
+                                ours * flops, one_ref * flops, "FLOP/s"))
+                rows.append(row(SUITE, f"{algo}, 1 seed: fraction of the peak FLOP/s", ours * flops / peak,
+                                one_ref * flops / peak, "fraction"))
+                continue
+            rows.append(row(SUITE, f"{case}: vmapped vs reference seeds one after another", ours, one_ref,
+                            "updates/s"))
+            if "vmapped" in best:
+                vmapped = seeds * n / best["vmapped"]
+                print(f"offline: {case}: reference vmapped {vmapped:,.0f} updates/s", flush=True)
+                rows.append(row(SUITE, f"{case}: vmapped vs reference vmapped", ours, vmapped, "updates/s"))
+        if gpu and 1 in rates:
+            rows.append(row(SUITE, f"{algo}, 1 seed: 1M updates, projected s vs JAX-CORL's published 9 min "
+                            "(GTX 1080 Ti)", 1e6 / rates[1], JAXCORL_1M_SECONDS, "s", lower_is_better=True))
+            for seeds in (s for s in cfg.num_seeds if s > 1):
+                # time of `seeds` seeds over the time of one, for equal updates per seed; bar: under 2
+                rows.append(row(SUITE, f"{algo}, {seeds} seeds: time over 1 seed's (bar 2x)",
+                                seeds * rates[1] / rates[seeds], 2.0, "x", lower_is_better=True))
+    return rows
+
+
+def plot(rows: list[dict], path) -> None:
+    """Bars of updates/s for ours and the reference in every case (log axis)."""
+    from jaxrl_icl.run.plots import plot_paired_bars
+
+    plot_paired_bars(compared(rows, "updates/s"), ("ours", "reference"), path,
+                     ylabel="critic updates / s (all seeds, compile excluded)",
+                     title="Offline TD3+BC and IQL: ours vs JAX-CORL design")

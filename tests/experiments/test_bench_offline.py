@@ -1,0 +1,99 @@
+"""experiments.bench offline at a tiny size, and the JAX-CORL-design reference as a second
+implementation of our TD3+BC losses (same params, same batch, same numbers)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.bench_ref import jaxcorl_offline as ref
+from experiments.benchmarks import offline
+from jaxrl_icl.offline import td3_bc
+from jaxrl_icl.offline.dataset import make_dataset
+from jaxrl_icl.offline.networks import DeterministicActor, TwinCritic
+from tests.experiments.test_bench import _run
+
+
+@pytest.mark.slow  # compiles both trainers and the 8-update reference: minutes on a loaded 2-core CPU
+def test_offline_suite_rows_and_files(tmp_path):
+    rows = _run("offline", ["--algos", "td3_bc", "--num-seeds", "1", "2", "--dataset-size", "3000",
+                            "--max-total-updates", "16", "--repeats", "1", "--peak-size", "64"], tmp_path)
+    peak, one, flops, fraction, sequential, vmapped = rows
+    assert peak["case"].startswith("peak FLOP/s") and peak["unit"] == "FLOP/s" and peak["reference"] is None
+    assert one["case"] == "td3_bc, 1 seed x 16 updates: vs reference" and one["unit"] == "updates/s"
+    assert flops["case"].startswith("td3_bc, 1 seed: achieved FLOP/s (") and flops["unit"] == "FLOP/s"
+    assert fraction["ours"] == pytest.approx(flops["ours"] / peak["ours"])
+    assert sequential["case"] == "td3_bc, 2 seeds x 8 updates: vmapped vs reference seeds one after another"
+    assert sequential["reference"] == one["reference"]  # seeds one after another: the 1-seed rate
+    assert vmapped["case"] == "td3_bc, 2 seeds x 8 updates: vmapped vs reference vmapped"
+    assert (tmp_path / "offline" / "offline.png").stat().st_size > 0
+
+
+@pytest.mark.slow  # compiles the 8-update reference
+def test_flops_per_update_is_the_td3_bc_matmul_count():
+    """XLA's count for one TD3+BC update against the matmul FLOPs written out by hand (batch B,
+    per-sample multiply-adds of the 256-256 actor A and of one critic C): elementwise work
+    adds only a little on top."""
+    obs, act, h, batch = 17, 6, 256, ref.BATCH_SIZE
+    actor = obs * h + h * h + h * act
+    critic = (obs + act) * h + h * h + h
+    # critic step: target actor and twin target critics forward, twin critics forward and
+    # weight gradients, input gradients of their upper two layers
+    critic_step = actor + 2 * critic + 2 * critic + 2 * critic + 2 * (h * h + h)
+    # actor step: actor forward, Q1 forward and its input gradient, actor weight gradients and
+    # input gradients of its upper two layers
+    actor_step = actor + critic + critic + actor + (h * h + h * act)
+    matmul = 2 * batch * (critic_step + actor_step / ref.POLICY_FREQ)
+    init, update_n_times = ref.make_td3_bc(obs, act)
+    data = ref.dataset_dict(np.zeros((10, obs)), np.zeros((10, act)), np.zeros(10), np.zeros((10, obs)), np.zeros(10))
+    counted = offline.flops_per_update(update_n_times, init(jax.random.PRNGKey(0)), data, jax.random.PRNGKey(1))
+    assert matmul <= counted <= 1.05 * matmul
+
+
+def _to_reference_critic(params):
+    """Our TwinCritic's params ({q1, q2}) in the reference DoubleCritic's layout ({MLP_0, MLP_1})."""
+    return {"params": {"MLP_0": params["params"]["q1"], "MLP_1": params["params"]["q2"]}}
+
+
+def test_td3_bc_losses_match_the_reference_implementation():
+    """One update of our trainer (policy_freq 1) from its init: its critic and actor losses equal
+    the reference's losses on the same batch (the same indices and smoothing noise) and params."""
+    obs_dim, act_dim, n = 17, 6, 500
+    rng = np.random.default_rng(0)
+    arrays = {"observations": rng.standard_normal((n, obs_dim), np.float32),
+              "actions": rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
+              "rewards": rng.standard_normal(n, np.float32), "terminals": rng.random(n) < 0.1,
+              "next_observations": rng.standard_normal((n, obs_dim), np.float32)}
+    config = td3_bc.TD3BCConfig(policy_freq=1)
+    trainer = td3_bc.make_train(config, obs_dim, act_dim)
+    dataset = make_dataset(arrays)
+    state = trainer.init(jax.random.PRNGKey(3), dataset)
+    new_state, metrics = jax.jit(trainer.update)(state, dataset)
+
+    # the trainer's draws: critic batch and noise, then the actor's batch
+    key, k_batch, k_noise = jax.random.split(state.key, 3)
+    idx = jax.random.randint(k_batch, (config.batch_size,), 0, n)
+    noise = jnp.clip(config.policy_noise * jax.random.normal(k_noise, (config.batch_size, act_dim)),
+                     -config.noise_clip, config.noise_clip)
+    actor_idx = jax.random.randint(jax.random.split(key)[1], (config.batch_size,), 0, n)
+    data = ref.dataset_dict(arrays["observations"], arrays["actions"], arrays["rewards"],
+                            arrays["next_observations"], arrays["terminals"])
+    batch, actor_batch = (jax.tree.map(lambda x, i=i: x[i], data) for i in (idx, actor_idx))
+
+    actor, critic = ref.Actor(act_dim), ref.DoubleCritic()
+    target = ref.td3_bc_target(state.target_actor, _to_reference_critic(state.target_critic), actor, critic, batch,
+                               noise)
+    critic_loss = ref.td3_bc_critic_loss(_to_reference_critic(state.critic), critic, target, batch)
+    actor_loss = ref.td3_bc_actor_loss(state.actor, _to_reference_critic(new_state.critic), actor, critic,
+                                       actor_batch)
+    np.testing.assert_allclose(metrics["critic_loss"], critic_loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["actor_loss"], actor_loss, rtol=1e-5, atol=1e-6)
+    # the layouts really are the same networks (not two equal-by-accident numbers)
+    obs = jnp.asarray(arrays["observations"][:4])
+    np.testing.assert_allclose(DeterministicActor(act_dim).apply(state.actor, obs), actor.apply(state.actor, obs),
+                               rtol=1e-6)
+    ours_q = TwinCritic().apply(state.critic, obs, jnp.zeros((4, act_dim)))
+    np.testing.assert_allclose(ours_q, jnp.stack(critic.apply(_to_reference_critic(state.critic), obs,
+                                                              jnp.zeros((4, act_dim)))), rtol=1e-6)
