@@ -50,7 +50,7 @@ from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
-from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.rundir import RunDir, open_run, write_json
 from jaxrl_icl.run.sweep import init_distributed, seed_keys
 
 PROG = "python -m experiments.offline"
@@ -132,22 +132,25 @@ def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")
 
 
 def algorithm(config: OfflineConfig, obs_dim: int, action_dim: int, discrete: bool):
-    """``(trainer, policy, policy_params_of_state)``."""
-    if config.algo == "bc":
-        return (bc_algo.make_train(config.bc, obs_dim, action_dim, discrete=discrete),
-                bc_algo.policy(config.bc, action_dim, discrete=discrete), lambda s: s.params)
-    if discrete and config.algo != "cql":
+    """``(trainer, policy, policy_params_of_state)``; the algorithm's own ``num_updates`` (its
+    trainer length and, for IQL, the horizon of the actor's cosine schedule) is set from
+    ``config.num_updates``, whatever the nested config says."""
+    if discrete and config.algo not in ("bc", "cql"):
         raise ConfigError("algo", f"{config.algo} needs continuous actions; use bc or cql on discrete data")
+    algo_config = dataclasses.replace(getattr(config, config.algo),
+                                      num_updates=config.num_updates // config.steps_per_update)
+    if config.algo == "bc":
+        return (bc_algo.make_train(algo_config, obs_dim, action_dim, discrete=discrete),
+                bc_algo.policy(algo_config, action_dim, discrete=discrete), lambda s: s.params)
     if config.algo == "cql":
         if discrete:
-            return (cql_algo.make_train_discrete(config.cql, obs_dim, action_dim),
-                    cql_algo.discrete_policy(config.cql, action_dim), lambda s: s.params)
-        return (cql_algo.make_train(config.cql, obs_dim, action_dim), cql_algo.policy(config.cql, action_dim),
+            return (cql_algo.make_train_discrete(algo_config, obs_dim, action_dim),
+                    cql_algo.discrete_policy(algo_config, action_dim), lambda s: s.params)
+        return (cql_algo.make_train(algo_config, obs_dim, action_dim), cql_algo.policy(algo_config, action_dim),
                 lambda s: s.actor)
     if config.algo == "iql":
-        return (iql_algo.make_train(config.iql, obs_dim, action_dim), iql_algo.policy(config.iql, action_dim),
+        return (iql_algo.make_train(algo_config, obs_dim, action_dim), iql_algo.policy(algo_config, action_dim),
                 lambda s: s.actor)
-    algo_config = config.td3_bc if config.algo == "td3_bc" else config.rebrac
     return (td3_bc_algo.make_train(algo_config, obs_dim, action_dim), td3_bc_algo.policy(algo_config, action_dim),
             lambda s: s.actor)
 
@@ -160,17 +163,36 @@ def _time_limit(env_params: Any, env_name: str) -> int:
     return int(limit)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    config, options = parse_cli(OfflineConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
-    init_distributed()
+@dataclasses.dataclass
+class Prepared:
+    """One offline run, validated and built before its run directory exists.
+
+    Attributes:
+      trainer: the algorithm with evaluation folded in (or repeated for host evaluation).
+      data: the dataset with normalised observations (the trainer's data argument).
+      chunking: ``train_in_chunks`` keyword arguments (chunk size, host evaluation hook).
+      env_name: the env the policy is evaluated in.
+      dataset_score: the dataset's own mean episode return, normalised (None if not stored).
+    """
+
+    trainer: Any
+    data: Any
+    chunking: dict
+    env_name: str
+    dataset_score: float | None
+
+
+def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
+    """Load and check the dataset, the env and the algorithm of ``config``; a bad input exits
+    with status 2 and a message naming ``prog``'s flag, before any compute or run directory."""
     try:
         dataset, metadata = resolve_dataset(config.dataset, config.datasets_dir)
     except (ValueError, DatasetError, ImportError) as err:
-        cli_error(PROG, f"argument --dataset: {err}")
+        cli_error(prog, f"argument --dataset: {err}")
     env_name = config.env or metadata.get("env_name", "") or next(
         (name for name in (metadata.get("dataset_id", ""), Path(config.dataset).stem) if gymnasium_env_id(name)), "")
     if not env_name:
-        cli_error(PROG, f"argument --env: {config.dataset} names no env in its metadata; pass --env")
+        cli_error(prog, f"argument --env: {config.dataset} names no env in its metadata; pass --env")
     gym_id = gymnasium_env_id(env_name)  # a MuJoCo task with no JAX env: evaluated on the host
     try:
         if gym_id is None:
@@ -178,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
             eval_steps = config.max_episode_steps or _time_limit(env_params, env_name)
         low, high = reference_returns(env_name, metadata)  # fails early without reference returns
     except (ValueError, KeyError) as err:
-        cli_error(PROG, f"argument --env: {err}")
+        cli_error(prog, f"argument --env: {err}")
     discrete = dataset.discrete_actions
     obs_dim = dataset.observations.shape[1]
     action_dim = int(metadata.get("num_actions", int(dataset.actions.max()) + 1)) if discrete \
@@ -186,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         trainer, policy, policy_params = algorithm(config, obs_dim, action_dim, discrete)
     except ConfigError as err:
-        cli_error(PROG, f"argument --algo: {err}")
+        cli_error(prog, f"argument --algo: {err}")
     per_update = config.steps_per_update
     trainer = dataclasses.replace(trainer, num_updates=config.num_updates // per_update)
     check_num_seeds(PROG, config.num_seeds)
@@ -206,9 +228,9 @@ def main(argv: list[str] | None = None) -> dict:
                                       max_episode_steps=config.max_episode_steps or None, normalizer=normalizer,
                                       action_scale=scale)
         except ImportError as err:
-            cli_error(PROG, f"argument --env: {err}")
+            cli_error(prog, f"argument --env: {err}")
         if (evaluator.obs_dim, evaluator.action_dim) != (obs_dim, action_dim):
-            cli_error(PROG, f"argument --env: {gym_id} has observations {evaluator.obs_dim} and actions "
+            cli_error(prog, f"argument --env: {gym_id} has observations {evaluator.obs_dim} and actions "
                       f"{evaluator.action_dim}, the dataset {obs_dim} and {action_dim}")
         trainer = repeat_updates(trainer, config.eval_every // per_update)
 
@@ -219,10 +241,17 @@ def main(argv: list[str] | None = None) -> dict:
 
         chunking = {"chunk_updates": 1, "checkpoint_every_chunks": config.chunk_evals, "host_metrics": host_metrics}
 
-    run = open_run("offline", config, options, resumable=True)
-    print(f"run directory: {run.path}", file=sys.stderr)
-    train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data, run=run,
-                    resume=options.resume is not None, progress=options.progress, **chunking)
+    dataset_score = (float(normalized_score(env_name, metadata["mean_episode_return"], metadata))
+                     if "mean_episode_return" in metadata else None)
+    return Prepared(trainer, data, chunking, env_name, dataset_score)
+
+
+def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Train every seed of ``config`` into ``run`` (from its newest checkpoint if ``resume``),
+    plot the score curves and write ``summary.json``; returns the summary."""
+    train_in_chunks(prepared.trainer, seed_keys(config.seed, config.num_seeds), prepared.data, run=run,
+                    resume=resume, progress=progress, **prepared.chunking)
 
     log = read_metrics(run.metrics_path)
     scores = log.values["normalized_score"]  # [num_seeds, evaluations]
@@ -230,18 +259,26 @@ def main(argv: list[str] | None = None) -> dict:
     name = f"{config.algo} on {Path(config.dataset).stem} ({config.num_seeds} seeds)"
     plot_curves({name: (steps, scores)}, run.plot_path("normalized_score"), xlabel="gradient steps",
                 ylabel="normalised score", title=f"Offline RL: {config.algo}, {Path(config.dataset).stem}",
-                hlines={"dataset": float(normalized_score(env_name, metadata["mean_episode_return"], metadata))}
-                if "mean_episode_return" in metadata else None)
+                hlines=None if prepared.dataset_score is None else {"dataset": prepared.dataset_score})
     final = scores[:, -config.final_evals:].mean(axis=1)
-    summary = {"algo": config.algo, "dataset": config.dataset, "env": env_name, "num_seeds": config.num_seeds,
+    summary = {"algo": config.algo, "dataset": config.dataset, "env": prepared.env_name,
+               "num_seeds": config.num_seeds,
                "gradient_steps": int(steps[-1]), "final_score_mean": float(final.mean()),
                "final_score_std": float(final.std()), "final_score_per_seed": final.tolist(),
-               "dataset_score": float(normalized_score(env_name, metadata["mean_episode_return"], metadata))
-               if "mean_episode_return" in metadata else None}
+               "dataset_score": prepared.dataset_score}
     write_json(run.path / "summary.json", summary)
     print(f"{name}: final normalised score {summary['final_score_mean']:.1f} +- {summary['final_score_std']:.1f} "
           f"(dataset {summary['dataset_score'] if summary['dataset_score'] is not None else 'n/a'})")
     return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config, options = parse_cli(OfflineConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
+    init_distributed()
+    prepared = prepare(config)
+    run = open_run("offline", config, options, resumable=True)
+    print(f"run directory: {run.path}", file=sys.stderr)
+    return train(config, prepared, run, resume=options.resume is not None, progress=options.progress)
 
 
 if __name__ == "__main__":
