@@ -194,10 +194,11 @@ def format_table(summary: dict, setting: str, sizes: tuple[int, ...]) -> str:
     table = summary["suboptimality"][setting]
     cols = [(n, m) for n in sizes if str(n) in table[METHODS[0]][f"{summary['expert_fractions'][0]:g}"]
             for m in summary["methods"]]
+    width = max(15, *(len(f"{m} N={n}") + 2 for n, m in cols))
     lines = [f"{setting}: sub-optimality (mean over {summary['instances'][setting]} instances)",
-             f"{'f':>6}" + "".join(f"{f'{m} N={n}':>15}" for n, m in cols)]
+             f"{'f':>6}" + "".join(f"{f'{m} N={n}':>{width}}" for n, m in cols)]
     for f in summary["expert_fractions"]:
-        lines.append(f"{f:>6g}" + "".join(f"{table[m][f'{f:g}'][str(n)]:>15.4f}" for n, m in cols))
+        lines.append(f"{f:>6g}" + "".join(f"{table[m][f'{f:g}'][str(n)]:>{width}.4f}" for n, m in cols))
     return "\n".join(lines)
 
 
