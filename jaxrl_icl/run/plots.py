@@ -33,6 +33,8 @@ def plot_curves(
     title: str | None = None,
     hlines: Mapping[str, float] | None = None,
     *,
+    marks: Mapping[str, Sequence[tuple[float, float, float | None, float | None]]] | None = None,
+    marks_label: str = "reference",
     figsize: tuple[float, float] = (6.4, 4.0),
     dpi: int = 150,
     legend_below: bool = False,
@@ -44,6 +46,9 @@ def plot_curves(
       path: output PNG path.
       xlabel, ylabel, title: axis labels and optional title.
       hlines: label -> y of a dashed reference line (e.g. an optimal return).
+      marks: curve label -> points ``(x, y, low, high)`` drawn as diamonds in that curve's colour,
+        with a ``low``-``high`` bar where both are given (e.g. another study's mean and range);
+        one legend entry, ``marks_label``.
       figsize, dpi: image size is ``figsize * dpi`` pixels.
       legend_below: put the legend under the axes, in two columns, so that many
         entries hide no curve.
@@ -62,6 +67,12 @@ def plot_curves(
     for i, (label, value) in enumerate((hlines or {}).items()):
         color, dash = styles[i % len(styles)]
         ax.axhline(value, color=color, linestyle=dash, linewidth=1.2, label=label)
+    colours = {label: f"C{i}" for i, label in enumerate(curves)}
+    for i, (label, points) in enumerate((marks or {}).items()):
+        for j, (x, y, low, high) in enumerate(points):
+            bar = None if low is None or high is None else [[y - low], [high - y]]
+            ax.errorbar([x], [y], yerr=bar, fmt="D", color=colours.get(label, "black"), markersize=5, capsize=3,
+                        markeredgecolor="black", label=marks_label if i == j == 0 else None)
     if all(np.issubdtype(np.asarray(x).dtype, np.integer) for x, _ in curves.values()):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes, updates: no 2.5 ticks
     ax.set_xlabel(xlabel)
@@ -187,6 +198,53 @@ def plot_paired_bars(pairs: Mapping[str, tuple[float, float]], names: tuple[str,
         values[f"{names[0]}, {case}"] = first
         values[f"{names[1]}, {case}"] = second
     return plot_bars(values, path, ylabel=ylabel, title=title, log_scale=True)
+
+
+def plot_grouped_bars(
+    groups: Mapping[str, Mapping[str, tuple[float, float]]],
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str | None = None,
+    marks: tuple[str, Mapping[str, float]] | None = None,
+    *,
+    dpi: int = 150,
+) -> Path:
+    """Vertical bars grouped on the x axis: ``group -> series -> (mean, std)``, one colour per
+    series (the same series in every group, in the first group's order), std as error bars.
+
+    ``marks = (label, group -> value)`` draws a short black line across each group at its value
+    (e.g. the dataset's own score behind an offline RL table). A series missing from a group
+    leaves a gap. Non-finite means are an error."""
+    if not groups:
+        raise ValueError("groups is empty: nothing to plot")
+    series = list(dict.fromkeys(name for group in groups.values() for name in group))
+    bad = {(g, s): v for g, group in groups.items() for s, v in group.items() if not np.all(np.isfinite(v))}
+    if bad:
+        raise ValueError(f"bar values must be finite: {bad}")
+    width = 0.8 / len(series)
+    fig = Figure(figsize=(max(6.4, 1.2 * len(groups) * max(1, len(series) / 4)), 4.2), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    x = np.arange(len(groups))
+    for i, name in enumerate(series):
+        offsets = x - 0.4 + (i + 0.5) * width
+        present = [(o, group[name]) for o, group in zip(offsets, groups.values()) if name in group]
+        if present:
+            o, values = zip(*present)
+            means, stds = np.asarray(values, dtype=float).T
+            ax.bar(o, means, width, yerr=stds, capsize=2, color=f"C{i}", alpha=0.85, label=name)
+    if marks is not None:
+        label, values = marks
+        drawn = [(j, values[group]) for j, group in enumerate(groups) if group in values]
+        for n, (j, value) in enumerate(drawn):
+            ax.hlines(value, j - 0.45, j + 0.45, color="black", linewidth=1.5, label=None if n else label)
+    ax.set_xticks(x, list(groups))
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path, dpi)
 
 
 class HistogramPanel(NamedTuple):

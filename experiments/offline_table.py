@@ -1,0 +1,215 @@
+"""Every offline algorithm on every generated dataset: ``python -m experiments.offline_table``.
+
+Runs :mod:`experiments.offline` for each algorithm of ``--algos`` (``bc``, ``td3_bc``,
+``iql``, ``cql``, ``rebrac``) on each quality of ``--qualities`` (``random``, ``medium``,
+``medium-replay``, ``medium-expert``, ``expert``) of one generated env (``--env``, the
+dataset name prefix, ``pendulum-v1`` for the CPU default of
+``python -m experiments.collect_offline``), all seeds of a cell vmapped in one program. Each
+cell is a full offline run directory under ``cells/<algo>__<quality>/`` (metrics, checkpoints,
+curve, summary); ``--resume DIR`` finishes the cells a stopped table left and reuses the done
+ones. Writes ``table.md`` (mean +- std over seeds of the final normalised score, with the
+dataset's own score as a row), ``scores.png`` (grouped bars, the dataset's score as marks),
+and ``summary.json`` with ``scores[algo][quality] = {"mean", "std", "per_seed"}``,
+``dataset_scores[quality]`` and ``checks``: the published pattern of the D4RL tables
+(on ``medium`` TD3+BC, IQL and ReBRAC beat BC; on ``expert`` BC reaches 90; on ``random`` BC
+stays low while a value-based method improves on the data) as measured here.
+
+The CPU default trains (64, 64) networks for 10k gradient steps per cell, 5 seeds (25 cells,
+about half an hour on 2 cores); ``--scale paper`` uses the papers' (256, 256) networks and
+1M steps (for an accelerator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from experiments import offline
+from jaxrl_icl.config import ConfigError, field, require_positive, require_types
+from jaxrl_icl.offline import bc as bc_algo
+from jaxrl_icl.offline import cql as cql_algo
+from jaxrl_icl.offline import iql as iql_algo
+from jaxrl_icl.offline import td3_bc as td3_bc_algo
+from jaxrl_icl.offline.generate import QUALITIES
+from jaxrl_icl.run.config import cli_error, parse_cli
+from jaxrl_icl.run.plots import plot_grouped_bars
+from jaxrl_icl.run.rundir import RunDir, open_run, read_json, write_atomic, write_json
+from jaxrl_icl.run.sweep import init_distributed
+
+PROG = "python -m experiments.offline_table"
+VALUE_BASED = ("td3_bc", "iql", "cql", "rebrac")
+RANDOM_BC_LOW = 20.0  # normalised score under which BC on random data counts as "low"
+EXPERT_BC_BAR = 90.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineTableConfig:
+    """Algorithms x dataset qualities of one generated env, the same budget for every cell.
+
+    Attributes:
+      algos: algorithms, in table order.
+      qualities: dataset qualities, in table order (files ``<env>-<quality>.hdf5``).
+      env: the generated datasets' name prefix (``collect_offline``'s file stem).
+      datasets_dir: folder of the generated datasets ("" = the newest collect_offline run that has them all).
+      scale: ``cpu`` as set below, or ``paper``: (256, 256) networks and 1M gradient steps.
+      num_seeds: seeds per cell (vmapped).
+      num_updates: gradient steps per cell.
+      eval_every: gradient steps between evaluations.
+      eval_episodes: episodes per evaluation.
+      final_evals: a cell's final score is the mean of its last this-many evaluations.
+      hidden: hidden widths of every network of every algorithm.
+      seed: base seed (every cell uses the same seeds).
+    """
+
+    algos: tuple[str, ...] = offline.ALGOS
+    qualities: tuple[str, ...] = QUALITIES
+    env: str = "pendulum-v1"
+    datasets_dir: str = ""
+    scale: Literal["cpu", "paper"] = field("cpu", help="cpu, or paper: (256, 256) nets and 1M gradient steps")
+    num_seeds: int = 5
+    num_updates: int = 10_000
+    eval_every: int = 1_000
+    eval_episodes: int = 10
+    final_evals: int = 3
+    hidden: tuple[int, ...] = (64, 64)
+    seed: int = 0
+    bc: bc_algo.BCConfig = bc_algo.BCConfig()
+    td3_bc: td3_bc_algo.TD3BCConfig = td3_bc_algo.TD3BCConfig()
+    iql: iql_algo.IQLConfig = iql_algo.IQLConfig()
+    cql: cql_algo.CQLConfig = cql_algo.CQLConfig()
+    rebrac: td3_bc_algo.TD3BCConfig = td3_bc_algo.rebrac_config()
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name, allowed in (("algos", offline.ALGOS), ("qualities", QUALITIES)):
+            chosen = getattr(self, name)
+            if not chosen or any(c not in allowed for c in chosen) or len(set(chosen)) != len(chosen):
+                raise ConfigError(name, f"must name distinct entries of {', '.join(allowed)}; got {list(chosen)}")
+        for name in ("num_seeds", "num_updates", "eval_every", "eval_episodes", "final_evals"):
+            require_positive(self, name)
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError("hidden", f"must be positive widths; got {self.hidden}")
+
+    def effective(self) -> OfflineTableConfig:
+        """The config the table runs: ``scale=paper`` sets the papers' sizes."""
+        if self.scale == "paper":
+            return dataclasses.replace(self, scale="cpu", num_updates=1_000_000, eval_every=10_000,
+                                       hidden=(256, 256))
+        return self
+
+    def cell(self, algo: str, quality: str, datasets_dir: str) -> offline.OfflineConfig:
+        """The :class:`experiments.offline.OfflineConfig` of one table cell."""
+        algo_configs = {a: dataclasses.replace(getattr(self, a), hidden=self.hidden) for a in offline.ALGOS}
+        return offline.OfflineConfig(
+            algo=algo, dataset=f"{self.env}-{quality}", datasets_dir=datasets_dir, num_seeds=self.num_seeds,
+            num_updates=self.num_updates, eval_every=self.eval_every, eval_episodes=self.eval_episodes,
+            final_evals=self.final_evals, seed=self.seed, **algo_configs)
+
+
+def find_datasets_dir(config: OfflineTableConfig, runs_root: Path = Path("runs")) -> Path:
+    """The folder holding every ``<env>-<quality>.hdf5`` of the table; ValueError naming the
+    missing files (and how to make them) otherwise."""
+    names = [f"{config.env}-{q}.hdf5" for q in config.qualities]
+    if config.datasets_dir:
+        folder = Path(config.datasets_dir)
+        missing = [n for n in names if not (folder / n).exists()]
+        if missing:
+            raise ValueError(f"{folder} lacks {', '.join(missing)}")
+        return folder
+    candidates = sorted(runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
+    for folder in candidates:
+        if all((folder / n).exists() for n in names):
+            return folder
+    raise ValueError(f"no {runs_root}/collect_offline/*/datasets holds all of {', '.join(names)}; make them with "
+                     "python -m experiments.collect_offline (or pass --datasets-dir)")
+
+
+def cell_dir(run: RunDir, algo: str, quality: str) -> Path:
+    return run.path / "cells" / f"{algo}__{quality}"
+
+
+def run_cell(cell: offline.OfflineConfig, prepared: offline.Prepared, path: Path, progress: bool) -> dict:
+    """One cell's summary: read when the cell finished before, resumed when it stopped midway."""
+    if (path / "summary.json").exists():
+        return read_json(path / "summary.json")
+    if (path / "config.json").exists():
+        run, _ = RunDir.open(path, offline.OfflineConfig)
+        return offline.train(cell, prepared, run, resume=(path / "checkpoints").exists(), progress=progress)
+    run = RunDir.create("offline", cell, path=path)
+    return offline.train(cell, prepared, run, progress=progress)
+
+
+def checks(scores: dict[str, dict[str, dict]], dataset_scores: dict[str, float | None]) -> dict[str, Any]:
+    """The D4RL tables' pattern, on the cells that were run (a check whose cells are missing is
+    absent): ``medium_beats_bc[algo]`` for TD3+BC, IQL and ReBRAC; ``expert_bc_at_least_90``;
+    ``random_bc_low`` (BC under :data:`RANDOM_BC_LOW`) and ``random_value_improves`` (the
+    value-based methods whose mean beats the random dataset's own score)."""
+    mean = lambda algo, quality: scores.get(algo, {}).get(quality, {}).get("mean")  # noqa: E731
+    out: dict[str, Any] = {}
+    if mean("bc", "medium") is not None:
+        out["medium_beats_bc"] = {a: bool(mean(a, "medium") > mean("bc", "medium"))
+                                  for a in ("td3_bc", "iql", "rebrac") if mean(a, "medium") is not None}
+    if mean("bc", "expert") is not None:
+        out["expert_bc_at_least_90"] = bool(mean("bc", "expert") >= EXPERT_BC_BAR)
+    if mean("bc", "random") is not None:
+        out["random_bc_low"] = bool(mean("bc", "random") < RANDOM_BC_LOW)
+    if dataset_scores.get("random") is not None:
+        improving = [a for a in VALUE_BASED if mean(a, "random") is not None
+                     and mean(a, "random") > dataset_scores["random"]]
+        out["random_value_improves"] = improving
+    return out
+
+
+def markdown_table(config: OfflineTableConfig, scores: dict, dataset_scores: dict) -> str:
+    """Rows = algorithms (and the dataset), columns = qualities; mean +- std of the final score."""
+    header = "| algorithm | " + " | ".join(config.qualities) + " |"
+    rule = "|---|" + "---:|" * len(config.qualities)
+    rows = [f"| {algo} | " + " | ".join(
+        f"{scores[algo][q]['mean']:.1f} ± {scores[algo][q]['std']:.1f}" for q in config.qualities) + " |"
+        for algo in config.algos]
+    data_row = "| dataset | " + " | ".join(
+        "n/a" if dataset_scores[q] is None else f"{dataset_scores[q]:.1f}" for q in config.qualities) + " |"
+    return "\n".join([header, rule, *rows, data_row]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    requested, options = parse_cli(OfflineTableConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
+    init_distributed()
+    config = requested.effective()
+    try:
+        folder = str(find_datasets_dir(config))
+    except ValueError as err:
+        cli_error(PROG, f"argument --datasets-dir: {err}")
+    cells = {(a, q): config.cell(a, q, folder) for a in config.algos for q in config.qualities}
+    prepared = {key: offline.prepare(cell, prog=PROG) for key, cell in cells.items()}  # every input checked first
+
+    run = open_run("offline_table", requested, options, resumable=True)
+    print(f"run directory: {run.path}", file=sys.stderr)
+    scores: dict[str, dict[str, dict]] = {a: {} for a in config.algos}
+    dataset_scores: dict[str, float | None] = {}
+    for i, ((algo, quality), cell) in enumerate(cells.items()):
+        print(f"[{i + 1}/{len(cells)}] {algo} on {cell.dataset}", file=sys.stderr)
+        summary = run_cell(cell, prepared[algo, quality], cell_dir(run, algo, quality), options.progress)
+        scores[algo][quality] = {"mean": summary["final_score_mean"], "std": summary["final_score_std"],
+                                 "per_seed": summary["final_score_per_seed"]}
+        dataset_scores[quality] = summary["dataset_score"]
+
+    table = markdown_table(config, scores, dataset_scores)
+    write_atomic(run.path / "table.md", table.encode())
+    plot_grouped_bars({q: {a: (scores[a][q]["mean"], scores[a][q]["std"]) for a in config.algos}
+                       for q in config.qualities}, run.plot_path("scores"), ylabel="final normalised score",
+                      title=f"Offline RL on {config.env} ({config.num_seeds} seeds, {config.num_updates:,} steps)",
+                      marks=("dataset", {q: s for q, s in dataset_scores.items() if s is not None}))
+    summary = {"env": config.env, "datasets_dir": folder, "num_seeds": config.num_seeds,
+               "gradient_steps": config.num_updates, "hidden": list(config.hidden), "scores": scores,
+               "dataset_scores": dataset_scores, "checks": checks(scores, dataset_scores)}
+    write_json(run.path / "summary.json", summary)
+    print(table, end="")
+    print(f"checks: {summary['checks']}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
