@@ -5,11 +5,16 @@
 Each teacher proposes tasks in ``[0, 1]^nb_dims`` to the toy competence grid
 (:mod:`envs.curriculum_toy`) for ``num_episodes`` episodes; the % of mastered cubes is
 recorded every ``score_every`` episodes. Per teacher, all seeds run in one vmapped call and
-the whole run is one ``lax.scan``. Writes ``config.json``, ``versions.json``,
-``summary.json`` (final % mastered per teacher with its 95% interval, wall-clock seconds and
-the reports each teacher skipped as non-finite, which is 0 here) and ``mastered.png``
-(% mastered vs episodes with 95% bands), and prints a table next to the paper's guide and
-the run directory.
+the whole run is one ``lax.scan``. It shows how the teachers order on this toy next to the
+authors' own run of their reference code (teachDeepRL, 2-D x 10 cubes, 8 seeds), whose order
+is Covar-GMM > RIAC > ALP-GMM > Random (:data:`REFERENCE_RUN`).
+
+Writes ``config.json``, ``versions.json``, ``summary.json`` (per teacher: final % mastered with
+its 95% interval, std, min and max over seeds, the mean at 10,000 episodes, wall-clock seconds
+and the reports skipped as non-finite, which is 0 here; the measured ordering and the reference
+run's) and ``mastered.png`` (% mastered vs episodes with 95% bands, the reference run's values
+as marks: the mean with its min-max range at 20,000 episodes, the mean at 10,000), and prints
+a table next to the reference run and the run directory.
 """
 
 from __future__ import annotations
@@ -38,13 +43,13 @@ from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import seed_keys, sweep_seeds
 from jaxrl_icl.stats import confidence_band
 
-# What Portelas et al. (2019, toy space, 2-D, 20k episodes) report, as a reading guide.
-PAPER_GUIDE = {
-    "random": "< 5% (worst)",
-    "riac": "between Random and ALP-GMM",
-    "alp-gmm": "~ 1/3 of the cubes (best)",
-    "covar-gmm": "between Random and ALP-GMM",
-    "oracle": "(not in the toy figure; hand-made upper reference)",
+# The authors' reference code (teachDeepRL) run on this toy (2-D x 10 cubes, 8 seeds): % of cubes
+# mastered, episodes -> (mean, min, max) over seeds (only the mean at 10,000). No oracle there.
+REFERENCE_RUN = {
+    "random": {10_000: (1.0, None, None), 20_000: (4.5, 4.0, 6.0)},
+    "riac": {10_000: (22.4, None, None), 20_000: (47.8, 45.0, 51.0)},
+    "alp-gmm": {10_000: (14.1, None, None), 20_000: (35.1, 33.0, 39.0)},
+    "covar-gmm": {10_000: (30.2, None, None), 20_000: (67.0, 60.0, 73.0)},
 }
 TEACHER_NAMES = ("random", "riac", "alp-gmm", "covar-gmm", "oracle")
 
@@ -153,14 +158,33 @@ def run(config: CurriculumToyConfig) -> tuple[dict[str, np.ndarray], dict[str, n
     return scores, rejected, seconds
 
 
-def summarize(scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Teacher -> mean, 95% interval and std over seeds of the final % mastered."""
+def reference_run(config: CurriculumToyConfig) -> dict[str, dict[int, tuple]]:
+    """The reference run's values for this config's teachers at episodes it scores ({} unless the
+    toy is the reference's, 2-D x 10 cubes)."""
+    if (config.nb_dims, config.nb_cubes) != (2, 10):
+        return {}
+    scored = set(range(0, config.num_episodes + 1, config.score_every))
+    return {name: {e: v for e, v in REFERENCE_RUN[name].items() if e in scored}
+            for name in config.teachers if name in REFERENCE_RUN}
+
+
+def summarize(scores: dict[str, np.ndarray], score_every: int) -> dict[str, dict[str, float]]:
+    """Teacher -> mean, 95% interval, std, min and max over seeds of the final % mastered, and the
+    mean at 10,000 episodes where it was scored."""
     out = {}
     for name, s in scores.items():
         mean, low, high = confidence_band(s[:, -1:])
         out[name] = {"mean": float(mean[0]), "ci95_low": float(low[0]), "ci95_high": float(high[0]),
-                     "std": float(s[:, -1].std(ddof=1)) if len(s) > 1 else 0.0}
+                     "std": float(s[:, -1].std(ddof=1)) if len(s) > 1 else 0.0,
+                     "min": float(s[:, -1].min()), "max": float(s[:, -1].max())}
+        if 10_000 % score_every == 0 and 10_000 // score_every < s.shape[1]:
+            out[name]["mean_at_10000"] = float(s[:, 10_000 // score_every].mean())
     return out
+
+
+def ordering(means: dict[str, float]) -> str:
+    """``"a > b > c"``: teachers by decreasing mean."""
+    return " > ".join(sorted(means, key=means.get, reverse=True))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,26 +193,40 @@ def main(argv: list[str] | None = None) -> None:
     check_num_seeds("python -m experiments.curriculum_toy", config.num_seeds)
     run_dir = open_run("curriculum_toy", config, options)
     scores, rejected, seconds = run(config)
-    summary = summarize(scores)
+    summary = summarize(scores, config.score_every)
     for name, row in summary.items():
         row["seconds"] = seconds[name]
         row["rejected_reports"] = int(rejected[name].sum())
+    reference = reference_run(config)
+    measured_order = ordering({name: row["mean"] for name, row in summary.items()})
+    final = config.num_episodes
+    reference_order = ordering({name: v[final][0] for name, v in reference.items() if final in v})
     write_json(run_dir.path / "summary.json", {
         "num_episodes": config.num_episodes, "num_seeds": config.num_seeds,
         "final_percent_mastered": summary,
-        "paper_guide": {name: PAPER_GUIDE[name] for name in config.teachers},
+        "measured_ordering": measured_order,
+        "reference_run": {name: {str(e): dict(zip(("mean", "min", "max"), v)) for e, v in values.items()}
+                          for name, values in reference.items()},
+        "reference_ordering": reference_order,
     })
     x = np.arange(0, config.num_episodes + 1, config.score_every)
     plot_curves({name: (x, s) for name, s in scores.items()}, run_dir.plot_path("mastered"),
                 xlabel="episodes", ylabel="% mastered cubes",
-                title=f"toy task space {config.nb_cubes}^{config.nb_dims}, {config.num_seeds} seeds, 95% bands")
+                title=f"toy task space {config.nb_cubes}^{config.nb_dims}, {config.num_seeds} seeds, 95% bands",
+                marks={name: [(e, *v) for e, v in values.items()] for name, values in reference.items()},
+                marks_label="reference code's run (mean, min-max)", legend_below=True)
     width = max(len(name) for name in summary)
-    print(f"{'teacher':<{width}}  % mastered @ {config.num_episodes} (95% CI)   seconds   paper")
+    print(f"{'teacher':<{width}}  % mastered @ {final} (95% CI)   min-max      seconds   reference run")
     for name, row in summary.items():
         band = f"{row['mean']:>6.1f}  ({row['ci95_low']:.1f}, {row['ci95_high']:.1f})"
-        print(f"{name:<{width}}  {band:<28} {row['seconds']:>7.1f}   {PAPER_GUIDE[name]}")
+        ref = reference.get(name, {}).get(final)
+        ref_text = f"{ref[0]:.1f} ({ref[1]:.0f}-{ref[2]:.0f})" if ref else "-"
+        print(f"{name:<{width}}  {band:<28} {row['min']:>4.0f}-{row['max']:<4.0f}  {row['seconds']:>7.1f}   {ref_text}")
         if row["rejected_reports"]:
             print(f"{'':<{width}}  warning: the teacher skipped {row['rejected_reports']} non-finite reports")
+    print(f"measured ordering: {measured_order}")
+    if reference_order:
+        print(f"reference run's ordering: {reference_order}")
     print(f"run directory: {run_dir.path}")
 
 

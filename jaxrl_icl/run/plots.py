@@ -68,11 +68,13 @@ def plot_curves(
         color, dash = styles[i % len(styles)]
         ax.axhline(value, color=color, linestyle=dash, linewidth=1.2, label=label)
     colours = {label: f"C{i}" for i, label in enumerate(curves)}
-    for i, (label, points) in enumerate((marks or {}).items()):
-        for j, (x, y, low, high) in enumerate(points):
+    for label, points in (marks or {}).items():
+        for x, y, low, high in points:
             bar = None if low is None or high is None else [[y - low], [high - y]]
             ax.errorbar([x], [y], yerr=bar, fmt="D", color=colours.get(label, "black"), markersize=5, capsize=3,
-                        markeredgecolor="black", label=marks_label if i == j == 0 else None)
+                        markeredgecolor="black")
+    if marks:
+        ax.plot([], [], "D", color="lightgray", markeredgecolor="black", markersize=5, label=marks_label)
     if all(np.issubdtype(np.asarray(x).dtype, np.integer) for x, _ in curves.values()):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # episodes, updates: no 2.5 ticks
     ax.set_xlabel(xlabel)

@@ -1,6 +1,5 @@
 """Teacher interface: config errors, determinism, vmap equivalence, ALP bookkeeping, behaviour."""
 
-import json
 
 import jax
 import jax.numpy as jnp
@@ -171,22 +170,3 @@ def test_covar_gmm_window_holds_time_task_competence():
     assert int(state.gmm.num_components) == 1
     state = update(state, tasks[0], rewards[0])
     assert int(state.gmm.num_components) == 2
-
-
-def test_experiment_writes_summary_and_plot(tmp_path, capsys):
-    from experiments import curriculum_toy
-
-    run_dir = tmp_path / "run"
-    curriculum_toy.main(["--teachers", "random", "alp-gmm", "--num-episodes", "300", "--score-every", "100",
-                         "--num-seeds", "2", "--fit-rate", "50", "--max-k", "3", "--run-dir", str(run_dir),
-                         "--no-progress"])
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["final_percent_mastered"]) == {"random", "alp-gmm"}
-    assert all(0 <= row["mean"] <= 100 for row in summary["final_percent_mastered"].values())
-    assert all(row["rejected_reports"] == 0 for row in summary["final_percent_mastered"].values())
-    assert (run_dir / "mastered.png").stat().st_size > 0
-    assert str(run_dir) in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        curriculum_toy.main(["--teachers", "nope", "--run-dir", str(tmp_path / "bad")])
-    assert "--teachers" in capsys.readouterr().err
-    assert not (tmp_path / "bad").exists()
