@@ -24,13 +24,16 @@ from jaxrl_icl.offline.dataset import (
     Dataset,
     DatasetError,
     ObsNormalizer,
+    concat_datasets,
     episode_bounds,
+    episode_returns,
     make_dataset,
     normalize_observations,
     observation_stats,
     qlearning_transitions,
     sample_segments,
     sample_transitions,
+    select_episodes,
     split_episodes,
 )
 from jaxrl_icl.offline.host_evaluate import HostEvaluator, gymnasium_env_id
@@ -38,9 +41,9 @@ from jaxrl_icl.offline.minari_io import load_minari, save_minari
 from jaxrl_icl.offline.scores import D4RL_REFERENCE_RETURNS, normalized_score, reference_returns
 
 __all__ = [
-    "D4RL_REFERENCE_RETURNS", "KEYS", "Dataset", "DatasetError", "HostEvaluator", "ObsNormalizer", "bc", "cql",
-    "episode_bounds", "gymnasium_env_id", "iql", "lcb", "load_d4rl", "load_minari", "make_dataset",
-    "normalize_observations",
-    "normalized_score", "observation_stats", "qlearning_transitions", "rebrac", "reference_returns",
-    "sample_segments", "sample_transitions", "save_d4rl", "save_minari", "split_episodes", "td3_bc",
+    "D4RL_REFERENCE_RETURNS", "Dataset", "DatasetError", "HostEvaluator", "KEYS", "ObsNormalizer", "bc",
+    "concat_datasets", "cql", "episode_bounds", "episode_returns", "gymnasium_env_id", "iql", "lcb", "load_d4rl",
+    "load_minari", "make_dataset", "normalize_observations", "normalized_score", "observation_stats",
+    "qlearning_transitions", "rebrac", "reference_returns", "sample_segments", "sample_transitions", "save_d4rl",
+    "save_minari", "select_episodes", "split_episodes", "td3_bc",
 ]

@@ -239,17 +239,40 @@ def split_episodes(dataset: Dataset, val_fraction: float, seed: int = 0) -> tupl
     num_val = min(len(starts) - 1, max(1, round(val_fraction * len(starts))))
     val = np.sort(order[:num_val])
     train = np.sort(order[num_val:])
-    return _select_episodes(dataset, starts, ends, train), _select_episodes(dataset, starts, ends, val)
+    return select_episodes(dataset, train), select_episodes(dataset, val)
 
 
-def _select_episodes(dataset: Dataset, starts: np.ndarray, ends: np.ndarray, which: np.ndarray) -> Dataset:
+def episode_returns(dataset: Dataset) -> np.ndarray:
+    """float64 [E]: the undiscounted return of each episode, in storage order."""
+    starts, _ = episode_bounds(np.asarray(dataset.terminals), np.asarray(dataset.timeouts))
+    return np.asarray(dataset.returns_to_go, np.float64)[starts]
+
+
+def select_episodes(dataset: Dataset, which: np.ndarray) -> Dataset:
+    """The dataset of episodes ``which`` (int [k], indices in storage order, kept in the order
+    given). Host-side. The last step of each selected episode keeps its flags; an episode that
+    ended only because the data ended gets a timeout, so it stays an episode of its own."""
+    which = np.asarray(which, np.int64)
+    starts, ends = episode_bounds(np.asarray(dataset.terminals), np.asarray(dataset.timeouts))
+    if which.size == 0 or which.min() < 0 or which.max() >= len(starts):
+        raise DatasetError("select_episodes", "which", f"must be a non-empty set of indices below {len(starts)}")
     rows = np.concatenate([np.arange(starts[i], ends[i]) for i in which])
     arrays = {k: v[rows] for k, v in dataset.arrays().items()}
-    # the last step of each selected episode keeps its flags; an episode that ended only
-    # because the file ended gets a timeout so it stays an episode of its own
     last = np.cumsum(ends[which] - starts[which]) - 1
     arrays["timeouts"][last] |= ~arrays["terminals"][last]
-    return make_dataset(arrays, source="split_episodes")
+    return make_dataset(arrays, source="select_episodes")
+
+
+def concat_datasets(*datasets: Dataset) -> Dataset:
+    """One dataset holding the episodes of all ``datasets`` one after another (each part's
+    unflagged last step gets a timeout, so no episode runs into the next part). Host-side."""
+    if not datasets:
+        raise DatasetError("concat_datasets", "datasets", "nothing to concatenate")
+    parts = [select_episodes(d, np.arange(len(episode_returns(d)))).arrays() for d in datasets]
+    kinds = {p["actions"].ndim for p in parts}
+    if len(kinds) > 1:
+        raise DatasetError("concat_datasets", "actions", "mixes discrete and continuous actions")
+    return make_dataset({k: np.concatenate([p[k] for p in parts]) for k in KEYS}, source="concat_datasets")
 
 
 @struct.dataclass
