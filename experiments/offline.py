@@ -15,9 +15,10 @@ score per seed, mean and std).
 or the name of a generated dataset (``pendulum-v1-medium``): looked up in ``--datasets-dir``,
 else in the newest ``runs/collect_offline/*/datasets/`` (make them with
 ``python -m experiments.collect_offline``). The env to evaluate in is ``--env``, else the
-dataset's ``env_name`` metadata, else (for a D4RL MuJoCo file named like ``hopper-medium-v2.hdf5``
-or a Minari id like ``mujoco/hopper/medium-v0``) the gymnasium MuJoCo env of that name; the score
-uses the dataset's own reference returns, or D4RL's for the MuJoCo tasks.
+dataset's ``env_name`` metadata (a grid world on the goal its ``goal_x`` / ``goal_y`` name),
+else (for a D4RL MuJoCo file named like ``hopper-medium-v2.hdf5`` or a Minari id like
+``mujoco/hopper/medium-v0``) the gymnasium MuJoCo env of that name; the score uses the
+dataset's own reference returns, or D4RL's for the MuJoCo tasks.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 
 import envs
 from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive, require_types
 from jaxrl_icl.offline import (
+    Dataset,
     DatasetError,
+    ObsNormalizer,
     load_d4rl,
     load_minari,
     normalize_observations,
@@ -50,7 +54,7 @@ from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
-from jaxrl_icl.run.rundir import RunDir, open_run, write_json
+from jaxrl_icl.run.rundir import RunDir, open_run, read_json, write_json
 from jaxrl_icl.run.sweep import init_distributed, seed_keys
 
 PROG = "python -m experiments.offline"
@@ -189,6 +193,13 @@ def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
         dataset, metadata = resolve_dataset(config.dataset, config.datasets_dir)
     except (ValueError, DatasetError, ImportError) as err:
         cli_error(prog, f"argument --dataset: {err}")
+    return prepare_dataset(config, dataset, metadata, prog)
+
+
+def prepare_dataset(config: OfflineConfig, dataset: Dataset, metadata: dict, prog: str = PROG,
+                    normalizer: ObsNormalizer | None = None) -> Prepared:
+    """:func:`prepare` for a dataset in memory (``config.dataset`` only names it): observations
+    are normalised by ``normalizer``, by default the dataset's own statistics."""
     env_name = config.env or metadata.get("env_name", "") or next(
         (name for name in (metadata.get("dataset_id", ""), Path(config.dataset).stem) if gymnasium_env_id(name)), "")
     if not env_name:
@@ -196,7 +207,9 @@ def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
     gym_id = gymnasium_env_id(env_name)  # a MuJoCo task with no JAX env: evaluated on the host
     try:
         if gym_id is None:
-            env, env_params = envs.make(env_name)
+            task = {"goal": jnp.array([metadata["goal_x"], metadata["goal_y"]], jnp.int32)} \
+                if "goal_x" in metadata and not config.env else {}  # a grid world dataset's own goal
+            env, env_params = envs.make(env_name, **task)
             eval_steps = config.max_episode_steps or _time_limit(env_params, env_name)
         low, high = reference_returns(env_name, metadata)  # fails early without reference returns
     except (ValueError, KeyError) as err:
@@ -213,7 +226,7 @@ def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
     trainer = dataclasses.replace(trainer, num_updates=config.num_updates // per_update)
     check_num_seeds(PROG, config.num_seeds)
 
-    normalizer = observation_stats(dataset)
+    normalizer = observation_stats(dataset) if normalizer is None else normalizer
     data = normalize_observations(dataset, normalizer)
     score = lambda r: 100.0 * (r - low) / (high - low)  # noqa: E731
     scale = float(metadata.get("action_scale", 1.0))
@@ -270,6 +283,18 @@ def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: boo
     print(f"{name}: final normalised score {summary['final_score_mean']:.1f} +- {summary['final_score_std']:.1f} "
           f"(dataset {summary['dataset_score'] if summary['dataset_score'] is not None else 'n/a'})")
     return summary
+
+
+def train_in_dir(config: OfflineConfig, prepared: Prepared, path: Path, progress: bool = True) -> dict:
+    """:func:`train` into the run directory ``path`` as a part of a larger experiment: a
+    finished run's summary is read back, a stopped one resumes from its checkpoint, a new
+    one is created there."""
+    if (path / "summary.json").exists():
+        return read_json(path / "summary.json")
+    if (path / "config.json").exists():
+        run, _ = RunDir.open(path, OfflineConfig)
+        return train(config, prepared, run, resume=run.checkpoints.exists(), progress=progress)
+    return train(config, prepared, RunDir.create("offline", config, path=path), progress=progress)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -35,7 +35,7 @@ from jaxrl_icl.offline import td3_bc as td3_bc_algo
 from jaxrl_icl.offline.generate import QUALITIES
 from jaxrl_icl.run.config import cli_error, parse_cli
 from jaxrl_icl.run.plots import plot_grouped_bars
-from jaxrl_icl.run.rundir import RunDir, open_run, read_json, write_atomic, write_json
+from jaxrl_icl.run.rundir import RunDir, open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import init_distributed
 
 PROG = "python -m experiments.offline_table"
@@ -130,17 +130,6 @@ def cell_dir(run: RunDir, algo: str, quality: str) -> Path:
     return run.path / "cells" / f"{algo}__{quality}"
 
 
-def run_cell(cell: offline.OfflineConfig, prepared: offline.Prepared, path: Path, progress: bool) -> dict:
-    """One cell's summary: read when the cell finished before, resumed when it stopped midway."""
-    if (path / "summary.json").exists():
-        return read_json(path / "summary.json")
-    if (path / "config.json").exists():
-        run, _ = RunDir.open(path, offline.OfflineConfig)
-        return offline.train(cell, prepared, run, resume=(path / "checkpoints").exists(), progress=progress)
-    run = RunDir.create("offline", cell, path=path)
-    return offline.train(cell, prepared, run, progress=progress)
-
-
 def checks(scores: dict[str, dict[str, dict]], dataset_scores: dict[str, float | None]) -> dict[str, Any]:
     """The D4RL tables' pattern, on the cells that were run (a check whose cells are missing is
     absent): ``medium_beats_bc[algo]`` for TD3+BC, IQL and ReBRAC; ``expert_bc_at_least_90``;
@@ -191,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     dataset_scores: dict[str, float | None] = {}
     for i, ((algo, quality), cell) in enumerate(cells.items()):
         print(f"[{i + 1}/{len(cells)}] {algo} on {cell.dataset}", file=sys.stderr)
-        summary = run_cell(cell, prepared[algo, quality], cell_dir(run, algo, quality), options.progress)
+        summary = offline.train_in_dir(cell, prepared[algo, quality], cell_dir(run, algo, quality),
+                                       options.progress)
         scores[algo][quality] = {"mean": summary["final_score_mean"], "std": summary["final_score_std"],
                                  "per_seed": summary["final_score_per_seed"]}
         dataset_scores[quality] = summary["dataset_score"]
