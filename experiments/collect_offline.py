@@ -14,8 +14,9 @@ and ``<env>.png``: the learner's training curve, its snapshots' returns and the 
 Grid worlds with an exact optimal policy (``--envs darkroom-9x9``, ``darkroom-10x10``: the
 shortest path to the goal) get discrete qualities from it instead, with no learner:
 ``uniform`` (uniform random actions), ``epsilon-optimal`` (the optimal action, replaced with
-probability ``--epsilon``, default 0.3, by a uniform one) and ``optimal``, with int actions and
-the uniform and optimal returns as references (:func:`jaxrl_icl.offline.generate.generate_grid_qualities`).
+probability ``--epsilon``, default 0.3, by a uniform one) and ``optimal``, on the goal
+``--goal X Y`` (default: the env's), with int actions and the uniform and optimal returns as
+references (:func:`jaxrl_icl.offline.generate.generate_grid_qualities`).
 
 CPU default: ``gymnax:Pendulum-v1``, 1e5 transitions per quality, PPO for 6e5 steps (about a
 minute of training on 2 cores; random -1230, expert about -190). ``--scale paper``: Brax
@@ -29,6 +30,7 @@ import sys
 from typing import Literal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -70,6 +72,7 @@ class CollectOfflineConfig:
       chunk_updates: PPO updates between snapshots.
       medium_fraction: the medium policy reaches this fraction of the way from random to expert.
       epsilon: grid worlds' epsilon-optimal quality: probability of a uniform action instead of the optimal one.
+      goal: grid worlds' task, the goal cell (x, y); empty: the env's default goal.
       seed: PRNG seed.
       scale: "cpu" (the defaults) or "paper" (Brax locomotion at 1e6 transitions, for a GPU).
       ppo: the expert learner.
@@ -83,6 +86,7 @@ class CollectOfflineConfig:
     chunk_updates: int = field(1, help="PPO updates between snapshots (medium is chosen among them)")
     medium_fraction: float = 1 / 3
     epsilon: float = field(0.3, help="grid worlds' epsilon-optimal data: probability of a uniform action")
+    goal: tuple[int, ...] = field((), help="grid worlds' goal cell X Y (default: the env's default goal)")
     seed: int = 0
     scale: Literal["cpu", "paper"] = "cpu"
     ppo: PPOConfig = CPU_PPO
@@ -95,6 +99,8 @@ class CollectOfflineConfig:
         require_in(self, "epsilon", 0.0, 1.0)
         if not self.envs:
             raise ConfigError("envs", "name at least one env")
+        if len(self.goal) not in (0, 2):
+            raise ConfigError("goal", f"must be a cell X Y, got {self.goal}")
         if self.num_transitions % self.num_envs:
             raise ConfigError("num_transitions", f"must be a multiple of num_envs={self.num_envs}, "
                               f"got {self.num_transitions}")
@@ -138,16 +144,17 @@ def _grid_datasets(config: CollectOfflineConfig, run, index: int, name: str, env
 
 def main(argv: list[str] | None = None) -> dict:
     config, options = parse_cli(CollectOfflineConfig, with_scale(argv, SCALES), prog=PROG)
-    for name in config.envs:  # unknown names fail before any compute
+    make = lambda name: envs.make(name, **({"goal": jnp.asarray(config.goal, jnp.int32)} if config.goal else {}))
+    for name in config.envs:  # unknown names and goals outside the grid fail before any compute
         try:
-            envs.make(name)
+            make(name)
         except ValueError as err:
-            raise SystemExit(f"{PROG}: error: argument --envs: {err}") from None
+            raise SystemExit(f"{PROG}: error: argument --{'goal' if 'goal' in str(err) else 'envs'}: {err}") from None
     run = open_run("collect_offline", config, options)
     (run.path / "datasets").mkdir(exist_ok=True)
     summary: dict = {}
     for i, name in enumerate(config.envs):
-        env, params = envs.make(name)
+        env, params = make(name)
         if exact_optimal_action(env) is not None:
             summary[name] = _grid_datasets(config, run, i, name, env, params)
             continue
