@@ -68,7 +68,8 @@ class CollectOfflineConfig:
       num_transitions: transitions of the random, medium and expert datasets (each).
       num_envs: parallel envs when recording (num_transitions is a multiple of it).
       max_episode_steps: the envs' episode limit (for the reference returns).
-      eval_episodes: episodes per snapshot and for the random / expert reference returns.
+      eval_episodes: episodes per snapshot and for the random / expert reference returns (grid worlds
+        measure them on every episode of their uniform and optimal datasets).
       chunk_updates: PPO updates between snapshots.
       medium_fraction: the medium policy reaches this fraction of the way from random to expert.
       epsilon: grid worlds' epsilon-optimal quality: probability of a uniform action instead of the optimal one.
@@ -135,8 +136,7 @@ def _grid_datasets(config: CollectOfflineConfig, run, index: int, name: str, env
     """The grid qualities of env ``name`` (its exact optimal policy), saved; its summary entry."""
     datasets, metadata = generate_grid_qualities(
         jax.random.fold_in(jax.random.PRNGKey(config.seed), index), env, params, name,
-        num_transitions=config.num_transitions, num_envs=config.num_envs, epsilon=config.epsilon,
-        eval_episodes=config.eval_episodes)
+        num_transitions=config.num_transitions, num_envs=config.num_envs, epsilon=config.epsilon)
     first = next(iter(metadata.values()))
     return {"ref_min_score": first["ref_min_score"], "ref_max_score": first["ref_max_score"],
             "epsilon": config.epsilon, "datasets": _save(run, name, datasets, metadata)}

@@ -193,18 +193,18 @@ def _grid_policy(env: Any, num_actions: int) -> Callable:
 
 
 def generate_grid_qualities(key: jax.Array, env: Any, env_params: Any, env_name: str, *, num_transitions: int,
-                            num_envs: int, epsilon: float, eval_episodes: int
+                            num_envs: int, epsilon: float
                             ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, Any]]]:
     """``(datasets, metadata)``: the three :data:`GRID_QUALITIES` of ``num_transitions`` each
-    (a multiple of ``num_envs``) on the task ``env_params``, from the env's exact optimal policy
-    (:func:`exact_optimal_action`; ValueError for an env without one).
+    (a multiple of ``num_envs``, at least one episode per env) on the task ``env_params``, from
+    the env's exact optimal policy (:func:`exact_optimal_action`; ValueError for an env without one).
 
     Actions are stored as int32 indices ``[N]``. Episodes last the env's
     ``max_steps_in_episode``. Metadata per quality: env_name, quality, epsilon (the behaviour
     policy's: 1 for uniform, 0 for optimal), num_actions, action_scale (1), goal_x / goal_y (the
-    task, ``envs.make(env_name, goal=...)`` evaluates in it), ref_min_score /
-    ref_max_score (the uniform and optimal policies' mean returns over ``eval_episodes``
-    episodes) and mean_episode_return (over the dataset's complete episodes).
+    task, ``envs.make(env_name, goal=...)`` evaluates in it), mean_episode_return (over the
+    dataset's complete episodes) and ref_min_score / ref_max_score: the uniform and optimal
+    policies' mean returns, measured on every complete episode of their datasets.
     """
     best = exact_optimal_action(env)
     if best is None:
@@ -215,20 +215,19 @@ def generate_grid_qualities(key: jax.Array, env: Any, env_params: Any, env_name:
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
     num_actions = int(env.action_space(env_params).n)
     horizon = int(env_params.max_steps_in_episode)
+    if num_transitions // num_envs < horizon:
+        raise ValueError(f"num_transitions={num_transitions} gives each of the {num_envs} envs fewer steps than "
+                         f"one episode ({horizon})")
     policy = _grid_policy(env, num_actions)
     eps = {"uniform": 1.0, "epsilon-optimal": float(epsilon), "optimal": 0.0}
-    k_record, k_ref = jax.random.split(key)
     datasets = {q: record_rollouts(k, env, env_params, policy, (env_params, np.float32(eps[q])), num_envs=num_envs,
                                    num_steps=num_transitions // num_envs)
-                for q, k in zip(GRID_QUALITIES, jax.random.split(k_record, len(GRID_QUALITIES)))}
-    low, high = (reference_return(k, env, env_params, policy, (env_params, np.float32(eps[q])),
-                                  num_episodes=eval_episodes, max_episode_steps=horizon)
-                 for q, k in zip(("uniform", "optimal"), jax.random.split(k_ref)))
+                for q, k in zip(GRID_QUALITIES, jax.random.split(key, len(GRID_QUALITIES)))}
+    returns = {q: float(np.mean(episode_returns(datasets[q], horizon))) for q in GRID_QUALITIES}
     metadata = {
         q: {"env_name": env_name, "quality": q, "epsilon": eps[q], "num_actions": num_actions, "action_scale": 1.0,
-            "goal_x": int(env_params.goal[0]), "goal_y": int(env_params.goal[1]), "ref_min_score": low,
-            "ref_max_score": high,
-            "mean_episode_return": _mean_or_nan(episode_returns(datasets[q], horizon))}
+            "goal_x": int(env_params.goal[0]), "goal_y": int(env_params.goal[1]),
+            "ref_min_score": returns["uniform"], "ref_max_score": returns["optimal"], "mean_episode_return": returns[q]}
         for q in GRID_QUALITIES
     }
     return datasets, metadata

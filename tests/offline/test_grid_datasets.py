@@ -26,7 +26,7 @@ ENV, PARAMS = envs.make("darkroom-9x9")  # one env object: its compiled rollouts
 def _generate(goal=None):
     params = PARAMS if goal is None else PARAMS.replace(goal=jnp.array(goal, jnp.int32))
     datasets, meta = generate_grid_qualities(jax.random.PRNGKey(0), ENV, params, "darkroom-9x9",
-                                             num_transitions=20_000, num_envs=50, epsilon=0.3, eval_episodes=64)
+                                             num_transitions=20_000, num_envs=50, epsilon=0.3)
     return ENV, params, datasets, meta
 
 
@@ -80,7 +80,7 @@ def test_uniform_actions_are_uniform_and_its_return_is_the_random_walks(default_
     returns = episode_returns(datasets["uniform"], int(params.max_steps_in_episode))
     exact = _uniform_walk_return(env, params)
     assert abs(returns.mean() - exact) < 5 * returns.std() / np.sqrt(returns.size) + 1e-9
-    assert meta["uniform"]["epsilon"] == 1.0 and meta["uniform"]["ref_min_score"] < meta["uniform"]["ref_max_score"]
+    assert meta["uniform"]["epsilon"] == 1.0 and meta["uniform"]["ref_min_score"] == pytest.approx(returns.mean())
 
 
 def test_epsilon_optimal_takes_the_optimal_action_at_the_binomial_rate(default_goal):
@@ -124,3 +124,14 @@ def test_collect_then_discrete_bc_and_cql_end_to_end_on_another_goal(tmp_path):
     # default goal (8, 8) allows at most 13: the evaluation runs on the dataset's own goal
     bc_rows = [json.loads(line) for line in (tmp_path / "bc" / "metrics.jsonl").read_text().splitlines()]
     assert max(r["eval_return"] for r in bc_rows) == best
+
+
+def test_bad_goal_and_too_short_recordings_fail_before_compute(tmp_path):
+    from experiments import collect_offline
+
+    with pytest.raises(SystemExit, match="--goal: .*goal must lie inside the 9x9 grid"):
+        collect_offline.main(["--envs", "darkroom-9x9", "--goal", "9", "1", "--run-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="fewer steps than one episode"):
+        generate_grid_qualities(jax.random.PRNGKey(0), ENV, PARAMS, "darkroom-9x9", num_transitions=100, num_envs=10,
+                                epsilon=0.3)
