@@ -98,7 +98,7 @@ def test_a_full_leaf_without_valid_cut_forgets_its_oldest_pairs():
 
 
 def test_alp_is_zero_up_to_two_pairs_and_the_older_half_takes_the_odd_pair():
-    config = RIACConfig(max_region_size=10)
+    config = _config(children_alp_of_last_attempt=False)
     state = _feed(config, [(0.3, 0.0), (0.3, 1.0)])
     assert float(state.alp[0]) == 0.0  # n = 2
     state = _feed(config, [(0.3, 1.0)], state=state)
@@ -133,9 +133,11 @@ def test_sampling_modes():
 
 
 def test_mutation_mode_before_any_report_is_uniform_in_the_box():
-    config = RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), random_task_ratio=0.0, mutation_ratio=1.0)
+    config = RIACConfig(low=(-1.0, 2.0), high=(0.0, 5.0), random_task_ratio=0.0, mutation_ratio=1.0,
+                        min_dims_range_ratio=0.25)
     state = riac.init(jax.random.key(0), config)
-    tasks = np.asarray(jax.vmap(riac.sample, in_axes=(0, None))(jax.random.split(jax.random.key(1), 500), state)[0])
+    keys = jax.random.split(jax.random.key(1), 500)
+    tasks = np.asarray(jax.jit(jax.vmap(riac.sample, in_axes=(0, None)))(keys, state)[0])
     assert np.all((tasks >= [-1, 2]) & (tasks <= [0, 5]))
     np.testing.assert_allclose(tasks.mean(0), [-0.5, 3.5], atol=0.15)
 
@@ -150,7 +152,7 @@ def test_node_capacity_is_the_split_rules_bound_and_a_smaller_one_refuses_splits
 
 
 def test_tasks_outside_the_box_are_stored_nowhere_but_counted():
-    state = _feed(RIACConfig(), [(1.5, 1.0), (0.5, 1.0)])
+    state = _feed(_config(children_alp_of_last_attempt=False), [(1.5, 1.0), (0.5, 1.0)])
     assert int(state.count) == 2 and int(state.num_outside) == 1 and int(state.size[0]) == 1
 
 
