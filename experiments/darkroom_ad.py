@@ -50,8 +50,9 @@ NUM_GOALS = 81
 # hidden 512, 4 layers, 4 heads, lr 3e-4, 300k updates); put before the user's flags, so
 # those override it.
 PAPER_FLAGS = (
-    "--ad.layout", "triplet", "--ad.width", "512", "--ad.num-layers", "4", "--ad.num-heads", "4",
-    "--ad.dropout", "0.1", "--optim.lr", "3e-4", "--optim.num-updates", "100000", "--optim.batch-size", "128",
+    "--ad.layout", "triplet", "--ad.backbone.width", "512", "--ad.backbone.num-layers", "4",
+    "--ad.backbone.num-heads", "4", "--ad.backbone.dropout", "0.1", "--optim.lr", "3e-4",
+    "--optim.num-updates", "100000", "--optim.batch-size", "128",
     "--optim.warmup-updates", "2000", "--optim.bf16", "--histories-per-goal", "10",
     "--chunk-updates", "1000", "--eval-seeds", "16",
 )
@@ -121,7 +122,7 @@ def _load(path, env, env_params, config: DarkroomADConfig):
     return histories, np.asarray(meta["params"]["goal"])
 
 
-def _belongs(goal: np.ndarray, goals: np.ndarray) -> np.ndarray:
+def belongs(goal: np.ndarray, goals: np.ndarray) -> np.ndarray:
     """bool ``[N]``: whether each row of ``goal [N, 2]`` is one of ``goals [G, 2]``."""
     return np.any(np.all(goal[:, None, :] == goals[None, :, :], axis=-1), axis=1)
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> RunDir:
             _collect(config, path)
         histories, goal = _load(path, env, base, config)
 
-    train_rows = _belongs(goal, train_goals)
+    train_rows = belongs(goal, train_goals)
     if not train_rows.any():
         raise ValueError(f"{config.histories or run.path / 'histories.h5'}: no history of a training goal")
     data = ad.ad_data({k: v[train_rows] for k, v in histories.items()}, env.num_actions)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> RunDir:
     model = ad.make_model(config.ad, obs_dim, env.num_actions, env.horizon)
     ad_rows = evaluate_ad(config, model, params, test_goals).reshape(-1, config.eval_episodes)
 
-    source = source_returns(histories, env.horizon)[_belongs(goal, test_goals), : config.eval_episodes]
+    source = source_returns(histories, env.horizon)[belongs(goal, test_goals), : config.eval_episodes]
     start = np.asarray(env.start, np.int32)
     optimum = float(np.mean([optimal_return(g, start, env.horizon) for g in test_goals]))
     episodes = np.arange(1, config.eval_episodes + 1)

@@ -63,10 +63,9 @@ class ICLBenchConfig:
         self.model(max(self.context_lengths))  # validates width/heads/positions
 
     def model(self, max_len: int) -> tr.TransformerConfig:
-        return tr.TransformerConfig(
-            d_in=self.d_in, d_out=self.d_out, width=self.width, num_layers=self.num_layers,
-            num_heads=self.num_heads, max_len=max_len, positions=self.positions,
-        )
+        backbone = tr.BackboneConfig(width=self.width, num_layers=self.num_layers, num_heads=self.num_heads,
+                                     positions=self.positions)
+        return tr.TransformerConfig(d_in=self.d_in, d_out=self.d_out, max_len=max_len, backbone=backbone)
 
 
 def _feedback(row: jax.Array, out: jax.Array) -> jax.Array:

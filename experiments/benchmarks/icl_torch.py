@@ -112,8 +112,9 @@ def run(cfg: ICLTorchBenchConfig) -> list[dict]:
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     params = ad.init_params(model, key)
-    net = torch_ad.ADTransformer(model.d_in, model.d_out, model.width, model.num_layers, model.num_heads,
-                                 model.window, dropout=model.dropout).to(device)
+    arch = model.backbone
+    net = torch_ad.ADTransformer(model.d_in, model.d_out, arch.width, arch.num_layers, arch.num_heads,
+                                 model.window, dropout=arch.dropout).to(device)
     torch_ad.load_flax_params(net, params)
 
     # (a) training on synthetic histories of the experiment's shape

@@ -7,7 +7,7 @@ and jitted in-context evaluation (``evaluate``).
 
     from jaxrl_icl.icl import ad, dpt, OptimConfig, InContextAgent, evaluate
 
-    from jaxrl_icl.icl import TransformerConfig, init, apply, apply_queries, init_cache, step, peek
+    from jaxrl_icl.icl import TransformerConfig, BackboneConfig, init, apply, apply_queries, init_cache, step, peek
 """
 
 from jaxrl_icl.icl import ad, dpt, posterior
@@ -36,15 +36,23 @@ from jaxrl_icl.icl.tokens import (
 )
 from jaxrl_icl.icl.train import OptimConfig, make_supervised_trainer
 from jaxrl_icl.icl.transformer import (
+    FFN_BLOCKS,
+    BackboneConfig,
+    DenseFFN,
     KVCache,
     Transformer,
     TransformerConfig,
     alibi_slopes,
     apply,
     apply_queries,
+    attend,
+    aux_loss,
     init,
     init_cache,
+    make_ffn,
     peek,
+    prefix_mean,
+    prefix_mean_step,
     rope,
     step,
 )
@@ -52,8 +60,10 @@ from jaxrl_icl.icl.transformer import (
 __all__ = [
     "ContextTransition", "EpisodicCarry", "InContextAgent", "OptimConfig", "ad", "dpt", "episode_returns",
     "evaluate", "make_supervised_trainer", "posterior", "prefill", "previous_episode_context", "rollout",
-    "KVCache", "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
-    "action_logits", "alibi_slopes", "apply", "apply_queries", "init", "init_cache", "peek", "rope", "step",
+    "BackboneConfig", "DenseFFN", "FFN_BLOCKS", "KVCache",
+    "STEP_TOKENS_PER_STEP", "TRIPLET_TOKENS_PER_STEP", "Transformer", "TransformerConfig",
+    "action_logits", "alibi_slopes", "apply", "apply_queries", "attend", "aux_loss", "init", "init_cache",
+    "make_ffn", "peek", "prefix_mean", "prefix_mean_step", "rope", "step",
     "step_token",
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",
     "triplet_token_dim", "triplet_tokens",

@@ -36,11 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_icl.config import require_in, require_positive, require_types
+from jaxrl_icl.config import require_positive, require_types
 from jaxrl_icl.icl import tokens as tk
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent
-from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
+from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer, with_aux
 from jaxrl_icl.rl.histories import check_in_space, load_histories
 from jaxrl_icl.trainer import Trainer
 
@@ -68,29 +68,22 @@ class ADConfig:
     Attributes:
       layout: ``"step"`` (one token per step) or ``"triplet"`` (obs, action, reward tokens).
       context_episodes: episodes per training context (and the evaluation window).
-      width: transformer width.
-      num_layers: transformer blocks.
-      num_heads: attention heads.
-      dropout: dropout rate during training.
-      positions: ``"alibi"`` or ``"rope"`` (relative, so the evaluation window can slide).
+      backbone: the transformer (:class:`~jaxrl_icl.icl.transformer.BackboneConfig`); positions
+        must be ``"alibi"`` or ``"rope"`` (relative, so the evaluation window can slide).
       obs_scale: observations are multiplied by this before tokenising (e.g. ``1 / (size - 1)``
         for grid positions).
     """
 
     layout: Literal["step", "triplet"] = "step"
     context_episodes: int = 4
-    width: int = 64
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout: float = 0.0
-    positions: Literal["alibi", "rope"] = "alibi"
+    backbone: tr.BackboneConfig = tr.BackboneConfig(width=64, num_layers=4, num_heads=4)
     obs_scale: float = 1.0
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name in ("context_episodes", "width", "num_layers", "num_heads", "obs_scale"):
+        for name in ("context_episodes", "obs_scale"):
             require_positive(self, name)
-        require_in(self, "dropout", 0.0, 1.0 - 1e-9)
+        tr.require_relative_positions(self.backbone)
 
     @property
     def tokens_per_step(self) -> int:
@@ -114,11 +107,8 @@ def make_model(config: ADConfig, obs_dim: int, num_actions: int, horizon: int) -
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}: must be a positive int, got {value!r}")
     window = config.context_steps(horizon) * config.tokens_per_step
-    return tr.TransformerConfig(
-        d_in=_token_dim(config, obs_dim, num_actions), d_out=num_actions, width=config.width,
-        num_layers=config.num_layers, num_heads=config.num_heads, max_len=window, window=window,
-        positions=config.positions, dropout=config.dropout,
-    )
+    return tr.TransformerConfig(d_in=_token_dim(config, obs_dim, num_actions), d_out=num_actions, max_len=window,
+                                window=window, backbone=config.backbone)
 
 
 # ----------------------------------------------------------------------------- data
@@ -245,7 +235,8 @@ def make_train(config: ADConfig, optim: OptimConfig, obs_dim: int, num_actions: 
     jitted update, never compiled in: ``trainer(key, data)`` or ``train_in_chunks(trainer,
     keys, data, ...)``. Each update draws ``optim.batch_size`` windows of
     ``config.context_steps(horizon)`` steps (:func:`sample_windows`) and minimises the
-    cross-entropy of the action taken at every step of the window; metrics add ``accuracy``
+    cross-entropy of the action taken at every step of the window plus the backbone's
+    auxiliary losses (:func:`~jaxrl_icl.icl.train.with_aux`); metrics add ``accuracy``
     (argmax = taken action). Data of another ``obs_dim`` or shorter than one context is a
     ValueError naming the field when the update is traced, before any compute.
     """
@@ -257,10 +248,10 @@ def make_train(config: ADConfig, optim: OptimConfig, obs_dim: int, num_actions: 
         sample_key, dropout_key = jax.random.split(key)
         window = sample_windows(data, sample_key, optim.batch_size, length)
         tokens, positions = window_tokens(config, window, num_actions)
-        out = tr.apply(model, params, tokens.astype(compute_dtype),
-                       dropout_key=dropout_key if config.dropout else None)
+        out, aux = tr.apply(model, params, tokens.astype(compute_dtype),
+                            dropout_key=dropout_key if config.backbone.dropout else None, return_aux=True)
         logits, labels = out[:, positions], window.action.astype(jnp.int32)
-        return cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}
+        return with_aux(cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}, aux)
 
     return make_supervised_trainer(optim, lambda k: init_params(model, k), loss)
 

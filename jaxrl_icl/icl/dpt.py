@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 
 from envs.darkroom import move, optimal_action, optimal_actions
-from jaxrl_icl.config import require_in, require_positive, require_types
+from jaxrl_icl.config import require_positive, require_types
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, previous_episode_context
-from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer
+from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer, with_aux
 from jaxrl_icl.trainer import Trainer
 
 
@@ -39,27 +39,19 @@ class DPTConfig:
 
     Attributes:
       context_len: transitions in a pretraining context (and the evaluation window).
-      width: transformer width (the paper's embedding size is 32).
-      num_layers: transformer blocks (paper: 4).
-      num_heads: attention heads (real multi-head; the public code's n_head is stuck at 1).
-      dropout: dropout rate during pretraining.
-      positions: ``"alibi"`` or ``"rope"`` (relative, so the evaluation window can slide).
+      backbone: the transformer (:class:`~jaxrl_icl.icl.transformer.BackboneConfig`; the
+        paper's embedding size is 32 and it has 4 layers; real multi-head attention, the
+        public code's n_head is stuck at 1); positions must be ``"alibi"`` or ``"rope"``
+        (relative, so the evaluation window can slide).
     """
 
     context_len: int = 100
-    width: int = 32
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout: float = 0.0
-    positions: str = "alibi"
+    backbone: tr.BackboneConfig = tr.BackboneConfig(width=32, num_layers=4, num_heads=4)
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name in ("context_len", "width", "num_layers", "num_heads"):
-            require_positive(self, name)
-        require_in(self, "dropout", 0.0, 1.0 - 1e-9)
-        if self.positions not in ("alibi", "rope"):
-            raise ValueError(f"positions: must be 'alibi' or 'rope' (a sliding window), got {self.positions!r}")
+        require_positive(self, "context_len")
+        tr.require_relative_positions(self.backbone)
 
 
 def token_dim(state_dim: int, num_actions: int) -> int:
@@ -69,11 +61,8 @@ def token_dim(state_dim: int, num_actions: int) -> int:
 def make_model(config: DPTConfig, state_dim: int, num_actions: int) -> tr.TransformerConfig:
     """The transformer: ``context_len`` transitions plus the query fit one window."""
     window = config.context_len + 1
-    return tr.TransformerConfig(
-        d_in=token_dim(state_dim, num_actions), d_out=num_actions, width=config.width,
-        num_layers=config.num_layers, num_heads=config.num_heads, max_len=window, window=window,
-        positions=config.positions, dropout=config.dropout,
-    )
+    return tr.TransformerConfig(d_in=token_dim(state_dim, num_actions), d_out=num_actions, max_len=window,
+                                window=window, backbone=config.backbone)
 
 
 def transition_tokens(state, action, reward, next_state, num_actions: int) -> jax.Array:
@@ -192,13 +181,14 @@ BatchFn = Callable[[jax.Array, int], tuple[jax.Array, jax.Array, jax.Array]]
 
 def prefix_loss(model: tr.TransformerConfig, params, context, query, label, *, compute_dtype=jnp.float32,
                 dropout_key=None):
-    """Cross-entropy and accuracy of predicting ``label [B]`` from every prefix 0..n of ``context``."""
+    """Cross-entropy of predicting ``label [B]`` from every prefix 0..n of ``context`` plus the
+    backbone's auxiliary losses (:func:`~jaxrl_icl.icl.train.with_aux`), and metrics (accuracy)."""
     queries = jnp.broadcast_to(query[:, None], (query.shape[0], context.shape[1] + 1, query.shape[-1]))
-    _, logits = tr.apply_queries(model, params, context.astype(compute_dtype), queries.astype(compute_dtype),
-                                 dropout_key=dropout_key)
+    _, logits, aux = tr.apply_queries(model, params, context.astype(compute_dtype), queries.astype(compute_dtype),
+                                      dropout_key=dropout_key, return_aux=True)
     labels = jnp.broadcast_to(label[:, None], logits.shape[:2])
-    return cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels),
-                                           "accuracy_full_context": accuracy(logits[:, -1], label)}
+    return with_aux(cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels),
+                                                    "accuracy_full_context": accuracy(logits[:, -1], label)}, aux)
 
 
 def make_train(config: DPTConfig, optim: OptimConfig, model: tr.TransformerConfig, batch_fn: BatchFn) -> Trainer:
@@ -211,7 +201,7 @@ def make_train(config: DPTConfig, optim: OptimConfig, model: tr.TransformerConfi
         data_key, dropout_key = jax.random.split(key)
         context, query, label = batch_fn(data_key, optim.batch_size)
         return prefix_loss(model, params, context, query, label, compute_dtype=compute_dtype,
-                           dropout_key=dropout_key if config.dropout else None)
+                           dropout_key=dropout_key if config.backbone.dropout else None)
 
     return make_supervised_trainer(optim, lambda k: tr.init(model, k), loss)
 

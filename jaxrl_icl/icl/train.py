@@ -19,6 +19,7 @@ import optax
 from flax import struct
 
 from jaxrl_icl.config import require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.icl.transformer import aux_loss
 from jaxrl_icl.trainer import Trainer
 
 
@@ -136,6 +137,15 @@ def make_supervised_trainer(
         return SupervisedState(params=params, opt_state=opt_state, key=key, step=state.step + 1), metrics
 
     return Trainer(init=init, update=update, num_updates=config.num_updates, env_steps_per_update=0)
+
+
+def with_aux(loss: jax.Array, metrics: dict[str, jax.Array], aux: dict[str, jax.Array]):
+    """``(loss + aux_loss(aux), metrics)`` with the backbone's auxiliary scalars logged: each
+    ``aux`` entry under its own name and the plain ``loss`` as ``task_loss``. With no ``aux``
+    (a dense backbone) ``(loss, metrics)`` unchanged."""
+    if not aux:
+        return loss, metrics
+    return loss + aux_loss(aux), {**metrics, "task_loss": loss, **aux}
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

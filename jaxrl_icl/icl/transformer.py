@@ -10,10 +10,45 @@ One set of parameters, two ways to run it:
 
 Both faces compute the same function: the output at position ``t`` depends on tokens
 ``max(0, t - window + 1) .. t`` (all of ``0 .. t`` when ``window == 0``). Blocks are
-pre-LayerNorm: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` with a GELU MLP, a final
-LayerNorm and a linear head. Positions are ``"learned"`` (absolute embeddings added to the
-input), ``"alibi"`` (a per-head linear distance penalty on the attention logits, Press et
-al. 2022) or ``"rope"`` (rotary embeddings of queries and keys, Su et al. 2021).
+pre-LayerNorm: ``x + Attn(LN(x))`` then ``x + FFN(LN(x))``, a final LayerNorm and a linear
+head. Positions are ``"learned"`` (absolute embeddings added to the input), ``"alibi"`` (a
+per-head linear distance penalty on the attention logits, Press et al. 2022) or ``"rope"``
+(rotary embeddings of queries and keys, Su et al. 2021).
+
+The model is a :class:`TransformerConfig` (input/output sizes and context length, which
+the agent derives from its task) around one :class:`BackboneConfig` (width, depth, heads,
+positions, feed-forward block, attention sink), the part AD, DPT and the Decision
+Transformer nest in their own configs, so a backbone option written here reaches all of them.
+
+Backbone options:
+
+* ``sink``: ``"kv"`` adds a learned key and value per layer and head (zero-initialised) that
+  every query may attend to besides the real tokens, so a head can attend to "nothing"
+  (Sink-KV of ReLIC); ``"k"`` learns the key and keeps the value at zero ("KV0"). The sink
+  has no position (no ALiBi penalty, no rotation) and no cache slot. All three attention
+  paths (full, cached, queries) go through one masked softmax, :func:`attend`, which holds
+  the sink once.
+* ``ffn``: the feed-forward block, a name in :data:`FFN_BLOCKS` (``"dense"``: the GELU MLP
+  ``out(gelu(fc(x)))`` of hidden width ``mlp_ratio * width``). A block is a flax module built
+  as ``FFN_BLOCKS[name](config=<TransformerConfig>, layer=<block index>)`` with three methods::
+
+      __call__(x [B, T, d], deterministic, num_queries=0) -> (y [B, T, d], aux: dict[str, scalar])
+      step(x [B, d], ffn_state) -> (y [B, d], ffn_state)        # cached face, one token
+      init_state(batch_size) -> ffn_state                       # a pytree; {} for dense
+
+  ``init_state`` must not touch parameters (it is called on an unbound module). The cache
+  carries one ``ffn_state`` per layer (``KVCache.ffn``), so a block may depend causally on
+  the tokens so far, e.g. through their running mean (:func:`prefix_mean` and
+  :func:`prefix_mean_step`, which agree). ``num_queries`` marks the last tokens as the
+  queries of :func:`apply_queries` (query ``i`` sits at position ``i`` and sees only the
+  context before it). The module shares its block's parameter scope (dense keeps the
+  parameter names ``fc`` and ``out``), so its parameter names must differ from ``ln1``,
+  ``attn``, ``ln2``. ``aux`` holds scalars: every entry whose name ends in ``_loss`` is a
+  weighted auxiliary loss the trainer adds to its objective (:func:`aux_loss`); the others are
+  logged only. The output dropout and the residual connection are the block's.
+
+With ``return_aux=True`` :func:`apply` and :func:`apply_queries` also return the blocks'
+``aux`` entries as ``{"layer<i>/<name>": scalar}`` (empty for dense).
 
 Context limits: with ``window == 0`` (or learned positions, whose table has ``max_len``
 rows) a sequence may hold at most ``max_len`` tokens: ``apply`` raises ValueError at trace
@@ -23,7 +58,7 @@ cache is a ring buffer of ``window`` slots and a rollout may run for any number 
 
 Example::
 
-    cfg = TransformerConfig(d_in=12, d_out=4, width=64, num_layers=4, num_heads=4)
+    cfg = TransformerConfig(d_in=12, d_out=4, backbone=BackboneConfig(width=64, num_layers=4, sink="k"))
     params = init(cfg, jax.random.PRNGKey(0))
     logits = apply(cfg, params, tokens)                      # [B, T, 4]
     cache = init_cache(cfg, batch_size=B)
@@ -35,7 +70,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import chex
 import flax.linen as nn
@@ -47,51 +82,115 @@ from flax import struct
 from jaxrl_icl.config import ConfigError, require_divides, require_in, require_positive, require_types
 
 Positions = Literal["learned", "alibi", "rope"]
+Sink = Literal["none", "kv", "k"]
+
+
+# ----------------------------------------------------------------------------- configs and feed-forward blocks
+
+
+class DenseFFN(nn.Module):
+    """The GELU MLP ``out(gelu(fc(x)))``, hidden width ``mlp_ratio * width``; no state, no aux."""
+
+    config: TransformerConfig
+    layer: int
+
+    def setup(self):
+        cfg = self.config.backbone
+        self.fc = nn.Dense(cfg.mlp_ratio * cfg.width, name="fc")
+        self.out = nn.Dense(cfg.width, name="out")
+
+    def __call__(self, x, deterministic: bool, num_queries: int = 0):
+        return self.out(nn.gelu(self.fc(x))), {}
+
+    def step(self, x, ffn_state):
+        return self.out(nn.gelu(self.fc(x))), ffn_state
+
+    def init_state(self, batch_size: int) -> dict:
+        return {}
+
+
+FFN_BLOCKS: dict[str, Callable[..., nn.Module]] = {"dense": DenseFFN}
+"""Feed-forward blocks by ``BackboneConfig.ffn`` name; see the module docstring for the interface."""
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig:
-    """Shape of the causal transformer.
+class BackboneConfig:
+    """Architecture of the causal transformer, nested in the AD, DPT and Decision Transformer configs.
 
     Attributes:
-      d_in: features per input token.
-      d_out: features per output (e.g. number of action logits).
       width: residual stream width; ``head_dim = width // num_heads``.
       num_layers: transformer blocks.
       num_heads: attention heads per block.
-      max_len: longest context in tokens (learned-position table size; cache size without a window).
       positions: ``"learned"``, ``"alibi"`` or ``"rope"``.
-      window: attend only to the last ``window`` tokens (self included); 0 = whole context.
-      mlp_ratio: MLP hidden width is ``mlp_ratio * width``.
+      mlp_ratio: hidden width of the dense feed-forward block is ``mlp_ratio * width``.
       dropout: dropout rate on attention weights and residual branches (training only).
       rope_base: RoPE frequency base; pair ``i`` of a head turns by ``pos * base^(-2i/head_dim)``.
+      ffn: feed-forward block, a name in ``FFN_BLOCKS`` (``"dense"``).
+      sink: attention sink per layer and head: ``"none"``, ``"kv"`` (learned key and value) or
+        ``"k"`` (learned key, value fixed at zero).
     """
 
-    d_in: int
-    d_out: int
     width: int = 64
     num_layers: int = 4
     num_heads: int = 4
-    max_len: int = 1024
     positions: Positions = "alibi"
-    window: int = 0
     mlp_ratio: int = 4
     dropout: float = 0.0
     rope_base: float = 10000.0
+    ffn: str = "dense"
+    sink: Sink = "none"
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name in ("d_in", "d_out", "width", "num_layers", "num_heads", "max_len", "mlp_ratio", "rope_base"):
+        for name in ("width", "num_layers", "num_heads", "mlp_ratio", "rope_base"):
             require_positive(self, name)
         require_divides(self, "num_heads", "width")
-        require_in(self, "window", 0, self.max_len)
         require_in(self, "dropout", 0.0, 1.0 - 1e-9)
         if self.positions == "rope" and self.head_dim % 2:
             raise ConfigError("num_heads", f"rope needs an even head_dim; width/num_heads = {self.head_dim}")
+        if self.ffn not in FFN_BLOCKS:
+            raise ConfigError("ffn", f"expected one of {sorted(FFN_BLOCKS)}, got {self.ffn!r}")
 
     @property
     def head_dim(self) -> int:
         return self.width // self.num_heads
+
+
+def require_relative_positions(backbone: BackboneConfig) -> None:
+    """ConfigError naming ``backbone.positions`` unless it is ``"alibi"`` or ``"rope"`` (relative
+    positions, which a sliding evaluation window needs)."""
+    if backbone.positions not in ("alibi", "rope"):
+        raise ConfigError("backbone.positions", f"must be 'alibi' or 'rope' (a sliding window), got "
+                                                f"{backbone.positions!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """The causal transformer of one agent: its token sizes, context and backbone.
+
+    Attributes:
+      d_in: features per input token.
+      d_out: features per output (e.g. number of action logits).
+      max_len: longest context in tokens (learned-position table size; cache size without a window).
+      window: attend only to the last ``window`` tokens (self included); 0 = whole context.
+      backbone: the architecture (:class:`BackboneConfig`).
+    """
+
+    d_in: int
+    d_out: int
+    max_len: int = 1024
+    window: int = 0
+    backbone: BackboneConfig = BackboneConfig()
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("d_in", "d_out", "max_len"):
+            require_positive(self, name)
+        require_in(self, "window", 0, self.max_len)
+
+    @property
+    def head_dim(self) -> int:
+        return self.backbone.head_dim
 
     @property
     def cache_len(self) -> int:
@@ -101,7 +200,7 @@ class TransformerConfig:
     @property
     def context_limit(self) -> int | None:
         """Most tokens a sequence may hold, or None when unbounded (window with ALiBi/RoPE)."""
-        return None if self.window and self.positions != "learned" else self.max_len
+        return None if self.window and self.backbone.positions != "learned" else self.max_len
 
 
 @struct.dataclass
@@ -110,12 +209,14 @@ class KVCache:
 
     ``keys``/``values`` are float32 ``[B, num_layers, num_heads, cache_len, head_dim]``; the
     token at position ``p`` lives in slot ``p % cache_len`` (keys already RoPE-rotated).
-    ``pos`` is the int32 scalar position of the next token (= tokens seen so far).
+    ``pos`` is the int32 scalar position of the next token (= tokens seen so far); ``ffn``
+    is a tuple of one feed-forward state per layer (``{}`` for dense blocks).
     """
 
     keys: jax.Array
     values: jax.Array
     pos: jax.Array
+    ffn: tuple = ()
 
 
 # ----------------------------------------------------------------------------- positions
@@ -165,10 +266,66 @@ def _attention_logits(config: TransformerConfig, scores, q_pos, k_pos, allowed=N
         visible &= offset < config.window
     if allowed is not None:
         visible &= allowed
-    if config.positions == "alibi":
-        slopes = jnp.asarray(alibi_slopes(config.num_heads))
+    if config.backbone.positions == "alibi":
+        slopes = jnp.asarray(alibi_slopes(config.backbone.num_heads))
         scores = scores - slopes[:, None, None] * offset.astype(jnp.float32)
     return jnp.where(visible, scores, -jnp.inf)
+
+
+def attend(
+    logits: jax.Array,
+    values: jax.Array,
+    extra: tuple[tuple[jax.Array, jax.Array], ...] = (),
+    dropout: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+    """Softmax attention output ``[B, Q, H, D]`` over the keys and some extra columns.
+
+    Args:
+      logits: ``[B, H, Q, K]`` masked logits (hidden keys ``-inf``; each query sees at least one
+        key or extra column).
+      values: ``[B, K, H, D]``.
+      extra: columns outside the key axis, each ``(logit [B, H, Q], value)`` with ``value``
+        broadcastable to ``[B, Q, H, D]``: a query's own key (:func:`apply_queries`) or the
+        attention sink (one value ``[H, D]`` for every query).
+      dropout: applied to the attention weights (training), or None.
+
+    The weights are one softmax over the ``K`` keys and the extra columns together.
+    """
+    drop = dropout or (lambda w: w)
+    if not extra:
+        return jnp.einsum("bhqk,bkhd->bqhd", drop(jax.nn.softmax(logits, axis=-1)), values)
+    extra_logits = jnp.stack([logit for logit, _ in extra], axis=-1)  # [B, H, Q, E]
+    top = jax.lax.stop_gradient(jnp.maximum(jnp.max(logits, axis=-1), jnp.max(extra_logits, axis=-1)))
+    e, e_extra = jnp.exp(logits - top[..., None]), jnp.exp(extra_logits - top[..., None])
+    total = jnp.sum(e, axis=-1) + jnp.sum(e_extra, axis=-1)
+    weights, w_extra = drop(e / total[..., None]), drop(e_extra / total[..., None])
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, values)
+    for j, (_, value) in enumerate(extra):
+        out = out + jnp.swapaxes(w_extra[..., j], 1, 2)[..., None] * value
+    return out
+
+
+def prefix_mean(x: jax.Array, num_queries: int = 0) -> jax.Array:
+    """Causal running mean ``[B, T, d]`` of ``x [B, T, d]``: row ``t`` averages rows ``0 .. t``.
+
+    With ``num_queries`` (the last rows are :func:`apply_queries` queries), query ``i`` averages
+    context rows ``0 .. i-1`` and itself, as :func:`prefix_mean_step` after ``i`` context tokens.
+    """
+    num_context = x.shape[1] - num_queries
+    total = jnp.cumsum(x[:, :num_context], axis=1)
+    means = total / jnp.arange(1, num_context + 1, dtype=x.dtype)[:, None]
+    if not num_queries:
+        return means
+    before = jnp.concatenate([jnp.zeros_like(x[:, :1]), total], axis=1)[:, :num_queries]  # sum of rows < i
+    query_means = (before + x[:, num_context:]) / jnp.arange(1, num_queries + 1, dtype=x.dtype)[:, None]
+    return jnp.concatenate([means, query_means], axis=1)
+
+
+def prefix_mean_step(x: jax.Array, total: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One token ``x [B, d]`` after tokens summing to ``total [B, d]`` (``count`` int32 scalar):
+    ``(mean of all of them [B, d], total + x, count + 1)``."""
+    total = total + x
+    return total / (count + 1).astype(x.dtype), total, count + 1
 
 
 # ----------------------------------------------------------------------------- modules
@@ -178,17 +335,31 @@ class _Attention(nn.Module):
     config: TransformerConfig
 
     def setup(self):
-        self.qkv = nn.Dense(3 * self.config.width, name="qkv")
-        self.proj = nn.Dense(self.config.width, name="proj")
-        self.drop = nn.Dropout(self.config.dropout)
+        cfg = self.config.backbone
+        self.qkv = nn.Dense(3 * cfg.width, name="qkv")
+        self.proj = nn.Dense(cfg.width, name="proj")
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.sink != "none":
+            self.sink_key = self.param("sink_key", nn.initializers.zeros, (cfg.num_heads, cfg.head_dim))
+        if cfg.sink == "kv":
+            self.sink_value = self.param("sink_value", nn.initializers.zeros, (cfg.num_heads, cfg.head_dim))
 
     def _qkv(self, x, positions):
         """``x [B, T, W]`` -> q, k, v each ``[B, T, H, D]`` (q, k rotated under RoPE)."""
-        cfg = self.config
+        cfg = self.config.backbone
         q, k, v = jnp.split(self.qkv(x).reshape(*x.shape[:-1], 3 * cfg.num_heads, cfg.head_dim), 3, axis=-2)
         if cfg.positions == "rope":
             q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
         return q, k, v
+
+    def _sink(self, q):
+        """The sink column for queries ``q [B, Q, H, D]``: ``((logit [B, H, Q], value [H, D]),)``, or ``()``."""
+        sink = self.config.backbone.sink
+        if sink == "none":
+            return ()
+        logit = jnp.einsum("bqhd,hd->bhq", q, self.sink_key) / math.sqrt(self.config.head_dim)
+        value = self.sink_value if sink == "kv" else jnp.zeros_like(self.sink_key)
+        return ((logit, value),)
 
     def __call__(self, x, deterministic: bool, positions, num_queries: int = 0):
         """``x [B, T, W]`` at ``positions [T]``; the last ``num_queries`` tokens are queries that
@@ -201,25 +372,17 @@ class _Attention(nn.Module):
         num_context = x.shape[1] - num_queries
         k_pos = positions[:num_context]
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k[:, :num_context])
+        extra = self._sink(q)
         allowed = None
-        if num_queries:  # a query sees context strictly before its position
+        if num_queries:  # a query sees context strictly before its position, and its own key (offset 0)
             is_query = jnp.arange(x.shape[1]) >= num_context
             allowed = ~(is_query[:, None] & (k_pos[None, :] >= positions[:, None]))
-        logits = _attention_logits(self.config, scores, positions, k_pos, allowed)
-        if not num_queries:
-            weights = self.drop(jax.nn.softmax(logits, axis=-1), deterministic=deterministic)
-            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        else:  # softmax over the context keys plus each query's own key (offset 0: no ALiBi term)
             own = jnp.einsum("bqhd,bqhd->bhq", q[:, num_context:], k[:, num_context:]) / math.sqrt(self.config.head_dim)
             own = jnp.concatenate([jnp.full((*own.shape[:2], num_context), -jnp.inf, own.dtype), own], axis=-1)
-            top = jax.lax.stop_gradient(jnp.maximum(jnp.max(logits, axis=-1), own))  # [B, H, T]
-            e, e_own = jnp.exp(logits - top[..., None]), jnp.exp(own - top)
-            total = jnp.sum(e, axis=-1) + e_own
-            weights = self.drop(e / total[..., None], deterministic=deterministic)
-            w_own = self.drop(e_own / total, deterministic=deterministic)
             own_v = jnp.pad(v[:, num_context:], ((0, 0), (num_context, 0), (0, 0), (0, 0)))
-            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v[:, :num_context])
-            out = out + jnp.swapaxes(w_own, 1, 2)[..., None] * own_v
+            extra = ((own, own_v), *extra)
+        logits = _attention_logits(self.config, scores, positions, k_pos, allowed)
+        out = attend(logits, v[:, :num_context], extra, lambda w: self.drop(w, deterministic=deterministic))
         return self.proj(out.reshape(x.shape))
 
     def step(self, x, keys, values, layer: int, pos):
@@ -233,34 +396,45 @@ class _Attention(nn.Module):
         # Slot s holds the latest position p' <= pos with p' = s (mod S); negative = empty.
         slot_pos = pos - jnp.mod(pos - jnp.arange(slots), slots)
         scores = jnp.einsum("bhd,bhkd->bhk", q[:, 0], keys[:, layer])[:, :, None]
-        weights = jax.nn.softmax(_attention_logits(self.config, scores, pos[None], slot_pos), axis=-1)[:, :, 0]
-        out = jnp.einsum("bhk,bhkd->bhd", weights, values[:, layer])
+        logits = _attention_logits(self.config, scores, pos[None], slot_pos)
+        out = attend(logits, jnp.swapaxes(values[:, layer], 1, 2), self._sink(q))
         return self.proj(out.reshape(x.shape)), keys, values
+
+
+def make_ffn(config: TransformerConfig, layer: int, **kwargs: Any) -> nn.Module:
+    """The feed-forward module of block ``layer`` (``kwargs`` such as ``name`` go to the module)."""
+    return FFN_BLOCKS[config.backbone.ffn](config=config, layer=layer, **kwargs)
+
+
+def aux_loss(aux: dict[str, jax.Array]) -> jax.Array:
+    """Sum of the ``aux`` entries whose name ends in ``_loss`` (float32 scalar; 0 when none)."""
+    return sum((value.astype(jnp.float32) for name, value in aux.items() if name.endswith("_loss")),
+               jnp.float32(0.0))
 
 
 class _Block(nn.Module):
     config: TransformerConfig
+    layer: int
 
     def setup(self):
         cfg = self.config
         self.ln1 = nn.LayerNorm(name="ln1")
         self.attn = _Attention(cfg, name="attn")
         self.ln2 = nn.LayerNorm(name="ln2")
-        self.fc = nn.Dense(cfg.mlp_ratio * cfg.width, name="fc")
-        self.out = nn.Dense(cfg.width, name="out")
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def _mlp(self, x, deterministic: bool):
-        return self.drop(self.out(nn.gelu(self.fc(self.ln2(x)))), deterministic=deterministic)
+        self.ffn = make_ffn(cfg, self.layer)
+        nn.share_scope(self, self.ffn)
+        self.drop = nn.Dropout(cfg.backbone.dropout)
 
     def __call__(self, x, deterministic: bool, positions, num_queries: int):
         x = x + self.drop(self.attn(self.ln1(x), deterministic, positions, num_queries), deterministic=deterministic)
-        return x + self._mlp(x, deterministic)
+        y, aux = self.ffn(self.ln2(x), deterministic, num_queries)
+        return x + self.drop(y, deterministic=deterministic), aux
 
-    def step(self, x, keys, values, layer: int, pos):
-        h, keys, values = self.attn.step(self.ln1(x), keys, values, layer, pos)
+    def step(self, x, keys, values, pos, ffn_state):
+        h, keys, values = self.attn.step(self.ln1(x), keys, values, self.layer, pos)
         x = x + h
-        return x + self._mlp(x, True), keys, values
+        y, ffn_state = self.ffn.step(self.ln2(x), ffn_state)
+        return x + y, keys, values, ffn_state
 
 
 class Transformer(nn.Module):
@@ -270,35 +444,40 @@ class Transformer(nn.Module):
 
     def setup(self):
         cfg = self.config
-        self.embed = nn.Dense(cfg.width, name="embed")
-        if cfg.positions == "learned":
-            self.pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (cfg.max_len, cfg.width))
-        self.blocks = [_Block(cfg, name=f"block_{i}") for i in range(cfg.num_layers)]
+        width = cfg.backbone.width
+        self.embed = nn.Dense(width, name="embed")
+        if cfg.backbone.positions == "learned":
+            self.pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (cfg.max_len, width))
+        self.blocks = [_Block(cfg, i, name=f"block_{i}") for i in range(cfg.backbone.num_layers)]
         self.ln_f = nn.LayerNorm(name="ln_f")
         self.head = nn.Dense(cfg.d_out, name="head")
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.backbone.dropout)
 
     def __call__(self, tokens, deterministic: bool = True, num_queries: int = 0):
-        """``tokens [B, T, d_in]``; the last ``num_queries`` of them are queries (see ``apply_queries``)."""
+        """``tokens [B, T, d_in]``; the last ``num_queries`` of them are queries (see ``apply_queries``).
+        Returns ``(out [B, T, d_out], aux {"layer<i>/<name>": scalar})``."""
         length = tokens.shape[1]
         num_context = length - num_queries
         positions = jnp.concatenate([jnp.arange(num_context), jnp.arange(num_queries)])
         x = self.embed(tokens)
-        if self.config.positions == "learned":
+        if self.config.backbone.positions == "learned":
             x = x + self.pos_embed[positions]
         x = self.drop(x, deterministic=deterministic)
-        for block in self.blocks:
-            x = block(x, deterministic, positions, num_queries)
-        return self.head(self.ln_f(x))
+        aux = {}
+        for i, block in enumerate(self.blocks):
+            x, block_aux = block(x, deterministic, positions, num_queries)
+            aux.update({f"layer{i}/{name}": value for name, value in block_aux.items()})
+        return self.head(self.ln_f(x)), aux
 
     def step(self, cache: KVCache, token):
         x = self.embed(token)
-        if self.config.positions == "learned":
+        if self.config.backbone.positions == "learned":
             x = x + jax.lax.dynamic_index_in_dim(self.pos_embed, cache.pos, keepdims=False)
-        keys, values = cache.keys, cache.values
-        for layer, block in enumerate(self.blocks):
-            x, keys, values = block.step(x, keys, values, layer, cache.pos)
-        return self.head(self.ln_f(x)), KVCache(keys=keys, values=values, pos=cache.pos + 1)
+        keys, values, ffn = cache.keys, cache.values, []
+        for block, state in zip(self.blocks, cache.ffn):
+            x, keys, values, state = block.step(x, keys, values, cache.pos, state)
+            ffn.append(state)
+        return self.head(self.ln_f(x)), KVCache(keys=keys, values=values, pos=cache.pos + 1, ffn=tuple(ffn))
 
 
 # ----------------------------------------------------------------------------- functional API
@@ -323,15 +502,19 @@ def _check_tokens(config: TransformerConfig, tokens: jax.Array, length: int) -> 
         )
 
 
-def apply(config: TransformerConfig, params, tokens: jax.Array, *, dropout_key: jax.Array | None = None):
+def apply(config: TransformerConfig, params, tokens: jax.Array, *, dropout_key: jax.Array | None = None,
+          return_aux: bool = False):
     """Outputs ``[B, T, d_out]`` float32 for ``tokens [B, T, d_in]`` under the causal (window) mask.
 
-    Dropout is active only when ``dropout_key`` is given (training) and ``config.dropout > 0``.
+    Dropout is active only when ``dropout_key`` is given (training) and ``backbone.dropout > 0``.
+    With ``return_aux`` returns ``(out, aux)``, ``aux`` the feed-forward blocks' auxiliary
+    scalars ``{"layer<i>/<name>": value}`` (add :func:`aux_loss` to the training loss).
     Raises ValueError at trace time if ``T`` exceeds ``config.context_limit``.
     """
     _check_tokens(config, tokens, tokens.shape[1])
     rngs = None if dropout_key is None else {"dropout": dropout_key}
-    return Transformer(config).apply(params, tokens, deterministic=dropout_key is None, rngs=rngs)
+    out, aux = Transformer(config).apply(params, tokens, deterministic=dropout_key is None, rngs=rngs)
+    return (out, aux) if return_aux else out
 
 
 def apply_queries(
@@ -341,14 +524,15 @@ def apply_queries(
     queries: jax.Array,
     *,
     dropout_key: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
+    return_aux: bool = False,
+):
     """Outputs for ``context [B, T, d_in]`` and for ``queries [B, M, d_in]`` (``M <= T + 1``).
 
     Query ``i`` sits at position ``i`` and sees context tokens ``0 .. i-1`` and itself (not
     other queries): it equals ``peek`` after stepping the first ``i`` context tokens, and
     the last output of ``apply`` on ``concat(context[:, :i], queries[:, i:i+1])``. One call
     trains "predict from every prefix" targets such as DPT's. Returns ``(context_out [B, T,
-    d_out], query_out [B, M, d_out])``.
+    d_out], query_out [B, M, d_out])``, and ``aux`` (as in :func:`apply`) third with ``return_aux``.
     """
     chex.assert_rank([context, queries], 3)
     if queries.shape[0] != context.shape[0] or queries.shape[-1] != context.shape[-1]:
@@ -358,18 +542,22 @@ def apply_queries(
     tokens = jnp.concatenate([context, queries], axis=1)
     _check_tokens(config, tokens, context.shape[1] + 1)
     rngs = None if dropout_key is None else {"dropout": dropout_key}
-    out = Transformer(config).apply(
+    out, aux = Transformer(config).apply(
         params, tokens, deterministic=dropout_key is None, num_queries=queries.shape[1], rngs=rngs
     )
-    return out[:, : context.shape[1]], out[:, context.shape[1] :]
+    outs = out[:, : context.shape[1]], out[:, context.shape[1] :]
+    return (*outs, aux) if return_aux else outs
 
 
 def init_cache(config: TransformerConfig, batch_size: int) -> KVCache:
-    """An empty cache for ``batch_size`` sequences (zeros, ``pos = 0``)."""
+    """An empty cache for ``batch_size`` sequences (zeros, ``pos = 0``, each block's ``init_state``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    shape = (batch_size, config.num_layers, config.num_heads, config.cache_len, config.head_dim)
-    return KVCache(keys=jnp.zeros(shape, jnp.float32), values=jnp.zeros(shape, jnp.float32), pos=jnp.int32(0))
+    backbone = config.backbone
+    shape = (batch_size, backbone.num_layers, backbone.num_heads, config.cache_len, backbone.head_dim)
+    ffn = tuple(make_ffn(config, layer).init_state(batch_size) for layer in range(backbone.num_layers))
+    return KVCache(keys=jnp.zeros(shape, jnp.float32), values=jnp.zeros(shape, jnp.float32), pos=jnp.int32(0),
+                   ffn=ffn)
 
 
 def step(config: TransformerConfig, params, cache: KVCache, token: jax.Array) -> tuple[jax.Array, KVCache]:
@@ -383,7 +571,7 @@ def step(config: TransformerConfig, params, cache: KVCache, token: jax.Array) ->
     if token.shape[-1] != config.d_in:
         raise ValueError(f"token: last axis must be d_in={config.d_in}, got shape {token.shape}")
     if cache.keys.shape[0] != token.shape[0] or cache.keys.shape[1:] != (
-        config.num_layers, config.num_heads, config.cache_len, config.head_dim
+        config.backbone.num_layers, config.backbone.num_heads, config.cache_len, config.head_dim
     ):
         raise ValueError(f"cache: keys shape {cache.keys.shape} does not fit batch {token.shape[0]} and config")
     limit = config.context_limit

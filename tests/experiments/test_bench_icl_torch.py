@@ -23,7 +23,9 @@ from jaxrl_icl.icl import tokens as tk  # noqa: E402
 from jaxrl_icl.icl import transformer as tr  # noqa: E402
 
 # 6 heads: ALiBi slopes of a non-power-of-two head count; window 7 < the 19 tokens used below
-MODEL = tr.TransformerConfig(d_in=8, d_out=5, width=24, num_layers=2, num_heads=6, max_len=7, window=7)
+MODEL = tr.TransformerConfig(d_in=8, d_out=5, max_len=7, window=7,
+                             backbone=tr.BackboneConfig(width=24, num_layers=2, num_heads=6))
+ARCH = MODEL.backbone
 
 
 def _noisy_params(seed=0):
@@ -35,7 +37,7 @@ def _noisy_params(seed=0):
 
 
 def _torch_model(params):
-    net = torch_ad.ADTransformer(MODEL.d_in, MODEL.d_out, MODEL.width, MODEL.num_layers, MODEL.num_heads,
+    net = torch_ad.ADTransformer(MODEL.d_in, MODEL.d_out, ARCH.width, ARCH.num_layers, ARCH.num_heads,
                                  MODEL.window)
     torch_ad.load_flax_params(net, params)
     return net.eval()
@@ -60,11 +62,11 @@ def test_forward_and_cached_step_match_ours():
 
 def test_load_flax_params_rejects_wrong_shapes():
     params = _noisy_params()
-    wrong = torch_ad.ADTransformer(MODEL.d_in, MODEL.d_out, 2 * MODEL.width, MODEL.num_layers, MODEL.num_heads,
+    wrong = torch_ad.ADTransformer(MODEL.d_in, MODEL.d_out, 2 * ARCH.width, ARCH.num_layers, ARCH.num_heads,
                                    MODEL.window)
     with pytest.raises(ValueError, match="embed.kernel"):
         torch_ad.load_flax_params(wrong, params)
-    deeper = torch_ad.ADTransformer(MODEL.d_in, MODEL.d_out, MODEL.width, 3, MODEL.num_heads, MODEL.window)
+    deeper = torch_ad.ADTransformer(MODEL.d_in, MODEL.d_out, ARCH.width, 3, ARCH.num_heads, MODEL.window)
     with pytest.raises(ValueError, match="block_2"):
         torch_ad.load_flax_params(deeper, params)
 

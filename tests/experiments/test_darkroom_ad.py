@@ -24,7 +24,8 @@ H, UPDATES, CHUNK, EPISODES, SEEDS = 20, 20, 10, 3, 2
 TINY = [
     "--optim.num-updates", str(UPDATES), "--optim.batch-size", "8", "--chunk-updates", str(CHUNK),
     "--checkpoint-every-chunks", "1", "--q-learning.num-episodes", "6", "--q-learning.epsilon-decay-episodes", "3",
-    "--ad.context-episodes", "2", "--ad.width", "16", "--ad.num-layers", "1", "--ad.num-heads", "2",
+    "--ad.context-episodes", "2", "--ad.backbone.width", "16", "--ad.backbone.num-layers", "1",
+    "--ad.backbone.num-heads", "2",
     "--eval-episodes", str(EPISODES), "--eval-seeds", str(SEEDS), "--histories-per-goal", "1", "--no-progress",
 ]
 
@@ -108,7 +109,7 @@ def test_histories_for_another_env_fail_before_any_run_directory(run, tmp_path, 
 def test_paper_preset_is_overridden_by_later_flags():
     argv = with_scale(["--scale", "paper", "--optim.lr", "1e-3"], {"paper": list(darkroom_ad.PAPER_FLAGS)})
     config, _ = darkroom_ad.parse_cli(darkroom_ad.DarkroomADConfig, argv)
-    assert config.scale == "paper" and config.ad.width == 512 and config.ad.layout == "triplet"
+    assert config.scale == "paper" and config.ad.backbone.width == 512 and config.ad.layout == "triplet"
     assert config.optim.lr == 1e-3 and config.optim.num_updates == 100_000
     assert with_scale(["--optim.lr", "1e-3"], {"paper": list(darkroom_ad.PAPER_FLAGS)}) == ["--optim.lr", "1e-3"]
 

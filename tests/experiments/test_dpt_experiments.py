@@ -22,7 +22,7 @@ from jaxrl_icl.run.config import parse_cli, with_scale
 def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     run = tmp_path / "dr"
     darkroom_dpt.main(["--optim.num-updates", "20", "--chunk-updates", "10", "--trials", "1",
-                       "--online-episodes", "2", "--dpt.context-len", "8", "--dpt.num-layers", "1",
+                       "--online-episodes", "2", "--dpt.context-len", "8", "--dpt.backbone.num-layers", "1",
                        "--run-dir", str(run), "--no-progress"])
     summary = json.loads((run / "summary.json").read_text())
     _, test = dpt_goal_split()
@@ -64,7 +64,8 @@ def test_expert_transitions_are_an_optimal_episode():
 def test_bandit_dpt_writes_regret_of_dpt_and_baselines(tmp_path):
     run = tmp_path / "b"
     bandit_dpt.main(["--optim.num-updates", "10", "--chunk-updates", "10", "--num-instances", "8",
-                     "--dpt.context-len", "12", "--dpt.num-layers", "1", "--run-dir", str(run), "--no-progress"])
+                     "--dpt.context-len", "12", "--dpt.backbone.num-layers", "1", "--run-dir", str(run),
+                     "--no-progress"])
     summary = json.loads((run / "summary.json").read_text())
     online = summary["online_regret_at_horizon"]
     assert set(online) == {"DPT (online)", "UCB (c=1)", "Thompson (Gaussian)", "greedy"}

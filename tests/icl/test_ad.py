@@ -82,7 +82,8 @@ def test_window_tokens_equal_slices_of_the_whole_history_tokens(layout):
 
 
 def small_config(layout: str = "step", **kw) -> ad.ADConfig:
-    return ad.ADConfig(layout=layout, context_episodes=2, width=32, num_layers=2, num_heads=2, **kw)
+    backbone = tr.BackboneConfig(width=32, num_layers=2, num_heads=2)
+    return ad.ADConfig(layout=layout, context_episodes=2, backbone=backbone, **kw)
 
 
 def test_loss_at_init_is_log_num_actions_and_equals_numpy_cross_entropy():
@@ -234,8 +235,8 @@ def test_evaluate_runs_the_agent_online_in_darkroom():
 def test_config_and_model_validation():
     with pytest.raises(ConfigError, match="layout"):
         ad.ADConfig(layout="quad")
-    with pytest.raises(ConfigError, match="positions"):
-        ad.ADConfig(positions="learned")
+    with pytest.raises(ConfigError, match="^backbone.positions"):
+        ad.ADConfig(backbone=tr.BackboneConfig(positions="learned"))
     with pytest.raises(ConfigError, match="context_episodes"):
         ad.ADConfig(context_episodes=0)
     model = ad.make_model(ad.ADConfig(layout="triplet", context_episodes=3), 2, A, 20)

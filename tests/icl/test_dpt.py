@@ -96,7 +96,7 @@ def test_bandit_behaviour_mixes_in_a_point_mass_on_one_arm():
 
 
 def _tiny(context_len=N):
-    cfg = dpt.DPTConfig(context_len=context_len, width=32, num_layers=2, num_heads=2)
+    cfg = dpt.DPTConfig(context_len=context_len, backbone=tr.BackboneConfig(width=32, num_layers=2, num_heads=2))
     return cfg, dpt.make_model(cfg, 2, 5)
 
 
@@ -141,8 +141,8 @@ def test_agent_decisions_equal_the_full_sequence_model():
 
 
 def test_config_rejects_learned_positions():
-    with pytest.raises(ValueError, match="^positions"):
-        dpt.DPTConfig(positions="learned")
+    with pytest.raises(ValueError, match="^backbone.positions"):
+        dpt.DPTConfig(backbone=tr.BackboneConfig(positions="learned"))
 
 
 def test_episodic_agent_acts_on_exactly_the_previous_episode():

@@ -72,8 +72,8 @@ def test_action_never_visible_to_the_position_that_predicts_it(layout):
     actions = jax.random.randint(jax.random.PRNGKey(1), (2, length), 0, num_actions)
     rewards = jax.random.normal(jax.random.PRNGKey(2), (2, length))
     tokens, positions = build(obs, actions, rewards, num_actions)
-    cfg = tr.TransformerConfig(d_in=tokens.shape[-1], d_out=num_actions, width=16, num_layers=2, num_heads=2,
-                               max_len=tokens.shape[1], positions="alibi")
+    cfg = tr.TransformerConfig(d_in=tokens.shape[-1], d_out=num_actions, max_len=tokens.shape[1],
+                               backbone=tr.BackboneConfig(width=16, num_layers=2, num_heads=2, positions="alibi"))
     params = tr.init(cfg, jax.random.PRNGKey(3))
     model = jax.jit(lambda x: tk.action_logits(tr.apply(cfg, params, x), positions))
     base = model(tokens)

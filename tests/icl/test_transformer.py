@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,11 +14,56 @@ from jaxrl_icl.icl import transformer as tr
 D_IN, D_OUT, B = 5, 3, 2
 
 
+class _PrefixMeanFFN(nn.Module):
+    """A stateful test block: ``mix(concat(x, prefix_mean(x)))``, the causal statistic a task
+    router needs, with one auxiliary loss and one logged-only scalar."""
+
+    config: tr.TransformerConfig
+    layer: int
+
+    def setup(self):
+        self.mix = nn.Dense(self.config.backbone.width, name="mix")
+
+    def __call__(self, x, deterministic, num_queries=0):
+        y = self.mix(jnp.concatenate([x, tr.prefix_mean(x, num_queries)], axis=-1))
+        return y, {"size_loss": jnp.mean(y**2), "first": y[0, 0, 0]}
+
+    def step(self, x, state):
+        mean, total, count = tr.prefix_mean_step(x, state["total"], state["count"])
+        return self.mix(jnp.concatenate([x, mean], axis=-1)), {"total": total, "count": count}
+
+    def init_state(self, batch_size):
+        return {"total": jnp.zeros((batch_size, self.config.backbone.width)), "count": jnp.int32(0)}
+
+
+tr.FFN_BLOCKS["test_prefix_mean"] = _PrefixMeanFFN
+
+# Backbone options every equality test runs over (the sink ones with random, non-zero sink parameters).
+BACKBONES = {
+    "dense": {},
+    "sink_kv": {"sink": "kv"},
+    "sink_k": {"sink": "k"},
+    "prefix_mean_ffn": {"ffn": "test_prefix_mean"},
+}
+
+
 def _config(positions, window=0, max_len=16, num_layers=2, **kw):
-    return tr.TransformerConfig(
-        d_in=D_IN, d_out=D_OUT, width=16, num_layers=num_layers, num_heads=4, max_len=max_len,
-        positions=positions, window=window, **kw,
-    )
+    backbone = tr.BackboneConfig(width=16, num_layers=num_layers, num_heads=4, positions=positions, **kw)
+    return tr.TransformerConfig(d_in=D_IN, d_out=D_OUT, max_len=max_len, window=window, backbone=backbone)
+
+
+def _params(cfg, seed=0):
+    """``init`` with the (zero-initialised) sink keys and values moved to random values."""
+    params = tr.init(cfg, jax.random.PRNGKey(seed))
+    key = jax.random.PRNGKey(seed + 100)
+
+    def move(path, leaf):
+        if jax.tree_util.keystr(path).endswith(("['sink_key']", "['sink_value']")):
+            return leaf + jax.random.normal(jax.random.fold_in(key, hash(jax.tree_util.keystr(path)) % 2**31),
+                                            leaf.shape)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(move, params)
 
 
 def _tokens(t, seed=1):
@@ -42,11 +88,16 @@ def _scan_steps(cfg, params, tokens, cache=None):
 _rollout = jax.jit(_scan_steps, static_argnums=0)
 
 
-@pytest.mark.parametrize("positions", ["learned", "alibi", "rope"])
-@pytest.mark.parametrize("window", [0, 5])
-def test_cached_steps_match_full_sequence(positions, window):
-    cfg = _config(positions, window)
-    params = tr.init(cfg, jax.random.PRNGKey(0))
+def _options():
+    """(backbone, positions, window) cases: dense in every position scheme, each other option in two."""
+    cases = [("dense", p, w) for p in ("learned", "alibi", "rope") for w in (0, 5)]
+    return cases + [(name, p, w) for name in BACKBONES if name != "dense" for p, w in (("learned", 0), ("rope", 5))]
+
+
+@pytest.mark.parametrize("backbone,positions,window", _options())
+def test_cached_steps_match_full_sequence(backbone, positions, window):
+    cfg = _config(positions, window, **BACKBONES[backbone])
+    params = _params(cfg)
     # With a window and relative positions the ring buffer wraps several times past max_len.
     length = 16 if cfg.context_limit else 37
     tokens = _tokens(length)
@@ -117,7 +168,8 @@ def test_alibi_slopes_non_power_of_two_interleave():
 def test_alibi_bias_is_minus_slope_times_distance():
     # One layer, one head, zero query/key weights: logits are the bias alone, so the attention
     # weights must be softmax(-slope * (t - j)) over j <= t, here slope 2^-8 for one head.
-    cfg = tr.TransformerConfig(d_in=2, d_out=2, width=4, num_layers=1, num_heads=1, max_len=8, positions="alibi")
+    cfg = tr.TransformerConfig(d_in=2, d_out=2, max_len=8,
+                               backbone=tr.BackboneConfig(width=4, num_layers=1, num_heads=1, positions="alibi"))
     attn = tr._Attention(cfg)
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 6, 4))
     params = attn.init(jax.random.PRNGKey(1), x, True, jnp.arange(6))
@@ -165,24 +217,31 @@ def test_rope_dot_product_depends_only_on_offset():
 
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="^num_heads"):
-        tr.TransformerConfig(d_in=2, d_out=2, width=10, num_heads=4)
+        tr.BackboneConfig(width=10, num_heads=4)
     with pytest.raises(ConfigError, match="^num_heads.*even head_dim"):
-        tr.TransformerConfig(d_in=2, d_out=2, width=12, num_heads=4, positions="rope")
+        tr.BackboneConfig(width=12, num_heads=4, positions="rope")
     with pytest.raises(ConfigError, match="^window"):
         tr.TransformerConfig(d_in=2, d_out=2, max_len=8, window=9)
     with pytest.raises(ConfigError, match="^positions"):
-        tr.TransformerConfig(d_in=2, d_out=2, positions="sinusoid")
+        tr.BackboneConfig(positions="sinusoid")
     with pytest.raises(ConfigError, match="^dropout"):
-        tr.TransformerConfig(d_in=2, d_out=2, dropout=1.0)
+        tr.BackboneConfig(dropout=1.0)
+    with pytest.raises(ConfigError, match="^ffn: expected one of \\['dense'"):
+        tr.BackboneConfig(ffn="sparse")
+    with pytest.raises(ConfigError, match="^sink"):
+        tr.BackboneConfig(sink="v")
+    with pytest.raises(ConfigError, match="^backbone"):
+        tr.TransformerConfig(d_in=2, d_out=2, backbone={"width": 8})
 
 
-@pytest.mark.parametrize("positions", ["learned", "alibi", "rope"])
-@pytest.mark.parametrize("window", [0, 4])
-def test_queries_match_peek_and_prefix_sequences(positions, window):
+@pytest.mark.parametrize("backbone,positions,window", [
+    (name, p, w) for name, p, w in _options() if name == "dense" or p == "rope"])
+def test_queries_match_peek_and_prefix_sequences(backbone, positions, window):
     """Two oracles for query i: ``peek`` after i cached context tokens, and the last output of
     the plain causal ``apply`` on ``context[:i] + [query i]``."""
-    cfg = _config(positions, window, max_len=12)
-    params = tr.init(cfg, jax.random.PRNGKey(0))
+    window = min(window, 4)
+    cfg = _config(positions, window, max_len=12, **BACKBONES[backbone])
+    params = _params(cfg)
     context, queries = _tokens(7, seed=2), _tokens(8, seed=3)
     ctx_out, q_out = jax.jit(tr.apply_queries, static_argnums=0)(cfg, params, context, queries)
     assert ctx_out.shape == (B, 7, D_OUT) and q_out.shape == (B, 8, D_OUT)
@@ -249,3 +308,128 @@ def test_benchmark_rollouts_compute_the_same_autoregressive_outputs():
     cached = jax.jit(lambda p, s: icl.cached_rollout(cfg, p, s))(params, stream)
     recomputed = jax.jit(lambda p, s: icl.recompute_rollout(cfg, p, s, 0))(params, stream)
     np.testing.assert_allclose(cached, recomputed, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- attention sink and aux losses
+
+
+def _softmax_attention_oracle(logits, values, extra):
+    """NumPy float64: one softmax over the keys and the extra columns, then the weighted values."""
+    logits, values = np.asarray(logits, np.float64), np.asarray(values, np.float64)
+    b, h, q, _ = logits.shape
+    cols = [logits] + [np.asarray(lg, np.float64)[..., None] for lg, _ in extra]
+    all_logits = np.concatenate(cols, axis=-1)
+    w = np.exp(all_logits - all_logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    out = np.einsum("bhqk,bkhd->bqhd", w[..., : logits.shape[-1]], values)
+    for j, (_, v) in enumerate(extra):
+        out += np.swapaxes(w[..., logits.shape[-1] + j], 1, 2)[..., None] * np.broadcast_to(v, out.shape)
+    return out
+
+
+def test_attend_is_one_softmax_over_keys_and_extra_columns():
+    attend = jax.jit(tr.attend)
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    logits = jax.random.normal(k[0], (2, 3, 4, 6))
+    logits = jnp.where(jnp.tril(jnp.ones((4, 6), bool), 2), logits, -jnp.inf)  # hidden keys
+    values = jax.random.normal(k[1], (2, 6, 3, 5))
+    own = (jax.random.normal(k[2], (2, 3, 4)), jax.random.normal(k[3], (2, 4, 3, 5)))
+    sink = (jax.random.normal(k[4], (2, 3, 4)), jnp.arange(15.0).reshape(3, 5))
+    for extra in [(), (sink,), (own, sink)]:
+        np.testing.assert_allclose(attend(logits, values, extra), _softmax_attention_oracle(logits, values, extra),
+                                   atol=1e-5)
+    # A sink far below the keys changes nothing; a dominating one returns its value for every query.
+    plain = attend(logits, values)
+    np.testing.assert_allclose(attend(logits, values, ((sink[0] - 1e4, sink[1]),)), plain, atol=1e-6)
+    np.testing.assert_allclose(attend(logits, values, ((sink[0] + 1e4, sink[1]),)),
+                               np.broadcast_to(sink[1], plain.shape), atol=1e-6)
+
+
+def _with_query_bias_and_sink_key(params, scale):
+    """Every layer: query bias ``+ 30 * ones`` and sink key ``scale * 30 * ones``, so a sink logit
+    is about ``scale * 30^2 * head_dim / sqrt(head_dim)`` = ``scale * 1800`` against key logits of tens."""
+    inner = dict(params["params"])
+    for name, block in inner.items():
+        if not name.startswith("block_"):
+            continue
+        attn = dict(block["attn"])
+        width = attn["qkv"]["bias"].shape[0] // 3
+        attn["qkv"] = {**attn["qkv"], "bias": attn["qkv"]["bias"].at[:width].add(30.0)}
+        if "sink_key" in attn:
+            attn["sink_key"] = jnp.full_like(attn["sink_key"], 30.0 * scale)
+        inner[name] = {**block, "attn": attn}
+    return {**params, "params": inner}
+
+
+@pytest.mark.parametrize("sink", ["kv", "k"])
+def test_sink_far_below_is_plain_attention_and_dominating_sink_ignores_the_context(sink):
+    cfg = _config("alibi", **BACKBONES[f"sink_{sink}"])
+    plain_cfg = _config("alibi")
+    tokens = _tokens(9)
+    params = _params(cfg)
+    below = _with_query_bias_and_sink_key(params, -1.0)
+    plain_params = _with_query_bias_and_sink_key(tr.init(plain_cfg, jax.random.PRNGKey(0)), -1.0)
+    np.testing.assert_allclose(_apply(cfg, below, tokens), _apply(plain_cfg, plain_params, tokens), atol=1e-5)
+    # Dominating: every attention output is the sink value, so each output depends on its own token only.
+    above = _with_query_bias_and_sink_key(params, 1.0)
+    full = _apply(cfg, above, tokens)
+    for t in (0, 4, 8):
+        np.testing.assert_allclose(full[:, t], _apply(cfg, above, tokens[:, t : t + 1])[:, 0], atol=1e-5)
+    assert np.abs(_apply(cfg, below, tokens)[:, 8] - _apply(cfg, below, tokens[:, 8:])[:, 0]).max() > 1e-3
+
+
+def test_sink_parameters_are_per_layer_and_head_and_zero_initialised():
+    kv = tr.init(_config("rope", sink="kv"), jax.random.PRNGKey(0))["params"]
+    k_only = tr.init(_config("rope", sink="k"), jax.random.PRNGKey(0))["params"]
+    assert kv["block_1"]["attn"]["sink_key"].shape == kv["block_1"]["attn"]["sink_value"].shape == (4, 4)
+    assert not np.any(kv["block_0"]["attn"]["sink_key"]) and not np.any(kv["block_0"]["attn"]["sink_value"])
+    assert "sink_value" not in k_only["block_0"]["attn"] and "sink_key" in k_only["block_0"]["attn"]
+    dense = tr.init(_config("rope"), jax.random.PRNGKey(0))["params"]
+    assert set(dense["block_0"]) == {"ln1", "attn", "ln2", "fc", "out"} and set(dense["block_0"]["attn"]) == {
+        "qkv", "proj"}
+
+
+def test_prefix_mean_matches_its_step_form_and_brute_force():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 3))
+    np.testing.assert_allclose(tr.prefix_mean(x), np.cumsum(x, 1) / np.arange(1, 8)[:, None], rtol=1e-6)
+    context, queries = x[:, :4], x[:, 4:]
+    means = tr.prefix_mean(jnp.concatenate([context, queries], 1), num_queries=3)
+    total, count = jnp.zeros((2, 3)), jnp.int32(0)
+    for i in range(3):  # query i: the mean of context[:i] and itself, as a step after i context tokens
+        np.testing.assert_allclose(means[:, 4 + i], np.concatenate([context[:, :i], queries[:, i:i + 1]], 1).mean(1),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(tr.prefix_mean_step(queries[:, i], total, count)[0], means[:, 4 + i], rtol=1e-6)
+        _, total, count = tr.prefix_mean_step(context[:, i], total, count)
+
+
+def test_aux_scalars_come_back_from_every_block_and_the_trainers_add_the_losses():
+    from jaxrl_icl.icl import ad, dpt
+    from jaxrl_icl.icl.train import OptimConfig
+
+    cfg = _config("rope", **BACKBONES["prefix_mean_ffn"])
+    params = _params(cfg)
+    out, aux = tr.apply(cfg, params, _tokens(6), return_aux=True)
+    np.testing.assert_allclose(out, _apply(cfg, params, _tokens(6)), atol=1e-6, rtol=0)
+    assert sorted(aux) == ["layer0/first", "layer0/size_loss", "layer1/first", "layer1/size_loss"]
+    assert float(tr.aux_loss(aux)) == pytest.approx(float(aux["layer0/size_loss"] + aux["layer1/size_loss"]))
+    assert tr.apply(_config("rope"), tr.init(_config("rope"), jax.random.PRNGKey(0)), _tokens(6),
+                    return_aux=True)[1] == {}
+    assert len(tr.apply_queries(cfg, params, _tokens(6), _tokens(3), return_aux=True)) == 3
+
+    backbone = cfg.backbone
+    optim = OptimConfig(num_updates=1, batch_size=2)
+    rng = np.random.default_rng(0)
+    hist = {"obs": rng.integers(0, 9, (2, 12, 2)), "action": rng.integers(0, 5, (2, 12)),
+            "reward": rng.integers(0, 2, (2, 12)).astype(np.float32)}
+    data = ad.ad_data(hist, 5)
+    ad_trainer = ad.make_train(ad.ADConfig(context_episodes=2, backbone=backbone), optim, 2, 5, 3)
+    _, ad_metrics = ad_trainer.update(ad_trainer.init(jax.random.PRNGKey(0), data), data)
+    dpt_cfg = dpt.DPTConfig(context_len=4, backbone=backbone)
+    goals = jnp.array([[1, 2], [3, 0]])
+    dpt_trainer = dpt.make_train(dpt_cfg, optim, dpt.make_model(dpt_cfg, 2, 5),
+                                 lambda k, b: dpt.darkroom_batch(k, goals, 5, 4, b))
+    _, dpt_metrics = dpt_trainer.update(dpt_trainer.init(jax.random.PRNGKey(0), None), None)
+    for m in (ad_metrics, dpt_metrics):
+        losses = float(m["layer0/size_loss"] + m["layer1/size_loss"])
+        assert losses > 0 and "layer0/first" in m
+        assert float(m["loss"]) == pytest.approx(float(m["task_loss"]) + losses, rel=1e-6)
