@@ -1,6 +1,8 @@
 """Offline RL on one dataset: ``python -m experiments.offline --algo td3_bc --dataset pendulum-v1-medium``.
 
-Trains ``--algo`` (``bc``, ``td3_bc``, ``iql``, ``cql``, ``rebrac``) on every seed at once
+Trains ``--algo`` (``bc``, ``td3_bc``, ``iql``, ``cql``, ``rebrac``, and the Decision
+Transformers ``dt`` and ``mo_dt``, commanded the dataset's expert reference return when
+evaluated, in JAX envs only) on every seed at once
 (one ``jax.vmap``; the dataset is an argument shared by all seeds), in checkpointed chunks
 with a progress bar, evaluating the policy in the dataset's JAX env every ``--eval-every``
 gradient steps inside the same jitted program (policies trained on a real D4RL or Minari
@@ -45,6 +47,7 @@ from jaxrl_icl.offline import (
 )
 from jaxrl_icl.offline import bc as bc_algo
 from jaxrl_icl.offline import cql as cql_algo
+from jaxrl_icl.offline import decision_transformer as dt_algo
 from jaxrl_icl.offline import iql as iql_algo
 from jaxrl_icl.offline import td3_bc as td3_bc_algo
 from jaxrl_icl.offline.evaluate import make_evaluator, repeat_updates, with_evaluation
@@ -59,6 +62,7 @@ from jaxrl_icl.run.sweep import init_distributed, seed_keys
 
 PROG = "python -m experiments.offline"
 ALGOS = ("bc", "td3_bc", "iql", "cql", "rebrac")
+SEQUENCE_ALGOS = ("dt", "mo_dt")  # Decision Transformers: rollouts in JAX envs only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +84,7 @@ class OfflineConfig:
       chunk_evals: evaluations per jitted chunk (progress, logging, checkpoints).
     """
 
-    algo: Literal["bc", "td3_bc", "iql", "cql", "rebrac"] = "td3_bc"
+    algo: Literal["bc", "td3_bc", "iql", "cql", "rebrac", "dt", "mo_dt"] = "td3_bc"
     dataset: str = "pendulum-v1-medium"
     datasets_dir: str = ""
     env: str = ""
@@ -97,6 +101,8 @@ class OfflineConfig:
     iql: iql_algo.IQLConfig = iql_algo.IQLConfig()
     cql: cql_algo.CQLConfig = cql_algo.CQLConfig()
     rebrac: td3_bc_algo.TD3BCConfig = td3_bc_algo.rebrac_config()
+    dt: dt_algo.DTConfig = dt_algo.DTConfig()
+    mo_dt: dt_algo.DTConfig = dt_algo.mo_dt_config()
 
     def __post_init__(self) -> None:
         require_types(self)
@@ -138,14 +144,18 @@ def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")
 def algorithm(config: OfflineConfig, obs_dim: int, action_dim: int, discrete: bool):
     """``(trainer, policy, policy_params_of_state)``; the algorithm's own ``num_updates`` (its
     trainer length and, for IQL, the horizon of the actor's cosine schedule) is set from
-    ``config.num_updates``, whatever the nested config says."""
-    if discrete and config.algo not in ("bc", "cql"):
-        raise ConfigError("algo", f"{config.algo} needs continuous actions; use bc or cql on discrete data")
+    ``config.num_updates``, whatever the nested config says. For ``dt`` and ``mo_dt`` the
+    policy is the :class:`~jaxrl_icl.offline.decision_transformer.Layout` its rollouts need."""
+    if discrete and config.algo not in ("bc", "cql", *SEQUENCE_ALGOS):
+        raise ConfigError("algo", f"{config.algo} needs continuous actions; use bc, cql, dt or mo_dt on discrete data")
     algo_config = dataclasses.replace(getattr(config, config.algo),
                                       num_updates=config.num_updates // config.steps_per_update)
     if config.algo == "bc":
         return (bc_algo.make_train(algo_config, obs_dim, action_dim, discrete=discrete),
                 bc_algo.policy(algo_config, action_dim, discrete=discrete), lambda s: s.params)
+    if config.algo in SEQUENCE_ALGOS:
+        return (dt_algo.make_train(algo_config, obs_dim, action_dim, discrete=discrete),
+                dt_algo.layout(algo_config, obs_dim, action_dim, discrete=discrete), lambda s: s.params)
     if config.algo == "cql":
         if discrete:
             return (cql_algo.make_train_discrete(algo_config, obs_dim, action_dim),
@@ -230,12 +240,17 @@ def prepare_dataset(config: OfflineConfig, dataset: Dataset, metadata: dict, pro
     data = normalize_observations(dataset, normalizer)
     score = lambda r: 100.0 * (r - low) / (high - low)  # noqa: E731
     scale = float(metadata.get("action_scale", 1.0))
-    if gym_id is None:  # evaluation inside the jitted chunks
-        evaluate = make_evaluator(env, env_params, policy, num_episodes=config.eval_episodes,
-                                  max_episode_steps=eval_steps, normalizer=normalizer, action_scale=scale)
+    if gym_id is None:  # evaluation inside the jitted chunks (a DT's: cached rollouts commanded the expert return)
+        evaluate = (dt_algo.make_evaluator(policy, env, env_params, high, num_episodes=config.eval_episodes,
+                                           max_episode_steps=eval_steps, normalizer=normalizer, action_scale=scale)
+                    if config.algo in SEQUENCE_ALGOS else
+                    make_evaluator(env, env_params, policy, num_episodes=config.eval_episodes,
+                                   max_episode_steps=eval_steps, normalizer=normalizer, action_scale=scale))
         trainer = with_evaluation(trainer, evaluate, policy_params, config.eval_every // per_update, score=score)
         chunking = {"chunk_updates": config.chunk_evals}
     else:  # one evaluation on the host after each chunk of eval_every gradient steps
+        if config.algo in SEQUENCE_ALGOS:
+            cli_error(prog, f"argument --algo: {config.algo} rolls out in JAX envs only, not in {gym_id}")
         try:
             evaluator = HostEvaluator(gym_id, policy, num_episodes=config.eval_episodes,
                                       max_episode_steps=config.max_episode_steps or None, normalizer=normalizer,
