@@ -1,0 +1,268 @@
+"""Long contexts for Algorithm Distillation with and without Sink-KV: ``python -m experiments.long_context``.
+
+ReLIC's Sink-KV gives every attention head a learned key (and value) that any query may attend
+to, so a head that finds nothing relevant in a long context can put its weight there instead of
+spreading it over thousands of tokens. This experiment trains AD on Dark Room 9x9 at several
+context lengths, once per sink option (``--sinks none k``: no sink, and ReLIC's main choice
+"KV0", a learned key with the value kept at zero; ``kv`` learns both), and reports per context
+length:
+
+* held-out return against the number of episodes in context (a rollout of as many episodes as
+  the window holds, on the held-out goals, no weight updates);
+* training throughput (tokens/s of one update) and the compiled update's temporary memory;
+* cached-rollout throughput (tokens/s over all goals x seeds) and memory (the rollout's
+  temporary buffers and the KV cache per task).
+
+Steps of the experiment: tabular Q-learning histories on all 81 goals (long enough for the
+longest context; :func:`jaxrl_icl.rl.collect.collect_histories`), the goal split of
+:mod:`experiments.darkroom_ad`, then for each context length ``L`` (rounded up to whole
+episodes; one token per step) and sink option one AD model with a window of ``L`` steps and
+``max(1, tokens_per_update // L)`` windows per update (the same tokens per update at every
+length). The CPU default (contexts 256 to 4096 steps, a 2-layer width-32 model, 150 updates)
+is a small-scale run of a few minutes: it shows the costs and whether the in-context curve
+rises, not AD's converged returns. ``--scale paper`` (contexts 1k to 16k steps, a larger model,
+5000 updates) is meant for a GPU.
+
+Writes ``runs/long_context/<timestamp>/``: ``returns.png`` (one panel per context length),
+``speed.png`` and ``memory.png`` (against the context length, one line per sink option and
+face), ``table.md`` and ``summary.json`` (``results[<sink>][<context steps>]``: returns per
+episode, first and last episode, tokens/s, memory, final training loss; and the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+from envs.darkroom import optimal_return
+from experiments.darkroom_ad import belongs, goal_split
+from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
+from jaxrl_icl.icl import ad
+from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.icl.evaluate import episode_returns, evaluate
+from jaxrl_icl.icl.train import OptimConfig
+from jaxrl_icl.rl.collect import CollectConfig, collect_histories
+from jaxrl_icl.rl.q_learning import QLearningConfig
+from jaxrl_icl.run.config import parse_cli, with_scale
+from jaxrl_icl.run.loop import train_in_chunks
+from jaxrl_icl.run.plots import plot_curve_panels, plot_curves
+from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.sweep import gather_seeds, seed_keys
+
+PROG = "python -m experiments.long_context"
+ENV = "darkroom-9x9"
+PRESETS = {"paper": [
+    "--context-steps", "1024", "2048", "4096", "8192", "16384", "--tokens-per-update", "65536",
+    "--ad.backbone.width", "128", "--ad.backbone.num-layers", "4", "--ad.backbone.num-heads", "4",
+    "--optim.num-updates", "5000", "--optim.warmup-updates", "200", "--chunk-updates", "500",
+    "--q-learning.num-episodes", "840", "--num-seeds", "3", "--eval-seeds", "4",
+]}
+
+
+@dataclasses.dataclass(frozen=True)
+class LongContextConfig:
+    """AD at several context lengths, with and without an attention sink."""
+
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (a few minutes, small scale) or paper "
+                                           "(for a GPU); other flags override it")
+    context_steps: tuple[int, ...] = field((256, 512, 1024, 2048, 4096), help="context lengths in environment "
+                                           "steps (rounded up to whole episodes)")
+    sinks: tuple[str, ...] = field(("none", "k"), help="backbone sink options to compare: none, k (KV0), kv")
+    tokens_per_update: int = field(4096, help="tokens per update; windows per update = this // context")
+    num_seeds: int = field(1, help="training seeds per model (vmapped)")
+    seed: int = field(0, help="seed of collection, training and evaluation")
+    split_seed: int = field(0, help="goal permutation seed (as experiments.darkroom_ad)")
+    num_train_goals: int = field(65, help="training goals; the other goals are held out")
+    eval_seeds: int = field(2, help="evaluation rollouts per held-out goal and training seed")
+    timing_repeats: int = field(3, help="timed calls of one update; the fastest is kept")
+    chunk_updates: int = field(50, help="updates per jitted chunk (progress)")
+    ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125, backbone=tr.BackboneConfig(width=32, num_layers=2, num_heads=2))
+    optim: OptimConfig = OptimConfig(num_updates=150, batch_size=1, lr=1e-3, warmup_updates=20)
+    q_learning: QLearningConfig = QLearningConfig(num_episodes=230, lr=1.0, epsilon_decay_episodes=25,
+                                                  record_history=True)
+
+    def __post_init__(self) -> None:
+        require_types(self)
+        for name in ("tokens_per_update", "num_seeds", "eval_seeds", "timing_repeats", "chunk_updates"):
+            require_positive(self, name)
+        require_in(self, "num_train_goals", 1, 80)
+        if not self.context_steps or min(self.context_steps) < 1:
+            raise ConfigError("context_steps", f"must be positive ints, got {self.context_steps}")
+        if not self.sinks or len(set(self.sinks)) != len(self.sinks) or set(self.sinks) - {"none", "k", "kv"}:
+            raise ConfigError("sinks", f"must be distinct values of none, k, kv; got {self.sinks}")
+        if self.ad.layout != "step":
+            raise ConfigError("ad.layout", "must be 'step' (one token per step, so tokens = steps)")
+        if not self.q_learning.record_history:
+            raise ConfigError("q_learning.record_history", "must be true to collect histories")
+        horizon = envs.make(ENV)[0].horizon
+        need = max(episodes(steps, horizon) for steps in self.context_steps)
+        if self.q_learning.num_episodes < need:
+            raise ConfigError("q_learning.num_episodes", f"histories must hold the longest context: "
+                              f"{need} episodes, got {self.q_learning.num_episodes}")
+
+
+def episodes(steps: int, horizon: int) -> int:
+    """Whole episodes of ``horizon`` steps covering ``steps`` steps."""
+    return -(-steps // horizon)
+
+
+def collect(config: LongContextConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Q-learning histories on all 81 goals and the goal of each row ``int32 [N, 2]``."""
+    collect_config = CollectConfig(env=ENV, algo="q_learning", seed=config.seed, summary_episodes=1,
+                                   q_learning=config.q_learning)
+    histories, meta, _, _ = collect_histories(collect_config)
+    return histories, np.asarray(meta["params"]["goal"])
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn`` (each blocked until ready)."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _megabytes(compiled) -> float:
+    return compiled.memory_analysis().temp_size_in_bytes / 2**20
+
+
+def run_one(config: LongContextConfig, data: ad.ADData, held_out: np.ndarray, steps: int, sink: str,
+            progress: bool) -> dict[str, Any]:
+    """Train, time and evaluate AD with a window of ``steps`` steps and backbone sink ``sink``."""
+    env, base = envs.make(ENV)
+    num_episodes = episodes(steps, env.horizon)
+    ad_config = dataclasses.replace(config.ad, context_episodes=num_episodes,
+                                    backbone=dataclasses.replace(config.ad.backbone, sink=sink))
+    window = ad_config.context_steps(env.horizon)
+    optim = dataclasses.replace(config.optim, batch_size=max(1, config.tokens_per_update // window))
+    trainer = ad.make_train(ad_config, optim, data.obs.shape[-1], env.num_actions, env.horizon)
+    state, metrics = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data,
+                                     chunk_updates=config.chunk_updates, progress=progress)
+
+    # One update of one seed, compiled alone: throughput and temporary memory.
+    one = jax.tree.map(lambda x: x[0], gather_seeds(state))
+    update = jax.jit(trainer.update).lower(one, data).compile()
+    train_seconds = _best_seconds(lambda: update(one, data), config.timing_repeats)
+
+    model = ad.make_model(ad_config, data.obs.shape[-1], env.num_actions, env.horizon)
+    tasks = jax.vmap(lambda g: base.replace(goal=g))(jnp.asarray(held_out))
+    num_steps = num_episodes * env.horizon
+
+    def rollouts(params, key):
+        return evaluate(env, tasks, ad.make_agent(ad_config, model), params, key, num_steps=num_steps,
+                        num_seeds=config.eval_seeds)
+
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    params = gather_seeds(state.params)
+    rollout = jax.jit(rollouts).lower(jax.tree.map(lambda x: x[0], params), key).compile()
+    returns, rollout_seconds = [], math.inf
+    for s in range(config.num_seeds):
+        seed_params = jax.tree.map(lambda x, s=s: x[s], params)
+        start = time.perf_counter()
+        out = jax.block_until_ready(rollout(seed_params, jax.random.fold_in(key, s)))
+        rollout_seconds = min(rollout_seconds, time.perf_counter() - start)
+        returns.append(episode_returns(out["reward"], out["done"], env.horizon).reshape(-1, num_episodes))
+    returns = np.concatenate(returns)  # [seeds x goals x eval seeds, episodes]
+    backbone = ad_config.backbone
+    cache_bytes = 2 * backbone.num_layers * backbone.num_heads * model.cache_len * backbone.head_dim * 4
+    loss = np.asarray(metrics["loss"])
+    return {
+        "context_steps": window,
+        "context_episodes": num_episodes,
+        "batch_size": optim.batch_size,
+        "returns": returns,
+        "return_per_episode": returns.mean(axis=0).tolist(),
+        "first_episode_return": float(returns[:, 0].mean()),
+        "last_episode_return": float(returns[:, -1].mean()),
+        "train_tokens_per_s": optim.batch_size * window / train_seconds,
+        "train_temp_mb": _megabytes(update),
+        "rollout_tokens_per_s": returns.size // config.num_seeds * env.horizon / rollout_seconds,
+        "rollout_temp_mb": _megabytes(rollout),
+        "kv_cache_mb_per_task": cache_bytes / 2**20,
+        "final_loss": float(np.nanmean(loss[..., -min(config.chunk_updates, loss.shape[-1]):])),
+    }
+
+
+def table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """A markdown table of the results, one row per sink option and context length."""
+    rows = ["| sink | context steps | episodes | windows/update | return ep. 1 | return last ep. | train tokens/s "
+            "| train memory MB | rollout tokens/s | rollout memory MB | KV cache MB/task | final loss |",
+            "|" + "---|" * 12]
+    for sink, by_len in results.items():
+        for r in by_len.values():
+            rows.append(
+                f"| {sink} | {r['context_steps']} | {r['context_episodes']} | {r['batch_size']} "
+                f"| {r['first_episode_return']:.2f} | {r['last_episode_return']:.2f} | {r['train_tokens_per_s']:.0f} "
+                f"| {r['train_temp_mb']:.1f} | {r['rollout_tokens_per_s']:.0f} | {r['rollout_temp_mb']:.1f} "
+                f"| {r['kv_cache_mb_per_task']:.3f} | {r['final_loss']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+SINK_LABELS = {"none": "AD", "k": "AD + Sink-KV (KV0: learned key, zero value)", "kv": "AD + Sink-KV (learned KV)"}
+
+
+def main(argv: list[str] | None = None):
+    config, options = parse_cli(LongContextConfig, with_scale(argv, PRESETS), prog=PROG)
+    run = open_run("long_context", config, options)
+    print(f"run directory: {run.path}", file=sys.stderr)
+    env, _ = envs.make(ENV)
+    histories, goal = collect(config)
+    train_goals, held_out = goal_split(config.split_seed, config.num_train_goals)
+    data = ad.ad_data({k: v[belongs(goal, train_goals)] for k, v in histories.items()}, env.num_actions)
+
+    results: dict[str, dict[int, dict[str, Any]]] = {sink: {} for sink in config.sinks}
+    for steps in sorted(config.context_steps):
+        for sink in config.sinks:
+            r = run_one(config, data, held_out, steps, sink, options.progress)
+            results[sink][r["context_steps"]] = r
+            print(f"context {r['context_steps']} steps, sink {sink}: return {r['first_episode_return']:.2f} -> "
+                  f"{r['last_episode_return']:.2f}, train {r['train_tokens_per_s']:.0f} tokens/s, rollout "
+                  f"{r['rollout_tokens_per_s']:.0f} tokens/s, loss {r['final_loss']:.3f}", file=sys.stderr)
+
+    start = np.asarray(env.start, np.int32)
+    optimum = float(np.mean([optimal_return(g, start, env.horizon) for g in held_out]))
+    lengths = sorted(results[config.sinks[0]])
+    panels = {f"{n} steps ({results[config.sinks[0]][n]['context_episodes']} episodes)": {
+        SINK_LABELS[sink]: (np.arange(results[sink][n]["context_episodes"]), results[sink][n]["returns"])
+        for sink in config.sinks} for n in lengths}
+    plot_curve_panels(panels, run.plot_path("returns"), "episodes in context", "held-out return",
+                      f"AD on {ENV}, held-out goals (optimal {optimum:.2f}); {config.num_seeds} training seed(s)")
+    x = np.asarray(lengths)
+    speed, memory = {}, {}
+    for sink in config.sinks:
+        rs = [results[sink][n] for n in lengths]
+        speed[f"{SINK_LABELS[sink]}: training"] = (x, np.array([[r["train_tokens_per_s"] for r in rs]]))
+        speed[f"{SINK_LABELS[sink]}: cached rollout"] = (x, np.array([[r["rollout_tokens_per_s"] for r in rs]]))
+        memory[f"{SINK_LABELS[sink]}: training update"] = (x, np.array([[r["train_temp_mb"] for r in rs]]))
+        memory[f"{SINK_LABELS[sink]}: cached rollout"] = (x, np.array([[r["rollout_temp_mb"] for r in rs]]))
+    device = jax.devices()[0].device_kind
+    plot_curves(speed, run.plot_path("speed"), "context (steps = tokens)", "tokens/s",
+                f"Throughput on {device}", legend_below=True)
+    plot_curves(memory, run.plot_path("memory"), "context (steps = tokens)", "XLA temporary buffers (MB)",
+                f"Memory on {device}", legend_below=True)
+    (run.path / "table.md").write_text(table(results))
+    summary = {
+        "env": ENV, "device": device, "num_seeds": config.num_seeds, "eval_seeds": config.eval_seeds,
+        "num_held_out_goals": int(len(held_out)), "optimal_return": optimum,
+        "small_scale": config.scale == "cpu",
+        "results": {sink: {str(n): {k: v for k, v in r.items() if k != "returns"} for n, r in by_len.items()}
+                    for sink, by_len in results.items()},
+    }
+    write_json(run.path / "summary.json", summary)
+    print(table(results))
+    print(f"run directory: {run.path}")
+    return run
+
+
+if __name__ == "__main__":
+    main()

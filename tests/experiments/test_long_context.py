@@ -1,0 +1,51 @@
+"""experiments.long_context end to end at a tiny size: files, table rows, per-episode returns,
+and the config checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import envs
+from envs.darkroom import optimal_return
+from experiments import long_context
+from experiments.darkroom_ad import goal_split
+from jaxrl_icl.config import ConfigError
+
+TINY = ["--context-steps", "25", "--tokens-per-update", "40", "--optim.num-updates", "2",
+        "--chunk-updates", "2", "--q-learning.num-episodes", "3", "--q-learning.epsilon-decay-episodes", "1",
+        "--eval-seeds", "1", "--timing-repeats", "1", "--ad.backbone.width", "8", "--ad.backbone.num-layers", "1",
+        "--ad.backbone.num-heads", "1", "--no-progress"]
+
+
+def test_long_context_runs_at_tiny_size(tmp_path):
+    run = long_context.main([*TINY, "--sinks", "none", "kv", "--run-dir", str(tmp_path / "run")])
+    summary = json.loads((run.path / "summary.json").read_text())
+    _, held_out = goal_split(0, 65)
+    env, _ = envs.make("darkroom-9x9")
+    optimum = np.mean([optimal_return(g, np.asarray(env.start, np.int32), env.horizon) for g in held_out])
+    assert summary["optimal_return"] == pytest.approx(optimum) and summary["small_scale"]
+    for sink in ("none", "kv"):
+        by_len = summary["results"][sink]
+        assert list(by_len) == ["40"]  # 25 steps round up to 2 episodes of 20
+        for steps, r in by_len.items():
+            assert r["context_episodes"] == int(steps) // 20 and len(r["return_per_episode"]) == r["context_episodes"]
+            assert r["batch_size"] == max(1, 40 // int(steps))
+            assert 0 <= r["first_episode_return"] <= 20 and r["train_tokens_per_s"] > 0
+            assert r["rollout_tokens_per_s"] > 0 and r["train_temp_mb"] > 0
+            assert r["kv_cache_mb_per_task"] == pytest.approx(2 * int(steps) * 8 * 4 / 2**20)
+    assert len((run.path / "table.md").read_text().splitlines()) == 2 + 2
+    for name in ("returns.png", "speed.png", "memory.png"):
+        assert (run.path / name).stat().st_size > 0
+
+
+def test_config_checks_name_the_field():
+    with pytest.raises(ConfigError, match="^q_learning.num_episodes"):
+        long_context.LongContextConfig(context_steps=(4096,), q_learning=long_context.QLearningConfig(
+            num_episodes=100, record_history=True))
+    with pytest.raises(ConfigError, match="^sinks"):
+        long_context.LongContextConfig(sinks=("none", "none"))
+    with pytest.raises(ConfigError, match="^ad.layout"):
+        long_context.LongContextConfig(ad=long_context.ad.ADConfig(layout="triplet"))
