@@ -181,7 +181,9 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
         return state, {"critic_loss": loss, "q_mean": jnp.mean(q)}
 
     def update(state: TD3BCState, dataset: Dataset) -> tuple[TD3BCState, dict[str, jax.Array]]:
-        state, critic_metrics = jax.lax.scan(lambda s, _: critic_step(s, dataset), state, None, config.policy_freq)
+        # a Python loop, not a scan: on the CPU a nested while loop cost ~10% of the speed (same numbers)
+        for _ in range(config.policy_freq):
+            state, critic_metrics = critic_step(state, dataset)
         key, k_batch = jax.random.split(state.key)
         batch = sample_transitions(k_batch, dataset, config.batch_size)
 
@@ -198,8 +200,7 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
             target_actor=optax.incremental_update(actor_params, state.target_actor, config.tau),
             target_critic=optax.incremental_update(state.critic, state.target_critic, config.tau),
         )
-        metrics = {k: v[-1] for k, v in critic_metrics.items()}
-        return state, {**metrics, "actor_loss": loss, **aux}
+        return state, {**critic_metrics, "actor_loss": loss, **aux}
 
     return Trainer(init=init, update=update, num_updates=config.num_updates, env_steps_per_update=0)
 
