@@ -1,8 +1,9 @@
 """Every offline algorithm on every generated dataset: ``python -m experiments.offline_table``.
 
 Runs :mod:`experiments.offline` for each algorithm of ``--algos`` (``bc``, ``td3_bc``,
-``iql``, ``cql``, ``rebrac``) on each quality of ``--qualities`` (``random``, ``medium``,
-``medium-replay``, ``medium-expert``, ``expert``) of one generated env (``--env``, the
+``iql``, ``cql``, ``rebrac``; the Decision Transformers ``dt`` and ``mo_dt`` on request, sized
+by ``--dt.*`` / ``--mo-dt.*`` rather than ``--hidden``) on each quality of ``--qualities``
+(``random``, ``medium``, ``medium-replay``, ``medium-expert``, ``expert``) of one generated env (``--env``, the
 dataset name prefix, ``pendulum-v1`` for the CPU default of
 ``python -m experiments.collect_offline``), all seeds of a cell vmapped in one program. Each
 cell is a full offline run directory under ``cells/<algo>__<quality>/`` (metrics, checkpoints,
@@ -12,7 +13,8 @@ dataset's own score as a row), ``scores.png`` (grouped bars, the dataset's score
 and ``summary.json`` with ``scores[algo][quality] = {"mean", "std", "per_seed"}``,
 ``dataset_scores[quality]`` and ``checks``: the published pattern of the D4RL tables
 (on ``medium`` TD3+BC, IQL and ReBRAC beat BC; on ``expert`` BC reaches 90; on ``random`` BC
-stays low while a value-based method improves on the data) as measured here.
+stays low while a value-based method improves on the data) as measured here, and, when both
+Decision Transformers ran, ``mo_dt_beats_dt[quality]``.
 
 The CPU default trains (64, 64) networks for 10k gradient steps per cell, 5 seeds (25 cells,
 about half an hour on 2 cores); ``--scale paper`` uses the papers' (256, 256) networks and
@@ -30,6 +32,7 @@ from experiments import offline
 from jaxrl_icl.config import ConfigError, field, require_positive, require_types
 from jaxrl_icl.offline import bc as bc_algo
 from jaxrl_icl.offline import cql as cql_algo
+from jaxrl_icl.offline import decision_transformer as dt_algo
 from jaxrl_icl.offline import iql as iql_algo
 from jaxrl_icl.offline import td3_bc as td3_bc_algo
 from jaxrl_icl.offline.generate import QUALITIES
@@ -80,10 +83,12 @@ class OfflineTableConfig:
     iql: iql_algo.IQLConfig = iql_algo.IQLConfig()
     cql: cql_algo.CQLConfig = cql_algo.CQLConfig()
     rebrac: td3_bc_algo.TD3BCConfig = td3_bc_algo.rebrac_config()
+    dt: dt_algo.DTConfig = dt_algo.DTConfig()
+    mo_dt: dt_algo.DTConfig = dt_algo.mo_dt_config()
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name, allowed in (("algos", offline.ALGOS), ("qualities", QUALITIES)):
+        for name, allowed in (("algos", offline.ALGOS + offline.SEQUENCE_ALGOS), ("qualities", QUALITIES)):
             chosen = getattr(self, name)
             if not chosen or any(c not in allowed for c in chosen) or len(set(chosen)) != len(chosen):
                 raise ConfigError(name, f"must name distinct entries of {', '.join(allowed)}; got {list(chosen)}")
@@ -102,6 +107,7 @@ class OfflineTableConfig:
     def cell(self, algo: str, quality: str, datasets_dir: str) -> offline.OfflineConfig:
         """The :class:`experiments.offline.OfflineConfig` of one table cell."""
         algo_configs = {a: dataclasses.replace(getattr(self, a), hidden=self.hidden) for a in offline.ALGOS}
+        algo_configs.update({a: getattr(self, a) for a in offline.SEQUENCE_ALGOS})
         return offline.OfflineConfig(
             algo=algo, dataset=f"{self.env}-{quality}", datasets_dir=datasets_dir, num_seeds=self.num_seeds,
             num_updates=self.num_updates, eval_every=self.eval_every, eval_episodes=self.eval_episodes,
@@ -134,7 +140,8 @@ def checks(scores: dict[str, dict[str, dict]], dataset_scores: dict[str, float |
     """The D4RL tables' pattern, on the cells that were run (a check whose cells are missing is
     absent): ``medium_beats_bc[algo]`` for TD3+BC, IQL and ReBRAC; ``expert_bc_at_least_90``;
     ``random_bc_low`` (BC under :data:`RANDOM_BC_LOW`) and ``random_value_improves`` (the
-    value-based methods whose mean beats the random dataset's own score)."""
+    value-based methods whose mean beats the random dataset's own score); ``mo_dt_beats_dt[quality]`` where
+    both Decision Transformers ran."""
     mean = lambda algo, quality: scores.get(algo, {}).get(quality, {}).get("mean")  # noqa: E731
     out: dict[str, Any] = {}
     if mean("bc", "medium") is not None:
@@ -148,6 +155,9 @@ def checks(scores: dict[str, dict[str, dict]], dataset_scores: dict[str, float |
         improving = [a for a in VALUE_BASED if mean(a, "random") is not None
                      and mean(a, "random") > dataset_scores["random"]]
         out["random_value_improves"] = improving
+    both = [q for q in scores.get("dt", {}) if q in scores.get("mo_dt", {})]
+    if both:
+        out["mo_dt_beats_dt"] = {q: bool(mean("mo_dt", q) > mean("dt", q)) for q in both}
     return out
 
 
