@@ -159,7 +159,9 @@ class ADData(NamedTuple):
     """Learning histories as device arrays (dtypes as given, e.g. the compact int8/float16).
 
     ``obs [N, T, obs_dim]``, ``action [N, T]`` int, ``reward [N, T]``, and the token inputs
-    ``prev_action [N, T]`` int32 (``-1`` at ``t = 0``) and ``prev_reward [N, T]`` (0 at ``t = 0``).
+    ``prev_action [N, T]`` int32 (``-1`` at ``t = 0``) and ``prev_reward [N, T]`` (0 at ``t = 0``);
+    ``history_weights [N]`` float32, the probability of drawing each history (e.g.
+    :func:`jaxrl_icl.icl.lhf.reweight`), or None for uniform.
     """
 
     obs: jax.Array
@@ -167,11 +169,13 @@ class ADData(NamedTuple):
     reward: jax.Array
     prev_action: jax.Array
     prev_reward: jax.Array
+    history_weights: jax.Array | None = None
 
 
-def ad_data(histories: Mapping[str, Any], num_actions: int) -> ADData:
+def ad_data(histories: Mapping[str, Any], num_actions: int, history_weights: Any = None) -> ADData:
     """:class:`ADData` from ``histories`` (``obs``, ``action``, ``reward`` ``[N, T, ...]``;
-    other keys ignored). ValueError naming the field on bad shapes or action values."""
+    other keys ignored) and optional sampling probabilities ``history_weights [N]`` (summing to
+    1). ValueError naming the field on bad shapes, action values or weights."""
     obs, action, reward = (np.asarray(histories[k]) for k in ("obs", "action", "reward"))
     _check_actions(action, num_actions, "histories")
     if action.shape[0] < 1 or action.shape[1] < 1:
@@ -182,7 +186,14 @@ def ad_data(histories: Mapping[str, Any], num_actions: int) -> ADData:
     obs = obs.reshape(*action.shape, math.prod(obs.shape[2:]))
     prev_action = np.concatenate([np.full((action.shape[0], 1), -1), action[:, :-1]], axis=1).astype(np.int32)
     prev_reward = np.concatenate([np.zeros((reward.shape[0], 1), reward.dtype), reward[:, :-1]], axis=1)
-    return ADData(*(jnp.asarray(x) for x in (obs, action, reward, prev_action, prev_reward)))
+    if history_weights is not None:
+        history_weights = np.asarray(history_weights, np.float32)
+        if history_weights.shape != action.shape[:1] or np.any(history_weights < 0) or not np.isclose(
+                history_weights.sum(), 1.0, atol=1e-4):
+            raise ValueError(f"history_weights: need {action.shape[0]} non-negative probabilities summing to 1, "
+                             f"got shape {history_weights.shape}")
+        history_weights = jnp.asarray(history_weights)
+    return ADData(*(jnp.asarray(x) for x in (obs, action, reward, prev_action, prev_reward)), history_weights)
 
 
 class Window(NamedTuple):
@@ -198,14 +209,25 @@ class Window(NamedTuple):
     prev_reward: jax.Array
 
 
-def sample_windows(data: ADData, key: jax.Array, batch_size: int, length: int) -> Window:
-    """``batch_size`` windows of ``length`` consecutive steps: a uniform history, a uniform
-    start in ``[0, T - length]`` (so windows cross episode boundaries). Jittable."""
+def sample_windows(data: ADData, key: jax.Array, batch_size: int, length: int, *, paired: bool = False) -> Window:
+    """``batch_size`` windows of ``length`` consecutive steps: a history (uniform, or drawn by
+    ``data.history_weights``), a uniform start in ``[0, T - length]`` (so windows cross
+    episode boundaries). ``paired``: ``batch_size / 2`` histories, each twice (windows ``i``
+    and ``i + batch_size / 2``, independent starts), the same-task pairs of T2MIR's
+    contrastive loss; ``batch_size`` must be even. Jittable."""
     num, steps = data.action.shape
     if length > steps:
         raise ValueError(f"length: windows of {length} steps do not fit histories of {steps} steps")
+    if paired and batch_size % 2:
+        raise ValueError(f"batch_size: paired windows need an even batch, got {batch_size}")
     hist_key, start_key = jax.random.split(key)
-    history = jax.random.randint(hist_key, (batch_size,), 0, num, dtype=jnp.int32)
+    count = batch_size // 2 if paired else batch_size
+    if data.history_weights is None:
+        history = jax.random.randint(hist_key, (count,), 0, num, dtype=jnp.int32)
+    else:
+        history = jax.random.choice(hist_key, num, (count,), p=data.history_weights).astype(jnp.int32)
+    if paired:
+        history = jnp.concatenate([history, history])
     start = jax.random.randint(start_key, (batch_size,), 0, steps - length + 1, dtype=jnp.int32)
 
     def cut(x, h, s):
@@ -213,7 +235,7 @@ def sample_windows(data: ADData, key: jax.Array, batch_size: int, length: int) -
         return jax.lax.dynamic_slice(x, start_indices, (1, length, *x.shape[2:]))[0]
 
     fields = {name: jax.vmap(cut, in_axes=(None, 0, 0))(getattr(data, name), history, start)
-              for name in ADData._fields}
+              for name in Window._fields[2:]}
     return Window(history=history, start=start, **fields)
 
 
@@ -246,14 +268,14 @@ def make_train(config: ADConfig, optim: OptimConfig, obs_dim: int, num_actions: 
     def loss(params, key, compute_dtype, data: ADData):
         _check_data(data, obs_dim, length)
         sample_key, dropout_key = jax.random.split(key)
-        window = sample_windows(data, sample_key, optim.batch_size, length)
+        window = sample_windows(data, sample_key, optim.batch_size, length, paired=config.backbone.paired_batches)
         tokens, positions = window_tokens(config, window, num_actions)
         out, aux = tr.apply(model, params, tokens.astype(compute_dtype),
-                            dropout_key=dropout_key if config.backbone.dropout else None, return_aux=True)
+                            dropout_key=dropout_key if config.backbone.needs_rng else None, return_aux=True)
         logits, labels = out[:, positions], window.action.astype(jnp.int32)
         return with_aux(cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}, aux)
 
-    return make_supervised_trainer(optim, lambda k: init_params(model, k), loss)
+    return make_supervised_trainer(optim, lambda k: init_params(model, k), loss, ema_rate=config.backbone.moe.ema_rate)
 
 
 def _check_data(data: Any, obs_dim: int, length: int) -> None:

@@ -29,8 +29,13 @@ from envs.darkroom import move, optimal_action, optimal_actions
 from jaxrl_icl.config import require_positive, require_types
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, previous_episode_context
+from jaxrl_icl.icl.moe import MoEConfig
 from jaxrl_icl.icl.train import OptimConfig, accuracy, cross_entropy, make_supervised_trainer, with_aux
 from jaxrl_icl.trainer import Trainer
+
+# T2MIR's DPT settings (REFERENCES.md): balance 0.01, contrastive 0.001, 8 task experts. DPT
+# batches draw a fresh task per sequence, so each is its own contrastive positive (unpaired).
+DPT_MOE = MoEConfig(task_experts=8, balance_weight=0.01, contrastive_weight=0.001, paired=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +51,7 @@ class DPTConfig:
     """
 
     context_len: int = 100
-    backbone: tr.BackboneConfig = tr.BackboneConfig(width=32, num_layers=4, num_heads=4)
+    backbone: tr.BackboneConfig = tr.BackboneConfig(width=32, num_layers=4, num_heads=4, moe=DPT_MOE)
 
     def __post_init__(self) -> None:
         require_types(self)
@@ -201,9 +206,9 @@ def make_train(config: DPTConfig, optim: OptimConfig, model: tr.TransformerConfi
         data_key, dropout_key = jax.random.split(key)
         context, query, label = batch_fn(data_key, optim.batch_size)
         return prefix_loss(model, params, context, query, label, compute_dtype=compute_dtype,
-                           dropout_key=dropout_key if config.backbone.dropout else None)
+                           dropout_key=dropout_key if config.backbone.needs_rng else None)
 
-    return make_supervised_trainer(optim, lambda k: tr.init(model, k), loss)
+    return make_supervised_trainer(optim, lambda k: tr.init(model, k), loss, ema_rate=config.backbone.moe.ema_rate)
 
 
 # ----------------------------------------------------------------------------- acting

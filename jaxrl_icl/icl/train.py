@@ -19,6 +19,7 @@ import optax
 from flax import struct
 
 from jaxrl_icl.config import require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.icl.moe import ema_update
 from jaxrl_icl.icl.transformer import aux_loss
 from jaxrl_icl.trainer import Trainer
 
@@ -97,7 +98,7 @@ LossFn = Callable[[Any, jax.Array, jnp.dtype, Any], tuple[jax.Array, dict[str, j
 
 
 def make_supervised_trainer(
-    config: OptimConfig, init_params: Callable[[jax.Array], Any], loss: LossFn
+    config: OptimConfig, init_params: Callable[[jax.Array], Any], loss: LossFn, *, ema_rate: float = 0.0
 ) -> Trainer:
     """A :class:`Trainer` of ``config.num_updates`` AdamW steps on ``loss``.
 
@@ -108,6 +109,9 @@ def make_supervised_trainer(
         batch of ``config.batch_size`` from ``key`` (out of ``data``, the trainer's second
         argument, or generated) and must cast its inputs to ``compute_dtype`` (``params``
         already are) and its logits back to float32.
+      ema_rate: after every step the variables' EMA ``"target"`` collection (T2MIR's target
+        routers; :func:`jaxrl_icl.icl.moe.ema_update`) moves this fraction towards the online
+        parameters; the optimiser's own change to it is discarded (its gradient is zero).
 
     ``trainer(key, data)`` (or ``train_in_chunks(trainer, keys, data, ...)``) trains; ``data``
     (a pytree of arrays, or None for a loss that generates its batches) reaches ``loss`` as
@@ -131,7 +135,7 @@ def make_supervised_trainer(
 
         (value, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = ema_update(state.params, optax.apply_updates(state.params, updates), ema_rate)
         metrics = {"loss": value.astype(jnp.float32), "grad_norm": optax.global_norm(grads),
                    "lr": schedule(state.step), **metrics}
         return SupervisedState(params=params, opt_state=opt_state, key=key, step=state.step + 1), metrics

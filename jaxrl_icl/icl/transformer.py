@@ -80,6 +80,7 @@ import numpy as np
 from flax import struct
 
 from jaxrl_icl.config import ConfigError, require_divides, require_in, require_positive, require_types
+from jaxrl_icl.icl.moe import MoEConfig, t2mir_block, token_moe_block
 
 Positions = Literal["learned", "alibi", "rope"]
 Sink = Literal["none", "kv", "k"]
@@ -109,7 +110,10 @@ class DenseFFN(nn.Module):
         return {}
 
 
-FFN_BLOCKS: dict[str, Callable[..., nn.Module]] = {"dense": DenseFFN}
+FFN_BLOCKS: dict[str, Callable[..., nn.Module]] = {
+    "dense": DenseFFN, "token_moe": token_moe_block, "t2mir": t2mir_block,
+}
+MOE_FFNS = ("token_moe", "t2mir")  # the blocks that BackboneConfig.moe configures
 """Feed-forward blocks by ``BackboneConfig.ffn`` name; see the module docstring for the interface."""
 
 
@@ -125,7 +129,10 @@ class BackboneConfig:
       mlp_ratio: hidden width of the dense feed-forward block is ``mlp_ratio * width``.
       dropout: dropout rate on attention weights and residual branches (training only).
       rope_base: RoPE frequency base; pair ``i`` of a head turns by ``pos * base^(-2i/head_dim)``.
-      ffn: feed-forward block, a name in ``FFN_BLOCKS`` (``"dense"``).
+      ffn: feed-forward block, a name in ``FFN_BLOCKS``: ``"dense"``, ``"token_moe"`` (a token-wise
+        mixture of experts) or ``"t2mir"`` (token- and task-wise MoE side by side), the MoEs in
+        the last ``moe.last_layers`` layers only (:mod:`jaxrl_icl.icl.moe`).
+      moe: the mixture-of-experts settings (:class:`~jaxrl_icl.icl.moe.MoEConfig`).
       sink: attention sink per layer and head: ``"none"``, ``"kv"`` (learned key and value) or
         ``"k"`` (learned key, value fixed at zero).
     """
@@ -139,6 +146,7 @@ class BackboneConfig:
     rope_base: float = 10000.0
     ffn: str = "dense"
     sink: Sink = "none"
+    moe: MoEConfig = MoEConfig()
 
     def __post_init__(self) -> None:
         require_types(self)
@@ -150,6 +158,26 @@ class BackboneConfig:
             raise ConfigError("num_heads", f"rope needs an even head_dim; width/num_heads = {self.head_dim}")
         if self.ffn not in FFN_BLOCKS:
             raise ConfigError("ffn", f"expected one of {sorted(FFN_BLOCKS)}, got {self.ffn!r}")
+        if self.ffn in MOE_FFNS and self.moe.last_layers > self.num_layers:
+            raise ConfigError("moe.last_layers", f"{self.moe.last_layers} exceeds num_layers={self.num_layers}")
+
+    def ffn_at(self, layer: int) -> str:
+        """The feed-forward block of ``layer``: ``ffn``, except that a mixture of experts fills only
+        the last ``moe.last_layers`` layers and the others are ``"dense"``."""
+        if self.ffn in MOE_FFNS and layer < self.num_layers - self.moe.last_layers:
+            return "dense"
+        return self.ffn
+
+    @property
+    def needs_rng(self) -> bool:
+        """Whether training draws random numbers (dropout, or the token router's gating noise)."""
+        return self.dropout > 0 or (self.ffn in MOE_FFNS and self.moe.noise_std > 0)
+
+    @property
+    def paired_batches(self) -> bool:
+        """Whether a training batch should hold ``B/2`` tasks twice (rows ``i`` and ``i + B/2``), the
+        positives of T2MIR's contrastive loss."""
+        return self.ffn == "t2mir" and self.moe.paired
 
     @property
     def head_dim(self) -> int:
@@ -402,8 +430,9 @@ class _Attention(nn.Module):
 
 
 def make_ffn(config: TransformerConfig, layer: int, **kwargs: Any) -> nn.Module:
-    """The feed-forward module of block ``layer`` (``kwargs`` such as ``name`` go to the module)."""
-    return FFN_BLOCKS[config.backbone.ffn](config=config, layer=layer, **kwargs)
+    """The feed-forward module of block ``layer`` (:meth:`BackboneConfig.ffn_at`; ``kwargs`` such as
+    ``name`` go to the module)."""
+    return FFN_BLOCKS[config.backbone.ffn_at(layer)](config=config, layer=layer, **kwargs)
 
 
 def aux_loss(aux: dict[str, jax.Array]) -> jax.Array:

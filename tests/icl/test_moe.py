@@ -145,3 +145,35 @@ def test_moe_config_names_the_bad_field():
     for field, value in (("token_experts", 2), ("last_layers", 0), ("ema_rate", 1.5), ("balance_weight", -1.0)):
         with pytest.raises(ConfigError, match=field):
             moe.MoEConfig(**{field: value})
+
+
+# ----------------------------------------------------------------------------- in AD (cached == full and
+# apply_queries == peek for the token_moe and t2mir backbones: tests/icl/test_transformer.py)
+
+
+def test_ad_trainer_adds_the_aux_losses_pairs_windows_and_moves_the_target():
+    from jaxrl_icl.icl import ad
+    from jaxrl_icl.icl import transformer as tr
+    from jaxrl_icl.icl.train import OptimConfig
+
+    config = ad.ADConfig(context_episodes=1, backbone=tr.BackboneConfig(width=16, num_layers=2, num_heads=2,
+                                                                       ffn="t2mir"))
+    rng = np.random.default_rng(0)
+    hist = {"obs": rng.integers(0, 3, (3, 12, 2)), "action": rng.integers(0, 5, (3, 12)),
+            "reward": rng.integers(0, 2, (3, 12)).astype(np.float32)}
+    data = ad.ad_data(hist, 5)
+    window = ad.sample_windows(data, jax.random.PRNGKey(0), 6, 4, paired=True)
+    np.testing.assert_array_equal(window.history[:3], window.history[3:])
+    one = ad.sample_windows(ad.ad_data(hist, 5, np.array([0.0, 1.0, 0.0])), jax.random.PRNGKey(0), 6, 4)
+    np.testing.assert_array_equal(one.history, 1)
+
+    trainer = ad.make_train(config, OptimConfig(num_updates=2, batch_size=4, warmup_updates=0), 2, 5, 4)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(1), data)
+    assert "fc" in state.params["params"]["block_0"] and "task" in state.params["params"]["block_1"]  # last layer
+    new, metrics = jax.jit(trainer.update)(state, data)
+    aux = float(metrics["layer1/balance_loss"]) + float(metrics["layer1/contrastive_loss"])
+    assert float(metrics["loss"]) == pytest.approx(float(metrics["task_loss"]) + aux, rel=1e-5)
+    kernel = lambda s, col: np.asarray(s.params[col]["block_1"]["task"]["router_kernel"])
+    assert not np.allclose(kernel(new, "params"), kernel(state, "params"))
+    np.testing.assert_allclose(kernel(new, "target"), 0.995 * kernel(state, "target") + 0.005 * kernel(new, "params"),
+                               rtol=1e-6, atol=1e-7)

@@ -44,6 +44,8 @@ BACKBONES = {
     "sink_kv": {"sink": "kv"},
     "sink_k": {"sink": "k"},
     "prefix_mean_ffn": {"ffn": "test_prefix_mean"},
+    "token_moe": {"ffn": "token_moe"},  # the MoE in the last layer
+    "t2mir": {"ffn": "t2mir"},
 }
 
 
