@@ -228,10 +228,7 @@ def _proportional(u: jax.Array, weights: jax.Array) -> jax.Array:
 
 
 def sample(key: jax.Array, state: RIACState) -> tuple[jax.Array, RIACState]:
-    """Next task float32[d] in the box; the state is unchanged.
-
-    One random draw feeds every mode (a few large draws compile much faster than many small ones).
-    """
+    """Next task float32[d] in the box; the state is unchanged. One normal draw feeds every mode."""
     cfg = state.config
     d = len(cfg.low)
     z = jax.random.normal(key, (2 + 3 * d,))
