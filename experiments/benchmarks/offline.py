@@ -27,6 +27,12 @@ of two ``peak_size`` square matrices timed in the same run. With a GPU two more 
 the issue's device bars: the projected time of 1M updates of one seed against JAX-CORL's
 published 9 minutes (GTX 1080 Ti, compile included), and the time of ``seeds`` seeds over
 the time of one (bar: under 2x).
+
+``dt`` (in ``--algos``) times Decision Transformer evaluation instead: ``dt_episodes``
+vmapped Pendulum-v1 episodes of ``dt_steps`` steps of the default DT (untrained; the cost
+does not depend on the weights), env steps/s of the KV-cached rollout (three one-token
+``transformer.step`` calls per env step) against recomputing the causal ``apply`` over the
+whole token stream at every step (the same actions; quadratic in the episode length).
 """
 
 from __future__ import annotations
@@ -39,14 +45,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import envs
 from experiments.bench_ref import jaxcorl_offline as ref
 from experiments.benchmarks.report import row
 from jaxrl_icl.config import ConfigError, field, require_positive
-from jaxrl_icl.offline import iql, td3_bc
+from jaxrl_icl.icl import transformer
+from jaxrl_icl.offline import decision_transformer, iql, td3_bc
 from jaxrl_icl.offline.dataset import Dataset, make_dataset
 
 SUITE = "offline"
-ALGOS = ("td3_bc", "iql")
+ALGOS = ("td3_bc", "iql", "dt")
 JAXCORL_1M_SECONDS = 9 * 60.0  # published: 1M TD3+BC / IQL updates in about 9 minutes on a GTX 1080 Ti
 
 
@@ -54,7 +62,7 @@ JAXCORL_1M_SECONDS = 9 * 60.0  # published: 1M TD3+BC / IQL updates in about 9 m
 class OfflineBenchConfig:
     """TD3+BC and IQL updates/s at several seed counts: ours vs the JAX-CORL design."""
 
-    algos: tuple[str, ...] = field(ALGOS, help="algorithms to time (td3_bc, iql)")
+    algos: tuple[str, ...] = field(ALGOS, help="algorithms to time (td3_bc, iql; dt: cached vs recomputed rollouts)")
     num_seeds: tuple[int, ...] = field((1, 16, 64), help="seed counts to time (ours vmapped)")
     dataset_size: int = field(1_000_000, help="transitions of the synthetic dataset")
     obs_dim: int = field(17, help="observation size")
@@ -63,10 +71,13 @@ class OfflineBenchConfig:
     repeats: int = field(2, help="timed calls per implementation and seed count; the best is kept")
     reference_vmap: bool = field(True, help="also time a plain vmap of the reference loop for many seeds")
     peak_size: int = field(2048, help="side of the square matrices of the peak-FLOP/s matmul")
+    dt_episodes: int = field(4, help="dt: Pendulum episodes per timed rollout call (vmapped)")
+    dt_steps: int = field(200, help="dt: env steps per episode")
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("dataset_size", "obs_dim", "action_dim", "max_total_updates", "repeats", "peak_size"):
+        for name in ("dataset_size", "obs_dim", "action_dim", "max_total_updates", "repeats", "peak_size",
+                     "dt_episodes", "dt_steps"):
             require_positive(self, name)
         if not self.num_seeds or min(self.num_seeds) < 1:
             raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
@@ -170,6 +181,28 @@ def reference_call(algo: str, cfg: OfflineBenchConfig, dataset: dict, seeds: int
     return lambda: ref.train(step, state, dataset, rng, updates)
 
 
+def dt_rollout_rows(cfg: OfflineBenchConfig) -> list[dict]:
+    """One row: env steps/s of KV-cached DT rollouts against recomputing the context each step."""
+    env, env_params = envs.make("gymnax:Pendulum-v1")
+    lay = decision_transformer.layout(decision_transformer.DTConfig(), 3, 1)
+    params = transformer.init(lay.model, jax.random.PRNGKey(cfg.seed))
+    calls = {}
+    for name, cached in (("cached", True), ("recomputed", False)):
+        rollouts = jax.jit(lambda p, k, cached=cached: decision_transformer.target_returns(
+            lay, p, k, env, env_params, jnp.array([-150.0]), num_episodes=cfg.dt_episodes, num_steps=cfg.dt_steps,
+            cached=cached))
+        compiled = rollouts.lower(params, jax.random.PRNGKey(1)).compile()
+        jax.block_until_ready(compiled(params, jax.random.PRNGKey(1)))
+        calls[name] = lambda compiled=compiled: compiled(params, jax.random.PRNGKey(1))
+    best = best_of_alternating(cfg.repeats, calls)
+    steps = cfg.dt_episodes * cfg.dt_steps
+    case = (f"dt rollout, {cfg.dt_episodes} episodes x {cfg.dt_steps} steps (window {lay.model.window} tokens): "
+            "KV cache vs recomputing the context each step")
+    cached, recomputed = steps / best["cached"], steps / best["recomputed"]
+    print(f"offline: {case}: {cached:,.0f} vs {recomputed:,.0f} env steps/s", flush=True)
+    return [row(SUITE, case, cached, recomputed, "env steps/s")]
+
+
 def run(cfg: OfflineBenchConfig) -> list[dict]:
     """Result rows (:mod:`experiments.benchmarks.report`): per algorithm and seed count, updates/s
     of ours against the reference (one seed, seeds one after another, a vmap of it); the peak
@@ -183,7 +216,7 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
     print(f"offline: peak float32 matmul {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = [row(SUITE, f"peak FLOP/s: jnp.dot {cfg.peak_size}x{cfg.peak_size} float32", peak, None, "FLOP/s")]
     gpu = jax.default_backend() == "gpu"
-    for algo in cfg.algos:
+    for algo in (a for a in cfg.algos if a != "dt"):
         init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
         flops = flops_per_update(update_n_times, init(jax.random.PRNGKey(0)), ref_dataset, jax.random.PRNGKey(1))
         n1 = updates_per_seed(cfg, 1)
@@ -222,12 +255,15 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
                 # time of `seeds` seeds over the time of one, for equal updates per seed; bar: under 2
                 rows.append(row(SUITE, f"{algo}, {seeds} seeds: time over 1 seed's (bar 2x)",
                                 seeds * rates[1] / rates[seeds], 2.0, "x", lower_is_better=True))
+    if "dt" in cfg.algos:
+        rows += dt_rollout_rows(cfg)
     return rows
 
 
 def plot(rows: list[dict], path) -> None:
     """Grouped bars of updates/s per algorithm and seed count: ours, the reference one seed at a
-    time (its 1-seed rate), and the reference vmapped."""
+    time (its 1-seed rate), and the reference vmapped; when only ``dt`` ran, its rollout env
+    steps/s, cached and recomputed."""
     from jaxrl_icl.run.plots import plot_grouped_bars
 
     series = {"vs reference": "reference (1 seed at a time)",
@@ -242,5 +278,12 @@ def plot(rows: list[dict], path) -> None:
         group = groups.setdefault(f"{algo}\n{seeds.split(' x ')[0]}", {})
         group["ours"] = (r["ours"], 0.0)
         group[series[kind]] = (r["reference"], 0.0)
-    plot_grouped_bars(groups, path, ylabel="critic updates / s (all seeds)",
-                      title="Offline TD3+BC and IQL: ours vs JAX-CORL design (compile excluded)")
+    if groups:
+        plot_grouped_bars(groups, path, ylabel="critic updates / s (all seeds)",
+                          title="Offline TD3+BC and IQL: ours vs JAX-CORL design (compile excluded)")
+        return
+    for r in rows:  # only the dt case ran: its rollout speeds
+        if r["unit"] == "env steps/s":
+            groups[r["case"].split(" (")[0]] = {"KV cache": (r["ours"], 0.0), "recomputed": (r["reference"], 0.0)}
+    plot_grouped_bars(groups, path, ylabel="env steps / s (all episodes)",
+                      title="DT rollouts: KV cache vs recomputing (compile excluded)")

@@ -8,6 +8,7 @@ import pytest
 
 from experiments import offline, offline_table
 from jaxrl_icl.offline import decision_transformer as dt
+from tests.experiments.test_bench import _run
 from tests.experiments.test_offline_experiment import TINY, pendulum_file  # noqa: F401 - the fixture
 
 
@@ -42,3 +43,15 @@ def test_tiny_dt_run(tmp_path, pendulum_file, algo):  # noqa: F811 - the importe
     assert all(r["normalized_score"] == pytest.approx(100 * (r["eval_return"] + 1200.0) / 1000.0, rel=1e-5)
                for r in rows)
     assert ("state_loss" in rows[0]) == (algo == "mo_dt")
+
+
+@pytest.mark.slow  # compiles the default DT's cached and recomputed rollouts
+def test_bench_dt_rollout_row(tmp_path):
+    rows = _run("offline", ["--algos", "dt", "--dt-episodes", "1", "--dt-steps", "6", "--repeats", "1",
+                            "--peak-size", "64"], tmp_path)
+    peak, rollout = rows
+    assert peak["unit"] == "FLOP/s"
+    assert rollout["case"].startswith("dt rollout, 1 episodes x 6 steps (window 59 tokens)")
+    assert rollout["unit"] == "env steps/s"
+    assert rollout["ratio"] == pytest.approx(rollout["ours"] / rollout["reference"])
+    assert (tmp_path / "offline" / "offline.png").stat().st_size > 0
