@@ -71,7 +71,7 @@ class OfflineBenchConfig:
     repeats: int = field(2, help="timed calls per implementation and seed count; the best is kept")
     reference_vmap: bool = field(True, help="also time a plain vmap of the reference loop for many seeds")
     peak_size: int = field(2048, help="side of the square matrices of the peak-FLOP/s matmul")
-    dt_episodes: int = field(4, help="dt: Pendulum episodes per timed rollout call (vmapped)")
+    dt_episodes: int = field(2, help="dt: Pendulum episodes per timed rollout call (vmapped)")
     dt_steps: int = field(200, help="dt: env steps per episode")
     seed: int = 0
 
