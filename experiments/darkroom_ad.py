@@ -30,7 +30,7 @@ import numpy as np
 import envs
 from envs.darkroom import all_goals, optimal_return
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
-from jaxrl_icl.icl import TransformerConfig, ad
+from jaxrl_icl.icl import TransformerConfig, ad, lhf
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.collect import CollectConfig, collect_histories
@@ -78,6 +78,7 @@ class DarkroomADConfig:
     chunk_updates: int = field(100, help="updates per jitted chunk (progress, logging)")
     checkpoint_every_chunks: int = field(5, help="checkpoint every this many chunks")
     ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125)
+    lhf: lhf.LHFConfig = lhf.LHFConfig()
     optim: OptimConfig = OptimConfig(num_updates=3000, batch_size=32, lr=1e-3, warmup_updates=100)
     q_learning: QLearningConfig = QLearningConfig(
         num_episodes=100, lr=1.0, epsilon_decay_episodes=25, record_history=True
@@ -134,6 +135,17 @@ def source_returns(histories: dict[str, np.ndarray], horizon: int) -> np.ndarray
     return episode_returns(histories["reward"][:, :steps].astype(np.float64), done[:, :steps], horizon)
 
 
+def select_training_histories(config: DarkroomADConfig, histories: dict[str, np.ndarray], goal: np.ndarray,
+                              start: np.ndarray, horizon: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Learning-history filtering (``config.lhf``, :func:`jaxrl_icl.icl.lhf.select_histories`) of
+    the training histories by their per-episode returns against each goal's optimal return."""
+    if config.lhf.method == "none":
+        return histories, None
+    r_max = np.asarray([optimal_return(g, start, horizon) for g in goal], np.float32)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+    return lhf.select_histories(config.lhf, key, histories, goal, source_returns(histories, horizon), r_max)
+
+
 def evaluate_ad(config: DarkroomADConfig, model: TransformerConfig, params: Any, goals: np.ndarray) -> np.ndarray:
     """In-context returns ``[goals, eval_seeds, eval_episodes]`` on ``goals int32[N, 2]``: one
     jitted ``vmap`` over goals and seeds, no weight updates, keys from ``config.seed``."""
@@ -176,7 +188,10 @@ def main(argv: list[str] | None = None) -> RunDir:
     train_rows = belongs(goal, train_goals)
     if not train_rows.any():
         raise ValueError(f"{config.histories or run.path / 'histories.h5'}: no history of a training goal")
-    data = ad.ad_data({k: v[train_rows] for k, v in histories.items()}, env.num_actions)
+    start = np.asarray(env.start, np.int32)
+    train, weights = select_training_histories(config, {k: v[train_rows] for k, v in histories.items()},
+                                               goal[train_rows], start, env.horizon)
+    data = ad.ad_data(train, env.num_actions, weights)
     obs_dim = data.obs.shape[-1]
     trainer = ad.make_train(config.ad, config.optim, obs_dim, env.num_actions, env.horizon)
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
@@ -186,7 +201,6 @@ def main(argv: list[str] | None = None) -> RunDir:
     ad_rows = evaluate_ad(config, model, params, test_goals).reshape(-1, config.eval_episodes)
 
     source = source_returns(histories, env.horizon)[belongs(goal, test_goals), : config.eval_episodes]
-    start = np.asarray(env.start, np.int32)
     optimum = float(np.mean([optimal_return(g, start, env.horizon) for g in test_goals]))
     episodes = np.arange(1, config.eval_episodes + 1)
     curves = {f"AD in context ({len(test_goals)} held-out goals x {config.eval_seeds} seeds)": (episodes, ad_rows)}
