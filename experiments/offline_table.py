@@ -114,12 +114,14 @@ class OfflineTableConfig:
             final_evals=self.final_evals, seed=self.seed, **algo_configs)
 
 
-def find_datasets_dir(config: OfflineTableConfig, runs_root: Path = Path("runs")) -> Path:
-    """The folder holding every ``<env>-<quality>.hdf5`` of the table; ValueError naming the
-    missing files (and how to make them) otherwise."""
-    names = [f"{config.env}-{q}.hdf5" for q in config.qualities]
-    if config.datasets_dir:
-        folder = Path(config.datasets_dir)
+def find_datasets_dir(env: str, qualities: tuple[str, ...], datasets_dir: str = "",
+                      runs_root: Path = Path("runs")) -> Path:
+    """The folder holding every ``<env>-<quality>.hdf5``: ``datasets_dir``, or else the newest
+    collect_offline run that has them all; ValueError naming the missing files (and how to
+    make them) otherwise."""
+    names = [f"{env}-{q}.hdf5" for q in qualities]
+    if datasets_dir:
+        folder = Path(datasets_dir)
         missing = [n for n in names if not (folder / n).exists()]
         if missing:
             raise ValueError(f"{folder} lacks {', '.join(missing)}")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     init_distributed()
     config = requested.effective()
     try:
-        folder = str(find_datasets_dir(config))
+        folder = str(find_datasets_dir(config.env, config.qualities, config.datasets_dir))
     except ValueError as err:
         cli_error(PROG, f"argument --datasets-dir: {err}")
     cells = {(a, q): config.cell(a, q, folder) for a in config.algos for q in config.qualities}

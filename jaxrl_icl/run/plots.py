@@ -242,8 +242,8 @@ def plot_grouped_bars(
             ax.hlines(value, j - 0.45, j + 0.45, color="black", linewidth=1.5, label=None if n else label)
     ax.set_xticks(x, list(groups))
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
+    if title:  # over the whole figure: the legend sits outside the axes
+        fig.suptitle(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path, dpi)

@@ -16,19 +16,18 @@ from jaxrl_icl.offline.collect import action_scale, record_rollouts, uniform_pol
 
 @pytest.fixture(scope="module")
 def datasets_dir(tmp_path_factory):
-    """Two 'qualities' of a tiny pendulum env (both uniform data; the numbers do not matter here)."""
+    """A tiny pendulum 'random' quality (uniform data; the numbers do not matter here)."""
     env, params = envs.make("gymnax:Pendulum-v1")
     folder = tmp_path_factory.mktemp("datasets")
-    for i, quality in enumerate(("random", "expert")):
-        arrays = record_rollouts(jax.random.PRNGKey(i), env, params, uniform_policy(env, params), num_envs=2,
-                                 num_steps=200, action_scale=action_scale(env, params))
-        meta = {"env_name": "gymnax:Pendulum-v1", "ref_min_score": -1200.0, "ref_max_score": -200.0,
-                "action_scale": 2.0, "mean_episode_return": float(arrays["rewards"].sum() / 2)}
-        save_d4rl(folder / f"tiny-{quality}.hdf5", make_dataset(arrays), meta)
+    arrays = record_rollouts(jax.random.PRNGKey(0), env, params, uniform_policy(env, params), num_envs=2,
+                             num_steps=200, action_scale=action_scale(env, params))
+    meta = {"env_name": "gymnax:Pendulum-v1", "ref_min_score": -1200.0, "ref_max_score": -200.0,
+            "action_scale": 2.0, "mean_episode_return": float(arrays["rewards"].sum() / 2)}
+    save_d4rl(folder / "tiny-random.hdf5", make_dataset(arrays), meta)
     return folder
 
 
-TINY = ["--algos", "bc", "cql", "--qualities", "random", "expert", "--env", "tiny", "--num-seeds", "2",
+TINY = ["--algos", "bc", "cql", "--qualities", "random", "--env", "tiny", "--num-seeds", "2",
         "--num-updates", "20", "--eval-every", "10", "--eval-episodes", "1", "--final-evals", "1",
         "--hidden", "8", "--bc.batch-size", "8", "--cql.batch-size", "8", "--cql.num-samples", "2", "--no-progress"]
 
@@ -38,21 +37,20 @@ def test_table_runs_every_cell_and_resumes_a_lost_one(tmp_path, datasets_dir):
     summary = offline_table.main([*TINY, "--datasets-dir", str(datasets_dir), "--run-dir", str(run)])
     assert set(summary["scores"]) == {"bc", "cql"}
     for algo in ("bc", "cql"):
-        assert set(summary["scores"][algo]) == {"random", "expert"}
-        for quality in ("random", "expert"):
-            cell = json.loads((run / "cells" / f"{algo}__{quality}" / "summary.json").read_text())
-            entry = summary["scores"][algo][quality]
-            assert entry["per_seed"] == cell["final_score_per_seed"] and len(entry["per_seed"]) == 2
-            assert entry["mean"] == pytest.approx(sum(entry["per_seed"]) / 2)
+        assert set(summary["scores"][algo]) == {"random"}
+        cell = json.loads((run / "cells" / f"{algo}__random" / "summary.json").read_text())
+        entry = summary["scores"][algo]["random"]
+        assert entry["per_seed"] == cell["final_score_per_seed"] and len(entry["per_seed"]) == 2
+        assert entry["mean"] == pytest.approx(sum(entry["per_seed"]) / 2)
     table = (run / "table.md").read_text().splitlines()
-    assert table[0] == "| algorithm | random | expert |" and table[-1].startswith("| dataset |")
-    assert f"{summary['scores']['cql']['expert']['mean']:.1f}" in table[3]
+    assert table[0] == "| algorithm | random |" and table[-1].startswith("| dataset |")
+    assert f"{summary['scores']['cql']['random']['mean']:.1f}" in table[3]
     assert (run / "scores.png").stat().st_size > 10_000
     assert json.loads((run / "summary.json").read_text())["checks"] == summary["checks"]
 
     # a stopped table: one cell lost its summary (it has its checkpoint), one cell never started
-    (run / "cells" / "bc__expert" / "summary.json").unlink()
-    shutil.rmtree(run / "cells" / "cql__expert")
+    (run / "cells" / "bc__random" / "summary.json").unlink()
+    shutil.rmtree(run / "cells" / "cql__random")
     (run / "summary.json").unlink()
     resumed = offline_table.main(["--resume", str(run), "--no-progress"])
     assert resumed["scores"] == summary["scores"]  # same seeds, same data: bitwise the same cells
