@@ -18,10 +18,14 @@ longest context; :func:`jaxrl_icl.rl.collect.collect_histories`), the goal split
 :mod:`experiments.darkroom_ad`, then for each context length ``L`` (rounded up to whole
 episodes; one token per step) and sink option one AD model with a window of ``L`` steps and
 ``max(1, tokens_per_update // L)`` windows per update (the same tokens per update at every
-length). The CPU default (contexts 256 to 4096 steps, a 2-layer width-32 model, 150 updates)
-is a small-scale run of a few minutes: it shows the costs and whether the in-context curve
-rises, not AD's converged returns. ``--scale paper`` (contexts 1k to 16k steps, a larger model,
-5000 updates) is meant for a GPU.
+length). The CPU default (contexts 256 to 4096 steps, a 2-layer width-32 model, 50 updates,
+one training seed) is a small-scale run: it measures how the costs grow with the context and
+exercises the whole pipeline, but 50 updates are far from AD's converged returns (the 80-step
+contexts of :mod:`experiments.darkroom_ad` need about 3000), so its return curves do not
+compare the two models; on 2 CPU cores shared with other jobs it took about half an hour,
+most of it at 2048 and 4096 steps (``--context-steps 256 1024`` for a quick look).
+``--scale paper`` (contexts 1k to 16k steps, width 128, 4 layers, 5000 updates, 3 seeds) is
+meant for a GPU.
 
 Writes ``runs/long_context/<timestamp>/``: ``returns.png`` (one panel per context length),
 ``speed.png`` and ``memory.png`` (against the context length, one line per sink option and
@@ -81,11 +85,12 @@ class LongContextConfig:
     seed: int = field(0, help="seed of collection, training and evaluation")
     split_seed: int = field(0, help="goal permutation seed (as experiments.darkroom_ad)")
     num_train_goals: int = field(65, help="training goals; the other goals are held out")
-    eval_seeds: int = field(2, help="evaluation rollouts per held-out goal and training seed")
+    eval_seeds: int = field(1, help="evaluation rollouts per held-out goal and training seed")
     timing_repeats: int = field(3, help="timed calls of one update; the fastest is kept")
     chunk_updates: int = field(50, help="updates per jitted chunk (progress)")
     ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125, backbone=tr.BackboneConfig(width=32, num_layers=2, num_heads=2))
-    optim: OptimConfig = OptimConfig(num_updates=150, batch_size=1, lr=1e-3, warmup_updates=20)
+    # optim.batch_size is replaced per context length by max(1, tokens_per_update // context steps)
+    optim: OptimConfig = OptimConfig(num_updates=50, batch_size=1, lr=1e-3, warmup_updates=10)
     q_learning: QLearningConfig = QLearningConfig(num_episodes=230, lr=1.0, epsilon_decay_episodes=25,
                                                   record_history=True)
 
