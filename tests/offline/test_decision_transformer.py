@@ -87,9 +87,8 @@ def test_loss_ignores_padding_and_matches_hand_computation():
     np.testing.assert_allclose(got["loss"], expected + state + ret, rtol=1e-5)
 
 
-@pytest.mark.parametrize("multi_objective", [False, True])
-def test_cached_rollout_equals_recomputation(multi_objective):
-    config = dt.DTConfig(context_len=3, segment_len=3, backbone=TINY, multi_objective=multi_objective)
+def test_cached_rollout_equals_recomputation():
+    config = dt.mo_dt_config(context_len=3, segment_len=3, backbone=TINY)  # DT's tokens plus region features
     lay = dt.layout(config, 2, 1)
     params = tr.init(lay.model, jax.random.PRNGKey(2))
     run = lambda cached: jax.jit(lambda p: dt.rollout(lay, p, jax.random.PRNGKey(0), Drift(), None, -3.0,  # noqa: E731
