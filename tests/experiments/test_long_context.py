@@ -20,6 +20,7 @@ TINY = ["--context-steps", "25", "--tokens-per-update", "40", "--optim.num-updat
         "--ad.backbone.num-heads", "1", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_long_context_runs_at_tiny_size(tmp_path):
     run = long_context.main([*TINY, "--sinks", "none", "kv", "--run-dir", str(tmp_path / "run")])
     summary = json.loads((run.path / "summary.json").read_text())

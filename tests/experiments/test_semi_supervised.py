@@ -26,6 +26,7 @@ def medium_file(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_tiny_run_has_every_variant_and_idm_errors(tmp_path, medium_file):
     summary = semi_supervised.main([
         "--env", "tiny", "--datasets-dir", str(medium_file), "--fractions", "0.2", "1", "--settings", "low_return",

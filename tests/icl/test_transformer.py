@@ -404,6 +404,8 @@ def test_prefix_mean_matches_its_step_form_and_brute_force():
         _, total, count = tr.prefix_mean_step(context[:, i], total, count)
 
 
+# slow: test_moe's AD trainer test covers the aux losses in the default suite
+@pytest.mark.slow
 def test_aux_scalars_come_back_from_every_block_and_the_trainers_add_the_losses():
     from jaxrl_icl.icl import ad, dpt
     from jaxrl_icl.icl.train import OptimConfig
