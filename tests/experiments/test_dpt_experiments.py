@@ -19,6 +19,7 @@ from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.run.config import parse_cli, with_scale
 
 
+@pytest.mark.slow
 def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     run = tmp_path / "dr"
     darkroom_dpt.main(["--optim.num-updates", "20", "--chunk-updates", "10", "--trials", "1",
@@ -61,6 +62,7 @@ def test_expert_transitions_are_an_optimal_episode():
     np.testing.assert_array_equal(t.next_obs[:-1], t.obs[1:])
 
 
+@pytest.mark.slow
 def test_bandit_dpt_writes_regret_of_dpt_and_baselines(tmp_path):
     run = tmp_path / "b"
     bandit_dpt.main(["--optim.num-updates", "10", "--chunk-updates", "10", "--num-instances", "8",

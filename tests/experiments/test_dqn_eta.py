@@ -21,6 +21,7 @@ ARGS = ["--num-seeds", "2", "--num-episodes", "4000", "--max-steps", "30", "--st
         "--eta.dqn.epsilon-anneal-steps", "800", "--eta.num-c0", "11"]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_consistent_outputs(tmp_path, capsys):
     # (trains with the jitted trainers that the next test reuses from experiments.dqn_eta's cache)
     run = dqn_eta.main(ARGS + ["--run-dir", str(tmp_path / "run")])

@@ -32,6 +32,7 @@ TINY = ["--algos", "bc", "cql", "--qualities", "random", "--env", "tiny", "--num
         "--hidden", "8", "--bc.batch-size", "8", "--cql.batch-size", "8", "--cql.num-samples", "2", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_table_runs_every_cell_and_resumes_a_lost_one(tmp_path, datasets_dir):
     run = tmp_path / "table"
     summary = offline_table.main([*TINY, "--datasets-dir", str(datasets_dir), "--run-dir", str(run)])
