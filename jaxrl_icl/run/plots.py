@@ -224,7 +224,7 @@ def plot_grouped_bars(
     if bad:
         raise ValueError(f"bar values must be finite: {bad}")
     width = 0.8 / len(series)
-    fig = Figure(figsize=(max(6.4, 1.2 * len(groups) * max(1, len(series) / 4)), 4.2), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(max(6.4, 1.7 * len(groups) * max(1, len(series) / 4)), 4.2), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     x = np.arange(len(groups))
