@@ -300,6 +300,12 @@ def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: boo
     return summary
 
 
+def score_entry(summary: dict) -> dict:
+    """A run summary's final scores as a table entry ``{"mean", "std", "per_seed"}``."""
+    return {"mean": summary["final_score_mean"], "std": summary["final_score_std"],
+            "per_seed": summary["final_score_per_seed"]}
+
+
 def train_in_dir(config: OfflineConfig, prepared: Prepared, path: Path, progress: bool = True) -> dict:
     """:func:`train` into the run directory ``path`` as a part of a larger experiment: a
     finished run's summary is read back, a stopped one resumes from its checkpoint, a new

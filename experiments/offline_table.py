@@ -194,8 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{i + 1}/{len(cells)}] {algo} on {cell.dataset}", file=sys.stderr)
         summary = offline.train_in_dir(cell, prepared[algo, quality], cell_dir(run, algo, quality),
                                        options.progress)
-        scores[algo][quality] = {"mean": summary["final_score_mean"], "std": summary["final_score_std"],
-                                 "per_seed": summary["final_score_per_seed"]}
+        scores[algo][quality] = offline.score_entry(summary)
         dataset_scores[quality] = summary["dataset_score"]
 
     table = markdown_table(config, scores, dataset_scores)

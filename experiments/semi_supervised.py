@@ -107,7 +107,9 @@ class SemiSupervisedConfig:
             chosen = getattr(self, name)
             if not chosen or any(c not in allowed for c in chosen) or len(set(chosen)) != len(chosen):
                 raise ConfigError(name, f"must name distinct entries of {', '.join(allowed)}; got {list(chosen)}")
-        if not self.qualities or not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
+        if not self.qualities:
+            raise ConfigError("qualities", "must name at least one dataset quality")
+        if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError("fractions", f"must be fractions in (0, 1]; got {list(self.fractions)}")
         for name in ("num_seeds", "num_updates", "eval_every", "eval_episodes", "final_evals"):
             require_positive(self, name)
@@ -151,15 +153,10 @@ def per_seed_union(prepared: offline.Prepared, num_labelled: int, proxy: jax.Arr
     proxy actions on the unlabelled rows: data with a leading ``[num_seeds]`` axis."""
     data = prepared.data
     num_seeds = proxy.shape[0]
-    actions = jnp.concatenate([jnp.broadcast_to(data.actions[:num_labelled], (num_seeds,) + data.actions[
-        :num_labelled].shape), proxy], axis=1)
+    labelled = data.actions[:num_labelled]
+    actions = jnp.concatenate([jnp.broadcast_to(labelled, (num_seeds,) + labelled.shape), proxy], axis=1)
     batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,) + x.shape), data).replace(actions=actions)
     return dataclasses.replace(prepared, data=batched, chunking={**prepared.chunking, "params_per_seed": True})
-
-
-def entry(summary: dict) -> dict:
-    return {"mean": summary["final_score_mean"], "std": summary["final_score_std"],
-            "per_seed": summary["final_score_per_seed"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -188,8 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
             cfg = config.run_config(algo, f"{config.env}-{quality}")
             prepared = offline.prepare_dataset(cfg, dataset, metadata, PROG, normalizer)
             print(f"{quality}, true labels, {algo}", file=sys.stderr)
-            true_runs[algo] = entry(offline.train_in_dir(cfg, prepared, run.path / "cells" / quality / "true" / algo,
-                                                         options.progress))
+            true_runs[algo] = offline.score_entry(offline.train_in_dir(
+                cfg, prepared, run.path / "cells" / quality / "true" / algo, options.progress))
         for setting in config.settings:
             for fraction in config.fractions:
                 key = fraction_name(fraction)
@@ -210,12 +207,12 @@ def main(argv: list[str] | None = None) -> dict:
                     cfg = config.run_config(algo, name)
                     print(f"{quality}, {setting}, {key}: labelled only, {algo}", file=sys.stderr)
                     only = offline.prepare_dataset(cfg, labelled, metadata, PROG, normalizer)
-                    cell.setdefault("labelled", {})[algo] = entry(
+                    cell.setdefault("labelled", {})[algo] = offline.score_entry(
                         offline.train_in_dir(cfg, only, folder_cell / "labelled" / algo, options.progress))
                     print(f"{quality}, {setting}, {key}: labelled + proxy, {algo}", file=sys.stderr)
                     both = per_seed_union(offline.prepare_dataset(cfg, union, metadata, PROG, normalizer),
                                           labelled.rewards.shape[0], proxy)
-                    cell.setdefault("proxy", {})[algo] = entry(
+                    cell.setdefault("proxy", {})[algo] = offline.score_entry(
                         offline.train_in_dir(cfg, both, folder_cell / "proxy" / algo, options.progress))
 
     matches = {q: {s: {a: abs(scores[q][s]["10%"]["proxy"][a]["mean"] - scores[q][s]["10%"]["true"][a]["mean"])

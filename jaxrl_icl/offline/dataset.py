@@ -268,7 +268,10 @@ def concat_datasets(*datasets: Dataset) -> Dataset:
     unflagged last step gets a timeout, so no episode runs into the next part). Host-side."""
     if not datasets:
         raise DatasetError("concat_datasets", "datasets", "nothing to concatenate")
-    parts = [select_episodes(d, np.arange(len(episode_returns(d)))).arrays() for d in datasets]
+    parts = [d.arrays() for d in datasets]
+    for part in parts:  # a part's unflagged last step becomes a timeout
+        part["timeouts"] = part["timeouts"].copy()
+        part["timeouts"][-1] |= not part["terminals"][-1]
     kinds = {p["actions"].ndim for p in parts}
     if len(kinds) > 1:
         raise DatasetError("concat_datasets", "actions", "mixes discrete and continuous actions")
