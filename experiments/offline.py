@@ -3,7 +3,8 @@
 Trains ``--algo`` (``bc``, ``td3_bc``, ``iql``, ``cql``, ``rebrac``, and the Decision
 Transformers ``dt`` and ``mo_dt``, commanded the dataset's expert reference return when
 evaluated, in JAX envs only) on every seed at once
-(one ``jax.vmap``; the dataset is an argument shared by all seeds), in checkpointed chunks
+(one program: seeds vmapped, or one after another on a CPU where that is faster; the dataset
+is an argument shared by all seeds), in checkpointed chunks
 with a progress bar, evaluating the policy in the dataset's JAX env every ``--eval-every``
 gradient steps inside the same jitted program (policies trained on a real D4RL or Minari
 MuJoCo file are evaluated in the matching gymnasium env on the host between jitted chunks
@@ -34,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 import envs
+from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive, require_types
 from jaxrl_icl.offline import (
     Dataset,
@@ -278,8 +280,9 @@ def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: boo
           progress: bool = True) -> dict:
     """Train every seed of ``config`` into ``run`` (from its newest checkpoint if ``resume``),
     plot the score curves and write ``summary.json``; returns the summary."""
+    # on a CPU the seeds run one after another inside each chunk: vmapping them costs 4-20% there
     train_in_chunks(prepared.trainer, seed_keys(config.seed, config.num_seeds), prepared.data, run=run,
-                    resume=resume, progress=progress, **prepared.chunking)
+                    resume=resume, progress=progress, sequential_seeds=sequential_on_cpu(), **prepared.chunking)
 
     log = read_metrics(run.metrics_path)
     scores = log.values["normalized_score"]  # [num_seeds, evaluations]

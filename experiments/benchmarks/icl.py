@@ -17,6 +17,13 @@ Also timed: training tokens/s (``value_and_grad`` of a cross-entropy through ``a
 ``vmap_context`` tokens for every task count in ``num_tasks`` (``jax.vmap`` over tasks, one
 sequence each). Every function is compiled ahead of time; the best of ``repeats`` calls is
 reported as tokens/s (all sequences together).
+
+Backbone options (``backbones``, at context ``backbone_context``): training tokens/s (the
+auxiliary losses of the feed-forward blocks added to the loss, the gating noise on) and
+cached-rollout tokens/s of ``t2mir`` (token MoE of 6 and task MoE of 12 experts, dense
+dispatch, in the last ``moe_layers`` layers), ``token_moe`` and the Sink-KV attention
+(``sink_kv``), each against the dense backbone of the same sizes. The issue's bar: T2MIR's
+training costs at most 3x the dense backbone's time (a ratio of at least 0.33).
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ from experiments.benchmarks.report import row
 from experiments.benchmarks.timing import time_jitted
 from jaxrl_icl.config import ConfigError, field, require_positive
 from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.icl.moe import MoEConfig
 
 SUITE = "icl"
+BACKBONES = ("t2mir", "token_moe", "sink_kv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,21 +59,32 @@ class ICLBenchConfig:
     train_tokens: int = field(8192, help="tokens per training batch (sequences = this // length)")
     num_tasks: tuple[int, ...] = field((1, 64), help="task counts for the vmapped cached rollout")
     vmap_context: int = field(1024, help="context length of the vmapped cached rollout")
+    backbones: tuple[str, ...] = field(BACKBONES, help=f"backbone options timed against dense: {', '.join(BACKBONES)}")
+    backbone_context: int = field(1024, help="context length of the backbone-option rows")
+    moe_layers: int = field(1, help="layers (the last ones) holding the mixtures of experts")
     repeats: int = field(3, help="timed calls per measurement; the best is kept")
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("recompute_steps", "recompute_tokens", "train_tokens", "vmap_context", "repeats"):
+        for name in ("recompute_steps", "recompute_tokens", "train_tokens", "vmap_context", "repeats",
+                     "backbone_context", "moe_layers"):
             require_positive(self, name)
         for name in ("context_lengths", "num_tasks"):
             values = getattr(self, name)
             if not values or min(values) < 1:
                 raise ConfigError(name, f"must be a non-empty tuple of positive ints, got {values}")
+        if set(self.backbones) - set(BACKBONES):
+            raise ConfigError("backbones", f"must name some of {', '.join(BACKBONES)}; got {list(self.backbones)}")
+        if self.moe_layers > self.num_layers:
+            raise ConfigError("moe_layers", f"{self.moe_layers} exceeds num_layers={self.num_layers}")
         self.model(max(self.context_lengths))  # validates width/heads/positions
 
-    def model(self, max_len: int) -> tr.TransformerConfig:
+    def model(self, max_len: int, option: str = "dense") -> tr.TransformerConfig:
+        """The timed transformer; ``option`` is ``"dense"`` or one of :data:`BACKBONES`."""
+        ffn = option if option in ("t2mir", "token_moe") else "dense"
         backbone = tr.BackboneConfig(width=self.width, num_layers=self.num_layers, num_heads=self.num_heads,
-                                     positions=self.positions)
+                                     positions=self.positions, ffn=ffn, sink="kv" if option == "sink_kv" else "none",
+                                     moe=MoEConfig(last_layers=self.moe_layers))
         return tr.TransformerConfig(d_in=self.d_in, d_out=self.d_out, max_len=max_len, backbone=backbone)
 
 
@@ -106,14 +126,18 @@ def recompute_rollout(model: tr.TransformerConfig, params, stream: jax.Array, st
 
 
 def train_step(model: tr.TransformerConfig, params, tokens: jax.Array, targets: jax.Array):
-    """Cross-entropy of ``apply`` outputs against int ``targets [B, T]`` and its gradient."""
+    """Cross-entropy of ``apply`` outputs against int ``targets [B, T]`` plus the feed-forward
+    blocks' auxiliary losses, and its gradient with respect to ``params["params"]`` (a T2MIR
+    target router, in its own collection, gets none). Gating noise and dropout draw from a
+    fixed key, as a training step would."""
+    key = jax.random.PRNGKey(0) if model.backbone.needs_rng else None
 
-    def loss(p):
-        logits = tr.apply(model, p, tokens)
+    def loss(trainable):
+        logits, aux = tr.apply(model, {**params, "params": trainable}, tokens, dropout_key=key, return_aux=True)
         log_p = jax.nn.log_softmax(logits)
-        return -jnp.mean(jnp.take_along_axis(log_p, targets[..., None], axis=-1))
+        return -jnp.mean(jnp.take_along_axis(log_p, targets[..., None], axis=-1)) + tr.aux_loss(aux)
 
-    return jax.value_and_grad(loss)(params)
+    return jax.value_and_grad(loss)(params["params"])
 
 
 def _rows(case: str, tokens: int, ours: tuple[float, float], reference: tuple[float, float] | None) -> list[dict]:
@@ -158,6 +182,36 @@ def run(cfg: ICLBenchConfig) -> list[dict]:
         else:  # the reference: the first task count's time, scaled to this many tasks
             reference = (first[1][0] * tasks / first[0], first[1][1])
             rows += _rows(f"{case}, vs x{first[0]}", tasks * cfg.vmap_context, timing, reference)
+    return rows + backbone_rows(cfg, key)
+
+
+def backbone_rows(cfg: ICLBenchConfig, key: jax.Array) -> list[dict]:
+    """Training and cached-rollout tokens/s of every option in ``cfg.backbones`` against the dense
+    backbone, at context ``cfg.backbone_context`` (same inputs, same sizes)."""
+    length = cfg.backbone_context
+    batch = max(1, cfg.train_tokens // length)
+    tokens = jax.random.normal(jax.random.fold_in(key, 4), (batch, length, cfg.d_in))
+    targets = jax.random.randint(jax.random.fold_in(key, 5), (batch, length), 0, cfg.d_out)
+    stream = tokens[:1]
+    timings = {}
+    for option in ("dense", *cfg.backbones):
+        model = cfg.model(length, option)
+        params = tr.init(model, key)
+        train = time_jitted(lambda p, x, y, m=model: train_step(m, p, x, y), (params, tokens, targets), cfg.repeats)
+        rollout = time_jitted(lambda p, s, m=model: cached_rollout(m, p, s), (params, stream), cfg.repeats)
+        timings[option] = train, rollout
+        print(f"icl: backbone {option}: training {batch * length / train[0]:,.0f} tokens/s, "
+              f"cached rollout {length / rollout[0]:,.0f} tokens/s", flush=True)
+    rows = []
+    experts = f"{MoEConfig().token_experts}+{MoEConfig().task_experts} experts, last {cfg.moe_layers} layer(s)"
+    names = {"t2mir": f"T2MIR ({experts})", "token_moe": f"token MoE ({MoEConfig().token_experts} experts, "
+             f"last {cfg.moe_layers} layer(s))", "sink_kv": "Sink-KV"}
+    for option in cfg.backbones:
+        train, rollout = timings[option]
+        rows += _rows(f"backbone {names[option]}: training, {batch} x {length} tokens, vs dense", batch * length,
+                      train, timings["dense"][0])
+        rows += _rows(f"backbone {names[option]}: cached rollout, context {length}, vs dense", length, rollout,
+                      timings["dense"][1])
     return rows
 
 
@@ -167,9 +221,12 @@ def plot(rows: list[dict], path) -> None:
 
     values = {}
     for r in rows:
-        if r["unit"] == "tokens/s":
+        if r["unit"] == "tokens/s" and r["case"].startswith("backbone "):
+            values[r["case"].replace("backbone ", "").split(", vs")[0]] = r["ours"]
+            values[r["case"].split(": ", 1)[1].split(", vs")[0] + " (dense)"] = r["reference"]
+        elif r["unit"] == "tokens/s":
             values[r["case"].split(", vs")[0]] = r["ours"]
             if r["case"].startswith("cached rollout, context"):
                 values[r["case"].replace("cached rollout", "recompute").split(", vs")[0]] = r["reference"]
-    plot_bars(values, path, ylabel="tokens / s", title="In-context transformer: KV cache vs recompute",
-              log_scale=True)
+    plot_bars(values, path, ylabel="tokens / s", log_scale=True,
+              title="In-context transformer: KV cache vs recompute; backbone options")

@@ -2,11 +2,12 @@
 
 :func:`train_in_chunks` runs a :class:`~jaxrl_icl.trainer.Trainer` for all seeds at
 once (seeds are the leading axis, placed with ``shard_seed_axis``). Each chunk is one
-jitted loop of ``jax.vmap(trainer.update)`` (one compiled program for every chunk length)
+jitted loop of ``jax.vmap(trainer.update)`` (one compiled program for every chunk length;
+one seed runs unbatched, and ``sequential_seeds`` runs them one after another, :func:`chunk_program`)
 with the state buffers donated and the trainer's data (env params, histories) an argument,
 not a compiled-in constant; between chunks the host gathers the metrics, advances the
 progress bar, appends to ``metrics.jsonl`` and checkpoints. The result is bitwise the same as the one-scan
-``jax.jit(jax.vmap(trainer))`` and as a run stopped and resumed from any of its
+``jax.jit(jax.vmap(trainer))`` (for one seed: as ``jax.jit(trainer)``) and as a run stopped and resumed from any of its
 checkpoints (same device kind; un-jitted eager execution may round differently).
 """
 
@@ -43,30 +44,49 @@ def _init_fn(init: Callable[[jax.Array, Any], Any], params_per_seed: bool) -> Ca
 
 
 @functools.lru_cache(maxsize=16)
-def _chunk_fn(
-    update: Callable[[Any, Any], tuple[Any, dict]], params_per_seed: bool
+def chunk_program(
+    update: Callable[[Any, Any], tuple[Any, dict]], params_per_seed: bool = False, sequential_seeds: bool = False
 ) -> Callable[[Any, Any, int, int], tuple[Any, dict]]:
     """Jitted ``(state[S, ...], env_params, length, max_length) -> (state, metrics[S, max_length, ...])``,
-    state donated (cached).
+    state donated (cached): one chunk of :func:`train_in_chunks`.
 
     ``length <= max_length`` updates run; ``length`` is traced, so every chunk of a run (the
     shorter last one, the first after a resume) runs one compiled program, and the metrics
     past ``length`` are zeros. The loop is the one ``lax.scan`` lowers to (a while loop
     writing each update's metrics into a buffer), so results equal the scan's bitwise.
-    """
-    batched = jax.vmap(update, in_axes=(0, 0 if params_per_seed else None))
 
-    def chunk(state: Any, env_params: Any, length: jax.Array, max_length: int) -> tuple[Any, dict]:
-        shapes = jax.eval_shape(batched, state, env_params)[1]
-        buffers = jax.tree.map(lambda s: jnp.zeros((s.shape[0], max_length, *s.shape[1:]), s.dtype), shapes)
+    Seeds: ``jax.vmap(update)`` inside the loop; with ``sequential_seeds`` a ``lax.map`` over
+    the seeds, each running the whole loop unbatched (on a CPU the faster form for networks
+    of 256-unit layers: ``python -m experiments.bench offline``); one seed always runs
+    unbatched (the seed axis is dropped outside the loop, not at every update).
+    """
+    def loop(fn: Callable, state: Any, env_params: Any, length: jax.Array, max_length: int, axis: int):
+        shapes = jax.eval_shape(fn, state, env_params)[1]
+        buffers = jax.tree.map(lambda s: jnp.zeros((*s.shape[:axis], max_length, *s.shape[axis:]), s.dtype), shapes)
 
         def step(i: jax.Array, carry: tuple[Any, dict]) -> tuple[Any, dict]:
             state, buffers = carry
-            state, metrics = batched(state, env_params)
-            put = lambda b, m: jax.lax.dynamic_update_index_in_dim(b, m, i, axis=1)  # noqa: E731
+            state, metrics = fn(state, env_params)
+            put = lambda b, m: jax.lax.dynamic_update_index_in_dim(b, m, i, axis=axis)  # noqa: E731
             return state, jax.tree.map(put, buffers, metrics)
 
         return jax.lax.fori_loop(0, length, step, (state, buffers))
+
+    def chunk(state: Any, env_params: Any, length: jax.Array, max_length: int) -> tuple[Any, dict]:
+        num_seeds = jax.tree.leaves(state)[0].shape[0]
+        if num_seeds > 1 and not sequential_seeds:
+            batched = jax.vmap(update, in_axes=(0, 0 if params_per_seed else None))
+            return loop(batched, state, env_params, length, max_length, axis=1)
+
+        def one(args: tuple[Any, Any]) -> tuple[Any, dict]:
+            seed_state, seed_params = args
+            return loop(update, seed_state, seed_params if params_per_seed else env_params, length, max_length, 0)
+
+        per_seed = env_params if params_per_seed else None
+        if num_seeds == 1:
+            first = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
+            return jax.tree.map(lambda x: x[None], one((first(state), first(per_seed))))
+        return jax.lax.map(one, (state, per_seed))
 
     return jax.jit(chunk, static_argnums=3, donate_argnums=0)
 
@@ -117,6 +137,7 @@ def train_in_chunks(
     params_per_seed: bool = False,
     log_metrics: MetricsFn | None = None,
     host_metrics: HostMetricsFn | None = None,
+    sequential_seeds: bool = False,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Run ``trainer`` for every seed in chunks of ``chunk_updates`` updates.
 
@@ -146,6 +167,10 @@ def train_in_chunks(
       host_metrics: ``(state, update) -> {name: [num_seeds]}``, computed on the host after each
         chunk from its final state (e.g. a policy evaluated in a non-JAX env), reported as
         metrics of the chunk's last update (NaN for its earlier ones) and logged with the others.
+      sequential_seeds: run the seeds one after another inside each chunk's program instead of
+        vmapped (:func:`chunk_program`; ignored with several devices, where seeds are sharded).
+        Same numbers up to float rounding; pass ``jaxrl_icl.batching.sequential_on_cpu()``
+        where that is faster on a CPU.
 
     Returns:
       ``(final_state, metrics)``: the state pytree with a leading seed axis (device
@@ -186,7 +211,7 @@ def train_in_chunks(
             if writer is not None:
                 writer.truncate_after(start)
 
-        chunk = _chunk_fn(trainer.update, params_per_seed)
+        chunk = chunk_program(trainer.update, params_per_seed, sequential_seeds and jax.device_count() == 1)
         max_length = min(chunk_updates, num_updates)
         every = chunk_updates * int(checkpoint_every_chunks)
         step_unit = num_seeds * steps_per_update or 1

@@ -93,10 +93,18 @@ def test_curriculum_suite(tmp_path):
 def test_icl_suite(tmp_path):
     rows = _run("icl", ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "16",
                         "--num-tasks", "1", "2", "--vmap-context", "8", "--width", "8", "--num-layers", "1",
-                        "--num-heads", "1", "--repeats", "1"], tmp_path)
+                        "--num-heads", "1", "--repeats", "1", "--backbone-context", "8",
+                        "--backbones", "t2mir", "sink_kv"], tmp_path)
+    t2mir, sink = "T2MIR (6+12 experts, last 1 layer(s))", "Sink-KV"
     assert [r["case"] for r in rows if r["unit"] == "tokens/s"] == [
         "cached rollout, context 8, vs recomputing it every step", "training, 2 x 8 tokens",
-        "cached rollout x1 tasks (vmap), context 8", "cached rollout x2 tasks (vmap), context 8, vs x1"]
+        "cached rollout x1 tasks (vmap), context 8", "cached rollout x2 tasks (vmap), context 8, vs x1",
+        *(f"backbone {name}: {what}, vs dense" for name in (t2mir, sink)
+          for what in ("training, 2 x 8 tokens", "cached rollout, context 8"))]
+    backbone = [r for r in rows if r["case"].startswith("backbone") and r["unit"] == "tokens/s"]
+    assert all(r["ours"] > 0 and r["reference"] > 0 for r in backbone)
+    with pytest.raises(SystemExit):
+        bench.main(["icl", "--backbones", "switch", "--run-dir", str(tmp_path / "bad")])
 
 
 def test_dpt_paper_skips_on_cpu(tmp_path, capsys):
@@ -124,7 +132,8 @@ TINY = {
     "curriculum": ["--num-seeds", "1", "--num-updates", "8", "--fit-rate", "8", "--max-k", "2", "--repeats", "1",
                    "--host-loop-seeds", "0"],
     "icl": ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "8", "--num-tasks", "1",
-            "--vmap-context", "8", "--width", "8", "--num-layers", "1", "--num-heads", "1", "--repeats", "1"],
+            "--vmap-context", "8", "--width", "8", "--num-layers", "1", "--num-heads", "1", "--repeats", "1",
+            "--backbone-context", "8", "--backbones", "sink_kv"],
     "icl-torch": ["--num-tasks", "2", "--eval-episodes", "1", "--train-updates", "1", "--repeats", "1"],
     "dpt-paper": [],
 }

@@ -25,9 +25,9 @@ def test_offline_suite_rows_and_files(tmp_path):
     assert one["case"] == "td3_bc, 1 seed x 16 updates: vs reference" and one["unit"] == "updates/s"
     assert flops["case"].startswith("td3_bc, 1 seed: achieved FLOP/s (") and flops["unit"] == "FLOP/s"
     assert fraction["ours"] == pytest.approx(flops["ours"] / peak["ours"])
-    assert sequential["case"] == "td3_bc, 2 seeds x 8 updates: vmapped vs reference seeds one after another"
-    assert sequential["reference"] == one["reference"]  # seeds one after another: the 1-seed rate
-    assert vmapped["case"] == "td3_bc, 2 seeds x 8 updates: vmapped vs reference vmapped"
+    assert sequential["case"] == "td3_bc, 2 seeds x 8 updates: ours vs reference seeds one after another"
+    assert sequential["reference"] > 0  # the 1-seed rate, timed again beside the 2 seeds
+    assert vmapped["case"] == "td3_bc, 2 seeds x 8 updates: ours vs reference vmapped"
     assert (tmp_path / "offline" / "offline.png").stat().st_size > 0
 
 

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from jaxrl_icl.run.checkpoint import CheckpointError
-from jaxrl_icl.run.loop import _chunk_fn, train_in_chunks
+from jaxrl_icl.run.loop import chunk_program, train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.rundir import RunDir
 from jaxrl_icl.run.sweep import seed_keys
@@ -101,6 +101,30 @@ def test_matches_one_scan_trainer_bitwise():
         assert isinstance(value, np.ndarray)
         np.testing.assert_array_equal(value, np.asarray(ref_metrics[name]))
     assert not np.array_equal(state["w"][0], state["w"][1])  # seeds really differ
+
+
+def test_one_seed_matches_the_unbatched_trainer_bitwise():
+    trainer, keys = with_updates(7), seed_keys(3, 1)
+    state, metrics = train_in_chunks(trainer, keys, env_params(), chunk_updates=3, progress=False)
+    ref_state, ref_metrics = jax.jit(trainer)(keys[0], env_params())
+    assert_trees_equal(jax.tree.map(lambda x: x[0], state), ref_state)
+    for name, value in metrics.items():
+        assert value.shape[:2] == (1, 7)
+        np.testing.assert_array_equal(value[0], np.asarray(ref_metrics[name]))
+
+
+def test_sequential_seeds_match_each_seed_unbatched_bitwise():
+    trainer, keys = with_updates(7), seed_keys(4, NUM_SEEDS)
+    params = {"w_true": jnp.arange(NUM_SEEDS * 3.0).reshape(NUM_SEEDS, 3)}
+    for per_seed, env in ((False, env_params()), (True, params)):
+        state, metrics = train_in_chunks(trainer, keys, env, chunk_updates=3, progress=False,
+                                         params_per_seed=per_seed, sequential_seeds=True)
+        for i in range(NUM_SEEDS):
+            seed_env = jax.tree.map(lambda x, i=i: x[i], env) if per_seed else env
+            ref_state, ref_metrics = jax.jit(trainer)(keys[i], seed_env)
+            assert_trees_equal(jax.tree.map(lambda x, i=i: x[i], state), ref_state)
+            for name, value in metrics.items():
+                np.testing.assert_array_equal(value[i], np.asarray(ref_metrics[name]))
 
 
 def test_params_per_seed_matches_vmap():
@@ -307,7 +331,7 @@ def test_every_chunk_length_runs_one_compiled_program():
     length took two), and give the one-scan trainer's bits."""
     trainer, keys = make_trainer(num_updates=7), seed_keys(2, NUM_SEEDS)  # fresh closures: a fresh jit cache
     state, metrics = train_in_chunks(trainer, keys, env_params(), chunk_updates=3, progress=False)
-    assert _chunk_fn(trainer.update, False)._cache_size() == 1
+    assert chunk_program(trainer.update, False, False)._cache_size() == 1
     ref_state, ref_metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, env_params())
     assert_trees_equal(state, ref_state)
     for name, value in metrics.items():
