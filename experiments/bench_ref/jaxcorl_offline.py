@@ -16,9 +16,8 @@ gamma 0.99, tau 0.005; TD3+BC: policy noise 0.2 clipped at 0.5, an actor and tar
 after every 2nd critic step, alpha 2.5 with ``lambda = alpha / mean|Q|``; IQL: expectile 0.7,
 beta 3, weights clipped at 100, Gaussian actor with a state-independent log-std and a cosine
 decay of its learning rate). An "update" is one critic gradient step: 1M updates of TD3+BC
-are 1M critic and 500k actor steps, as in JAX-CORL. One difference in bookkeeping, not in
-math: as in JAX-CORL, the TD3+BC actor step reuses the batch of the critic step before it,
-whereas ours draws its own.
+are 1M critic and 500k actor steps, as in JAX-CORL; the TD3+BC actor step reuses the batch of
+the critic step before it, as ours does.
 
 Written from the design description for :mod:`experiments.benchmarks.offline`, which times it
 beside our trainers; :func:`td3_bc_critic_loss` and :func:`td3_bc_actor_loss` are also the
