@@ -102,7 +102,7 @@ def goal_split(split_seed: int, num_train: int) -> tuple[np.ndarray, np.ndarray]
     return goals[:num_train], goals[num_train:]
 
 
-def _collect(config: DarkroomADConfig, path) -> None:
+def collect(config: DarkroomADConfig, path) -> None:
     """Q-learning histories on all 81 goals, ``histories_per_goal`` runs each, saved at ``path``."""
     parts, meta = [], None
     for i in range(config.histories_per_goal):
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> RunDir:
     if not config.histories:
         path = run.path / "histories.h5"
         if not (options.resume is not None and path.is_file()):
-            _collect(config, path)
+            collect(config, path)
         histories, goal = _load(path, env, base, config)
 
     train_rows = belongs(goal, train_goals)
