@@ -81,15 +81,19 @@ def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Arra
 
 
 class TwinCritic(nn.Module):
-    """Two independent Q networks: ``(obs [..., obs], action [..., act]) -> q [2, ...]``."""
+    """Two independent Q networks: ``(obs [..., obs], action [..., act]) -> q [2, ...]``, or with
+    ``first_only`` the first network's ``q [...]`` alone (TD3's actor loss: the second network
+    is then not run, rather than run and discarded)."""
 
     hidden: tuple[int, ...] = (256, 256)
     layer_norm: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, action: jax.Array, first_only: bool = False) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
         q1 = MLP(self.hidden, 1, self.layer_norm, name="q1")(x)[..., 0]
+        if first_only:
+            return q1
         q2 = MLP(self.hidden, 1, self.layer_norm, name="q2")(x)[..., 0]
         return jnp.stack([q1, q2])
 

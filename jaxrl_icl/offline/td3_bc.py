@@ -189,7 +189,7 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
 
         def loss_fn(params):
             action = actor.apply(params, batch["observations"])
-            q = critic.apply(state.critic, batch["observations"], action)[0]
+            q = critic.apply(state.critic, batch["observations"], action, first_only=True)
             return actor_loss(q, action, batch["actions"], config.alpha, actor_bc_weight)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor)
