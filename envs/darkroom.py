@@ -25,7 +25,10 @@ Dark Key-to-Door (``KeyToDoor``)
     after the door is open. Public AD reimplementations disagree on the start cell (centre,
     (0, 0) or random) and on extra observation features; this one starts in the centre
     ``(size // 2, size // 2)`` and, as in the AD paper's "dark" setting, observes the position
-    only, so whether the key is held must be inferred from the reward history.
+    only, so whether the key is held must be inferred from the reward history. With
+    ``observe_key=True`` the observation is ``int32[3]`` ``(x, y, has_key)`` instead: a Markov
+    state, what a tabular source learner (Q-learning) needs. :func:`key_to_door_optimal_return`
+    is the optimal return of a task.
     ``sample_params`` draws the key uniformly over all cells and the door uniformly over the
     *other* cells (key and door never coincide).
 """
@@ -58,6 +61,7 @@ __all__ = [
     "RIGHT",
     "all_goals",
     "dpt_goal_split",
+    "key_to_door_optimal_return",
     "make_darkroom",
     "make_key_to_door",
     "manhattan_distance",
@@ -214,9 +218,18 @@ class DarkRoom(_GridEnv):
 class KeyToDoor(_GridEnv):
     """Dark Key-to-Door: pick up an invisible key, then open an invisible door."""
 
-    def __init__(self, size: int = 9, start: tuple[int, int] | None = None, horizon: int = 50):
+    def __init__(self, size: int = 9, start: tuple[int, int] | None = None, horizon: int = 50,
+                 observe_key: bool = False):
         start = (size // 2, size // 2) if start is None else start
         super().__init__(size, start, horizon)
+        self.observe_key = bool(observe_key)
+
+    def observation_space(self, params: Any = None) -> spaces.Box:
+        """int32[2] position, or with ``observe_key`` int32[3] ``(x, y, has_key)``."""
+        if not self.observe_key:
+            return super().observation_space(params)
+        return spaces.Box(jnp.zeros(3, jnp.int32), jnp.array([self.size - 1, self.size - 1, 1], jnp.int32), (3,),
+                          dtype=jnp.int32)
 
     @property
     def name(self) -> str:
@@ -252,6 +265,8 @@ class KeyToDoor(_GridEnv):
         return base.replace(key=as_cell(key_idx), door=as_cell(door_idx))
 
     def get_obs(self, state: KeyToDoorState, params: Any = None, key: Any = None) -> jax.Array:
+        if self.observe_key:
+            return jnp.concatenate([state.pos, state.has_key.astype(jnp.int32)[None]])
         return state.pos
 
     def step_env(
@@ -269,7 +284,7 @@ class KeyToDoor(_GridEnv):
             opened=jnp.logical_or(state.opened, opens),
             time=state.time + 1,
         )
-        return pos, state, reward, jnp.bool_(False), {}
+        return self.get_obs(state), state, reward, jnp.bool_(False), {}
 
     def reset_env(
         self, key: jax.Array, params: KeyToDoorParams
@@ -280,7 +295,7 @@ class KeyToDoor(_GridEnv):
             opened=jnp.bool_(False),
             time=jnp.int32(0),
         )
-        return state.pos, state
+        return self.get_obs(state), state
 
 
 def make_darkroom(variant: str = "9x9") -> tuple[DarkRoom, DarkRoomParams]:
@@ -357,6 +372,16 @@ def optimal_return(goal: jax.Array, start: jax.Array, horizon: Any) -> jax.Array
     d = manhattan_distance(goal, start)
     h = jnp.asarray(horizon, jnp.int32)
     return jnp.where(d == 0, h, jnp.maximum(h - d + 1, 0)).astype(jnp.float32)
+
+
+def key_to_door_optimal_return(key: jax.Array, door: jax.Array, start: jax.Array, horizon: Any) -> jax.Array:
+    """float32 optimal Dark Key-to-Door return (vmappable): the key takes ``max(d(start, key), 1)``
+    steps (on the start cell, one ``STAY``), the door ``d(key, door)`` more (distinct cells), so
+    the return is 2 if both fit in ``H`` steps, 1 if only the key does, else 0."""
+    to_key = jnp.maximum(manhattan_distance(key, start), 1)
+    to_door = to_key + manhattan_distance(door, key)
+    h = jnp.asarray(horizon, jnp.int32)
+    return ((to_key <= h).astype(jnp.float32) + (to_door <= h).astype(jnp.float32))
 
 
 def tabular_darkroom(env: DarkRoom, params: DarkRoomParams) -> TabularParams:

@@ -123,14 +123,17 @@ def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> 
     return jax.lax.scan(body, start, None, n)[1]
 
 
-def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array) -> dict[str, np.ndarray]:
+def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array, env_name: str = "darkroom-10x10",
+                 train_goals: jax.Array | None = None) -> dict[str, np.ndarray]:
     """Returns per goal x trial: ``offline_random``/``offline_expert`` [N*T] (one greedy
     episode), ``online`` and ``online_episodic`` [N*T, episodes], the same two for the exact
     posterior policy (``posterior_online``, ``posterior_online_episodic``: a perfectly
     pretrained DPT, :mod:`jaxrl_icl.icl.posterior`), and ``random_data`` (the random
-    contexts' own return)."""
-    train_goals, _ = dpt_goal_split()
-    env, base = envs.make("darkroom-10x10")
+    contexts' own return). ``env_name`` is a Dark Room variant and ``train_goals`` the
+    pretraining goals (the posterior's prior; default :func:`envs.darkroom.dpt_goal_split`'s)."""
+    if train_goals is None:
+        train_goals, _ = dpt_goal_split()
+    env, base = envs.make(env_name)
     n, horizon = config.dpt.context_len, env.horizon
     model = dpt.make_model(config.dpt, 2, 5)
     state = dpt.darkroom_state(env.size)

@@ -1,105 +1,197 @@
-"""T2MIR vs the dense backbone for Algorithm Distillation on Dark Room 9x9: ``python -m experiments.t2mir``.
+"""T2MIR vs the dense backbone for AD and DPT on Dark Room 9x9 and Dark Key-to-Door 9x9:
+``python -m experiments.t2mir [--envs darkroom-9x9 key-to-door-9x9] [--models ad dpt] [--scale paper]``.
 
-Both models distil the same Q-learning histories (``histories_per_goal`` runs on each of the
-81 goals; the 65 training goals of :func:`experiments.darkroom_ad.goal_split`) with the same
-optimiser and number of updates; the only difference is the feed-forward block of the last
-layer (``--moe.*``: T2MIR's token MoE and task MoE side by side, :mod:`jaxrl_icl.icl.moe`).
-Each model is trained ``num_seeds`` times (seeds vmapped) and rolled out in context on the 16
-held-out goals for ``eval_episodes`` episodes (``eval_seeds`` rollouts per goal).
+For each (model, env) both variants see the same data with the same optimiser and number of
+updates; the only difference is the feed-forward block of the last layer (T2MIR's token MoE
+and task MoE side by side, :mod:`jaxrl_icl.icl.moe`). Each variant is trained ``num_seeds``
+times (seeds vmapped) and rolled out in context on held-out tasks for ``eval_episodes``
+episodes (``eval_seeds`` rollouts per task), no weight updates.
 
-Writes ``runs/t2mir/<timestamp>/``: ``config.json``, ``versions.json``, ``returns.png``
-(held-out return per episode, mean and 95% band over training seeds, with the optimum),
-``router_losses.png`` (the balance and contrastive losses over training), ``router_load.png``
-(the share of routing slots each expert of the MoE layer takes on training windows, mean
-over seeds) and ``summary.json`` with ``difference["ad"]["darkroom-9x9"] = {"mean", "ci95"}``:
-the held-out return of the last episode, T2MIR minus dense, with Welch's 95% interval over
-training seeds. The CPU default is small (minutes); its difference says little about the
-paper's scale, and the summary says how many seeds it rests on.
+* AD (``--moe.*``, T2MIR's AD weights: balance 0.1, contrastive 0.01) distils tabular
+  Q-learning histories (``histories_per_goal`` runs per task). Dark Room: the 65 training
+  goals of :func:`experiments.darkroom_ad.goal_split`, the other 16 held out. Key-to-Door:
+  the env observes ``(x, y, has_key)`` (``KeyToDoor(observe_key=True)``; Q-learning needs
+  the key bit to be Markov), tasks are ordered (key, door) pairs of distinct cells, split by
+  :func:`key_door_split` into ``key_door_train_tasks`` training and ``key_door_held_out_tasks``
+  held-out tasks; its optimum is :func:`envs.darkroom.key_to_door_optimal_return` (2 for
+  every 9x9 task at H = 50).
+* DPT (``--dpt.*``, ``--dpt-optim.*``; T2MIR's DPT weights: balance 0.01, contrastive 0.001,
+  8 task experts, :data:`jaxrl_icl.icl.dpt.DPT_MOE`) on Dark Room 9x9 only: pretraining
+  batches from :func:`jaxrl_icl.icl.dpt.darkroom_batch` on the same 65 training goals, held-out
+  evaluation by :func:`experiments.darkroom_dpt.evaluate_dpt` (online, every transition into
+  a sliding context, sampled actions; the exact posterior's curve is the ceiling).
+  **DPT on Key-to-Door is not implemented** (its pretraining data needs an optimal-action
+  oracle over position x key bit and a key-aware transition sampler); it is skipped, and
+  ``summary.json`` says so under ``skipped``.
+
+Defaults: AD on both envs, 3 seeds; ``--models ad dpt`` adds DPT. Not yet timed on an idle CPU
+(the CPU was busy with other runs when this was written); ``--scale paper`` is for a GPU
+(5 seeds, tens of thousands of updates, T2MIR's published model sizes).
+
+Writes ``runs/t2mir/<timestamp>/``: ``config.json``, ``versions.json``, ``returns.png`` (one
+panel per (model, env): held-out return per episode as a fraction of the optimum, mean and
+95% band over training seeds), ``router_losses.png`` (balance and contrastive losses over
+training, a panel per (model, env, loss)), ``router_load.png`` (the share of routing slots
+each expert takes on a training batch, mean over seeds) and ``summary.json`` with
+``difference[model][env] = {"mean", "ci95"}``: the held-out return of the last episode,
+T2MIR minus dense, with Welch's 95% interval over training seeds. The CPU default is small;
+its difference says little about the paper's scale, and the summary says how many seeds it
+rests on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import envs
-from envs.darkroom import optimal_return
-from experiments.darkroom_ad import ENV, goal_split, source_returns
-from jaxrl_icl.config import field, require_in, require_nonnegative, require_positive, require_types
-from jaxrl_icl.icl import ad
+from envs.darkroom import KeyToDoor, all_goals, key_to_door_optimal_return, optimal_return
+from experiments.darkroom_ad import goal_split, source_returns
+from experiments.darkroom_dpt import DarkroomDPTConfig, evaluate_dpt
+from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.icl import ad, dpt
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.moe import MoEConfig
 from jaxrl_icl.icl.train import OptimConfig
-from jaxrl_icl.rl.collect import CollectConfig, collect_histories
+from jaxrl_icl.rl import q_learning
+from jaxrl_icl.rl.histories import compact_histories, histories_from_metrics
 from jaxrl_icl.rl.q_learning import QLearningConfig
-from jaxrl_icl.run.config import check_num_seeds, parse_cli
+from jaxrl_icl.run.config import check_num_seeds, parse_cli, with_scale
 from jaxrl_icl.run.loop import train_in_chunks
-from jaxrl_icl.run.plots import moving_average, plot_bars, plot_curve_panels, plot_curves
+from jaxrl_icl.run.plots import moving_average, plot_bars, plot_curve_panels
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import gather_seeds, seed_keys
 from jaxrl_icl.stats import welch_difference
 
 PROG = "python -m experiments.t2mir"
-MODELS = ("dense", "t2mir")
+ENVS = ("darkroom-9x9", "key-to-door-9x9")
+MODELS = ("ad", "dpt")
+VARIANTS = ("dense", "t2mir")
+SKIPPED = {("dpt", "key-to-door-9x9"): "not implemented: DPT pretraining on Key-to-Door needs an optimal-action "
+                                       "oracle over position x key bit and a key-aware transition sampler"}
+# T2MIR's public configs (REFERENCES.md): AD hidden 64, 4 layers, 8 heads, batch 128; DPT hidden
+# 128, 3 layers, batch 32; 5 seeds. Put before the user's flags, so those override it.
+PRESETS = {"paper": [
+    "--num-seeds", "5", "--models", "ad", "dpt", "--histories-per-goal", "10", "--eval-seeds", "16",
+    "--chunk-updates", "1000", "--ad.backbone.num-heads", "8", "--optim.num-updates", "50000",
+    "--optim.batch-size", "128", "--optim.warmup-updates", "2000", "--dpt.backbone.width", "128",
+    "--dpt.backbone.num-layers", "3", "--dpt-optim.num-updates", "50000", "--dpt-optim.batch-size", "32",
+    "--dpt-optim.warmup-updates", "2000", "--key-door-train-tasks", "1000",
+]}
 
 
 @dataclasses.dataclass(frozen=True)
 class T2MIRConfig:
-    """AD with a dense backbone vs AD with T2MIR in the last layer, same data and updates."""
+    """Dense backbone vs T2MIR in the last layer, for AD and DPT, same data and updates."""
 
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu or paper (for a GPU); other flags "
+                                           "override it")
+    envs: tuple[str, ...] = field(ENVS, help="envs to run: " + ", ".join(ENVS))
+    models: tuple[str, ...] = field(("ad",), help="models to run: " + ", ".join(MODELS) + " (dpt: Dark Room only)")
     num_seeds: int = field(3, help="training seeds per model (the confidence intervals are over these)")
     seed: int = field(0, help="seed of collection, training (seed keys) and evaluation")
-    histories_per_goal: int = field(1, help="Q-learning runs per goal")
-    split_seed: int = field(0, help="goal permutation of experiments.darkroom_ad.goal_split")
-    num_train_goals: int = field(65, help="training goals; the rest of the 81 are held out")
-    eval_episodes: int = field(20, help="in-context episodes per held-out goal and rollout")
-    eval_seeds: int = field(4, help="rollouts per held-out goal and trained model")
+    histories_per_goal: int = field(1, help="Q-learning runs per task")
+    split_seed: int = field(0, help="task permutation of goal_split / key_door_split")
+    num_train_goals: int = field(65, help="Dark Room training goals; the rest of the 81 are held out")
+    key_door_train_tasks: int = field(200, help="Key-to-Door training (key, door) tasks")
+    key_door_held_out_tasks: int = field(16, help="Key-to-Door held-out (key, door) tasks")
+    eval_episodes: int = field(20, help="in-context episodes per held-out task and rollout")
+    eval_seeds: int = field(4, help="rollouts per held-out task and trained model")
     chunk_updates: int = field(250, help="updates per jitted chunk (progress)")
     ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125)
     moe: MoEConfig = MoEConfig()
     optim: OptimConfig = OptimConfig(num_updates=2000, batch_size=32, lr=1e-3, warmup_updates=100)
+    dpt: dpt.DPTConfig = dpt.DPTConfig()
+    dpt_optim: OptimConfig = OptimConfig(num_updates=2000, batch_size=16, lr=1e-3, warmup_updates=100)
     q_learning: QLearningConfig = QLearningConfig(num_episodes=100, lr=1.0, epsilon_decay_episodes=25,
                                                   record_history=True)
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name in ("num_seeds", "histories_per_goal", "eval_episodes", "eval_seeds", "chunk_updates"):
+        for name in ("num_seeds", "histories_per_goal", "eval_episodes", "eval_seeds", "chunk_updates",
+                     "key_door_train_tasks", "key_door_held_out_tasks"):
             require_positive(self, name)
         require_nonnegative(self, "split_seed")
         require_in(self, "num_train_goals", 1, 80)
+        if self.key_door_train_tasks + self.key_door_held_out_tasks > 81 * 80:
+            raise ConfigError("key_door_train_tasks", "train + held-out tasks must be at most the 6480 "
+                              "(key, door) pairs")
+        for name, valid in (("envs", ENVS), ("models", MODELS)):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values) or not set(values) <= set(valid):
+                raise ConfigError(name, f"must be distinct names from {', '.join(valid)}, got {list(values)}")
 
-    def ad_config(self, model: str) -> ad.ADConfig:
-        """The AD config of ``model`` (``"dense"`` or ``"t2mir"``)."""
-        backbone = dataclasses.replace(self.ad.backbone, ffn=model, moe=self.moe)
-        return dataclasses.replace(self.ad, backbone=backbone)
+    def ad_config(self, variant: str) -> ad.ADConfig:
+        """The AD config of ``variant`` (``"dense"`` or ``"t2mir"``)."""
+        return dataclasses.replace(self.ad, backbone=dataclasses.replace(self.ad.backbone, ffn=variant, moe=self.moe))
+
+    def dpt_config(self, variant: str) -> dpt.DPTConfig:
+        """The DPT config of ``variant``; its MoE weights are ``dpt.backbone.moe`` (DPT's)."""
+        return dataclasses.replace(self.dpt, backbone=dataclasses.replace(self.dpt.backbone, ffn=variant))
+
+    def runs(self) -> list[tuple[str, str]]:
+        """The (model, env) pairs to run, model-major; pairs in :data:`SKIPPED` left out."""
+        return [(m, e) for m in self.models for e in self.envs if (m, e) not in SKIPPED]
 
 
-def collect(config: T2MIRConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Q-learning histories on all 81 goals (``histories_per_goal`` runs) and each one's goal ``[N, 2]``."""
-    parts = []
-    for i in range(config.histories_per_goal):
-        histories, meta, _, _ = collect_histories(CollectConfig(env=ENV, algo="q_learning", seed=config.seed + i,
-                                                                summary_episodes=1, q_learning=config.q_learning))
-        parts.append((histories, np.asarray(meta["params"]["goal"])))
-    return {k: np.concatenate([h[k] for h, _ in parts]) for k in parts[0][0]}, np.concatenate([g for _, g in parts])
+def key_door_split(split_seed: int, num_train: int, num_held_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train int32[num_train, 2, 2], held_out int32[num_held_out, 2, 2])`` Key-to-Door 9x9
+    tasks, rows ``(key, door)``: the 6480 ordered pairs of distinct cells (key-major over
+    :func:`envs.darkroom.all_goals`) permuted by ``np.random.RandomState(split_seed)``; the
+    first ``num_train`` train, the next ``num_held_out`` are held out (disjoint)."""
+    cells = np.asarray(all_goals(9))
+    pairs = np.array([(k, d) for k in cells for d in cells if not np.array_equal(k, d)], np.int32)
+    pairs = pairs[np.random.RandomState(split_seed).permutation(len(pairs))]
+    return pairs[:num_train], pairs[num_train:num_train + num_held_out]
 
 
-def _rows_of(goal: np.ndarray, goals: np.ndarray) -> np.ndarray:
-    return np.any(np.all(goal[:, None, :] == goals[None, :, :], axis=-1), axis=1)
+class Tasks(NamedTuple):
+    """One env's experiment tasks: ``env``, stacked task params ``train`` / ``held_out`` and
+    the mean optimal return over the held-out tasks."""
+
+    env: Any
+    train: Any
+    held_out: Any
+    optimum: float
 
 
-def held_out_returns(config: T2MIRConfig, ad_config: ad.ADConfig, model: tr.TransformerConfig, params: Any,
-                     goals: np.ndarray) -> np.ndarray:
+def make_tasks(config: T2MIRConfig, name: str) -> Tasks:
+    """The tasks of env ``name`` (Dark Room goals, or Key-to-Door (key, door) pairs observed with the key bit)."""
+    env, base = envs.make(name)
+    start = np.asarray(env.start, np.int32)
+    if name == "darkroom-9x9":
+        train, test = goal_split(config.split_seed, config.num_train_goals)
+        params = lambda goals: jax.vmap(lambda g: base.replace(goal=g))(jnp.asarray(goals))  # noqa: E731
+        optimum = float(np.mean([optimal_return(g, start, env.horizon) for g in test]))
+        return Tasks(env, params(train), params(test), optimum)
+    env = KeyToDoor(env.size, env.start, env.horizon, observe_key=True)
+    train, test = key_door_split(config.split_seed, config.key_door_train_tasks, config.key_door_held_out_tasks)
+    params = lambda t: jax.vmap(lambda kd: base.replace(key=kd[0], door=kd[1]))(jnp.asarray(t))  # noqa: E731
+    optimum = float(np.mean([key_to_door_optimal_return(k, d, start, env.horizon) for k, d in test]))
+    return Tasks(env, params(train), params(test), optimum)
+
+
+def collect(config: T2MIRConfig, env: Any, params: Any) -> dict[str, np.ndarray]:
+    """Tabular Q-learning histories ``[histories_per_goal * N * E, T, ...]`` on the ``N`` tasks of
+    ``params`` (``E = q_learning.num_envs``; run ``i`` with seed ``seed + i``, history ``(i * N + n) * E + e``)."""
+    trainer = jax.jit(jax.vmap(q_learning.make_train(config.q_learning, env)))
+    num = jax.tree.leaves(params)[0].shape[0]
+    parts = [compact_histories(histories_from_metrics(
+        trainer(jax.random.split(jax.random.key(config.seed + i), num), params)[1]))
+        for i in range(config.histories_per_goal)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def ad_returns(config: T2MIRConfig, ad_config: ad.ADConfig, model: tr.TransformerConfig, params: Any,
+               env: Any, tasks: Any) -> np.ndarray:
     """Mean in-context return per episode ``[num_seeds, eval_episodes]`` of the trained ``params``
-    (leading seed axis) over ``goals`` and ``eval_seeds`` rollouts each."""
-    env, base = envs.make(ENV)
-    tasks = jax.vmap(lambda g: base.replace(goal=g))(jnp.asarray(goals))
+    (leading seed axis) over ``tasks`` and ``eval_seeds`` rollouts each."""
     run = jax.jit(lambda p, k: evaluate(env, tasks, ad.make_agent(ad_config, model), p, k,
                                         num_steps=config.eval_episodes * env.horizon, num_seeds=config.eval_seeds))
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
@@ -110,13 +202,15 @@ def held_out_returns(config: T2MIRConfig, ad_config: ad.ADConfig, model: tr.Tran
     return np.stack(rows)
 
 
-def expert_loads(config: T2MIRConfig, ad_config: ad.ADConfig, model: tr.TransformerConfig, params: Any,
-                 data: ad.ADData, num_actions: int, horizon: int) -> dict[str, np.ndarray]:
-    """Share of routing slots per expert, ``name -> [num_seeds, E]``, on one batch of training
-    windows (names like ``block_3/task_load``)."""
-    window = ad.sample_windows(data, jax.random.PRNGKey(config.seed), config.optim.batch_size,
-                               ad_config.context_steps(horizon))
-    tokens, _ = ad.window_tokens(ad_config, window, num_actions)
+def dpt_eval_config(config: T2MIRConfig, variant: str) -> DarkroomDPTConfig:
+    """The :func:`experiments.darkroom_dpt.evaluate_dpt` settings of a DPT ``variant``."""
+    return DarkroomDPTConfig(seed=config.seed, trials=config.eval_seeds, online_episodes=config.eval_episodes,
+                             dpt=config.dpt_config(variant))
+
+
+def expert_loads(model: tr.TransformerConfig, params: Any, tokens: jax.Array) -> dict[str, np.ndarray]:
+    """Share of routing slots per expert, ``name -> [num_seeds, E]``, on ``tokens [B, L, d]``
+    (names like ``block_3/task/task_load``)."""
 
     def loads(p):
         _, inter = tr.Transformer(model).apply(p, tokens, mutable=["intermediates"])
@@ -126,68 +220,144 @@ def expert_loads(config: T2MIRConfig, ad_config: ad.ADConfig, model: tr.Transfor
     return {name: np.asarray(v) for name, v in jax.jit(jax.vmap(loads))(params).items()}
 
 
-def main(argv: list[str] | None = None):
-    config, options = parse_cli(T2MIRConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
-    check_num_seeds(PROG, config.num_seeds)
-    env, base = envs.make(ENV)
-    run = open_run("t2mir", config, options)
-    print(f"run directory: {run.path}", file=sys.stderr)
-    histories, goal = collect(config)
-    train_goals, test_goals = goal_split(config.split_seed, config.num_train_goals)
-    data = ad.ad_data({k: v[_rows_of(goal, train_goals)] for k, v in histories.items()}, env.num_actions)
+def run_ad(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
+    """AD dense vs T2MIR on ``tasks``: ``curves``/``logs`` per variant, T2MIR's ``loads``, the
+    training histories' count and the held-out tasks' source returns per episode."""
+    env = tasks.env
+    num_train = jax.tree.leaves(tasks.train)[0].shape[0]
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), tasks.train, tasks.held_out)
+    histories = collect(config, env, both)
+    per_run = jax.tree.leaves(both)[0].shape[0] * config.q_learning.num_envs  # history i * per_run + n * E + e
+    is_train = np.arange(histories["action"].shape[0]) % per_run < num_train * config.q_learning.num_envs
+    data = ad.ad_data({k: v[is_train] for k, v in histories.items()}, env.num_actions)
     obs_dim = data.obs.shape[-1]
-
-    curves, logs, loads, last = {}, {}, {}, {}
-    for name in MODELS:
-        ad_config = config.ad_config(name)
+    out = {"curves": {}, "logs": {}, "loads": {}, "num_train_histories": int(is_train.sum()),
+           "source": source_returns({k: v[~is_train] for k, v in histories.items()}, env.horizon).mean(0)}
+    for variant in VARIANTS:
+        ad_config = config.ad_config(variant)
         model = ad.make_model(ad_config, obs_dim, env.num_actions, env.horizon)
         trainer = ad.make_train(ad_config, config.optim, obs_dim, env.num_actions, env.horizon)
-        state, metrics = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data,
-                                         chunk_updates=config.chunk_updates, progress=options.progress)
+        state, out["logs"][variant] = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data,
+                                                      chunk_updates=config.chunk_updates, progress=progress)
         params = gather_seeds(state.params)
-        returns = held_out_returns(config, ad_config, model, params, test_goals)
-        curves[name], logs[name], last[name] = returns, metrics, returns[:, -1]
-        if name != "dense":
-            loads = expert_loads(config, ad_config, model, params, data, env.num_actions, env.horizon)
+        out["curves"][variant] = ad_returns(config, ad_config, model, params, env, tasks.held_out)
+        if variant != "dense":
+            window = ad.sample_windows(data, jax.random.PRNGKey(config.seed), config.optim.batch_size,
+                                       ad_config.context_steps(env.horizon))
+            out["loads"] = expert_loads(model, params, ad.window_tokens(ad_config, window, env.num_actions)[0])
+    return out
 
-    start = np.asarray(env.start, np.int32)
-    optimum = float(np.mean([optimal_return(g, start, env.horizon) for g in test_goals]))
+
+def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
+    """DPT dense vs T2MIR on Dark Room 9x9 (``tasks``): as :func:`run_ad`, plus the exact
+    posterior's curve ``posterior`` (DPT's ceiling under this protocol)."""
+    env, size = tasks.env, tasks.env.size
+    train_goals, test_goals = tasks.train.goal, tasks.held_out.goal
+    n = config.dpt.context_len
+    batch_fn = lambda key, b: dpt.darkroom_batch(key, train_goals, size, n, b, random_ties=True)  # noqa: E731
+    out = {"curves": {}, "logs": {}, "loads": {}, "num_train_histories": None, "source": None}
+    for variant in VARIANTS:
+        model = dpt.make_model(config.dpt_config(variant), 2, env.num_actions)
+        trainer = dpt.make_train(config.dpt_config(variant), config.dpt_optim, model, batch_fn)
+        state, out["logs"][variant] = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), None,
+                                                      chunk_updates=config.chunk_updates, progress=progress)
+        params = gather_seeds(state.params)
+        rows, posterior = [], None
+        for s in range(config.num_seeds):
+            result = evaluate_dpt(dpt_eval_config(config, variant), jax.tree.map(lambda x, s=s: x[s], params),
+                                  test_goals, env_name="darkroom-9x9", train_goals=train_goals)
+            rows.append(result["online"].mean(0))
+            posterior = result["posterior_online"].mean(0)
+        out["curves"][variant], out["posterior"] = np.stack(rows), posterior
+        if variant != "dense":
+            context, query, _ = batch_fn(jax.random.PRNGKey(config.seed), config.dpt_optim.batch_size)
+            out["loads"] = expert_loads(model, params, jnp.concatenate([context, query[:, None]], axis=1))
+    return out
+
+
+def write_figures(config: T2MIRConfig, run, results: dict, optimum: dict) -> None:
+    """``returns.png``, ``router_losses.png`` and ``router_load.png``."""
     episodes = np.arange(1, config.eval_episodes + 1)
-    labels = {"dense": "AD, dense backbone", "t2mir": "AD + T2MIR (last layer)"}
-    plot_curves({f"{labels[m]} ({config.num_seeds} seeds)": (episodes, curves[m]) for m in MODELS},
-                run.plot_path("returns"), xlabel="episode", ylabel="held-out return",
-                title=f"T2MIR vs dense AD on {ENV} ({len(test_goals)} held-out goals)",
-                hlines={f"optimal ({optimum:.2f})": optimum})
-    updates = np.arange(1, config.optim.num_updates + 1)
-    aux = {name: v for name, v in logs["t2mir"].items() if name.startswith("layer") and name.endswith("_loss")}
-    smooth = max(1, config.optim.num_updates // 50)
-    label = f"AD + T2MIR (moving average of {smooth})"
-    panels = {name: {label: (updates[smooth - 1:], moving_average(v, smooth))} for name, v in aux.items()}
-    plot_curve_panels(panels, run.plot_path("router_losses"), xlabel="update", ylabel="weighted loss",
-                      title="T2MIR auxiliary losses over training", ncols=2)
-    plot_bars({f"{name.split('/')[0]} {name.split('/')[-1].split('_')[0]} e{e}": float(v[:, e].mean())
-               for name, v in loads.items() for e in range(v.shape[1])}, run.plot_path("router_load"),
-              ylabel="share of routing slots", title="Expert load per MoE layer (training windows, mean over seeds)")
+    labels = {"dense": "dense backbone", "t2mir": "T2MIR (last layer)"}
+    panels = {}
+    for (m, e), res in results.items():
+        curves = {f"{labels[v]} ({config.num_seeds} seeds)": (episodes, res["curves"][v] / optimum[e])
+                  for v in VARIANTS}
+        title = f"{m.upper()}, {e}"
+        if res.get("posterior") is not None:  # the legend names the first panel's curves only: say it here
+            curves["exact posterior"] = (episodes, res["posterior"][None] / optimum[e])
+            title += " (dotted: exact posterior)"
+        panels[title] = curves
+    plot_curve_panels(panels, run.plot_path("returns"), xlabel="episode", ylabel="held-out return / optimal",
+                      title="T2MIR vs dense backbone: held-out return per episode", ncols=min(2, len(panels)))
+    loss_panels = {}
+    for (m, e), res in results.items():
+        logs = res["logs"]["t2mir"]
+        aux = {k: v for k, v in logs.items() if k.startswith("layer") and k.endswith("_loss")}
+        num = next(iter(logs.values())).shape[-1]
+        smooth = max(1, num // 50)
+        for k, v in aux.items():
+            loss_panels[f"{m.upper()}, {e}: {k}"] = {
+                f"T2MIR (moving average of {smooth})": (np.arange(smooth, num + 1), moving_average(v, smooth))}
+    if loss_panels:
+        plot_curve_panels(loss_panels, run.plot_path("router_losses"), xlabel="update", ylabel="weighted loss",
+                          title="T2MIR auxiliary losses over training", ncols=2)
+    bars = {f"{m} {e.split('-')[0]} {k.split('/')[0]} {k.split('/')[-1].split('_')[0]} e{i}": float(v[:, i].mean())
+            for (m, e), res in results.items() for k, v in res["loads"].items() for i in range(v.shape[1])}
+    plot_bars(bars, run.plot_path("router_load"), ylabel="share of routing slots",
+              title="Expert load per MoE layer (a training batch, mean over seeds)")
 
-    diff, lo, hi = welch_difference(last["dense"], last["t2mir"])
-    source = source_returns(histories, env.horizon)[_rows_of(goal, test_goals)]
-    summary = {
-        "env": ENV, "machine": "see versions.json", "num_seeds": config.num_seeds,
-        "num_train_histories": int(data.action.shape[0]), "held_out_goals": int(len(test_goals)),
-        "eval_episodes": config.eval_episodes, "eval_seeds": config.eval_seeds,
-        "num_updates": config.optim.num_updates, "optimal_return": optimum,
-        "source_last_episode_return": float(source[:, -1].mean()) if source.size else None,
-        "return_per_episode": {m: [float(x) for x in curves[m].mean(0)] for m in MODELS},
-        "last_episode_return": {m: {"mean": float(last[m].mean()), "per_seed": [float(x) for x in last[m]]}
-                                for m in MODELS},
-        "train_loss_final": {m: float(np.mean(logs[m]["loss"][:, -config.chunk_updates:])) for m in MODELS},
-        "expert_load": {name: [float(x) for x in v.mean(0)] for name, v in loads.items()},
-        "difference": {"ad": {ENV: {"mean": diff, "ci95": [lo, hi]}}},
-    }
+
+def main(argv: list[str] | None = None):
+    argv = with_scale(argv, PRESETS)
+    config, options = parse_cli(T2MIRConfig, argv, prog=PROG)
+    check_num_seeds(PROG, config.num_seeds)
+    run = open_run("t2mir", config, options)
+    print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)
+    tasks = {e: make_tasks(config, e) for e in config.envs}
+    results = {}
+    for m, e in config.runs():
+        print(f"{m} on {e}", file=sys.stderr)
+        results[(m, e)] = (run_ad if m == "ad" else run_dpt)(config, tasks[e], options.progress)
+    optimum = {e: t.optimum for e, t in tasks.items()}
+    if results:
+        write_figures(config, run, results, optimum)
+
+    difference, per_run = {}, {}
+    for (m, e), res in results.items():
+        last = {v: res["curves"][v][:, -1] for v in VARIANTS}
+        diff, lo, hi = welch_difference(last["dense"], last["t2mir"])
+        difference.setdefault(m, {})[e] = {"mean": diff, "ci95": [lo, hi]}
+        num_updates = (config.optim if m == "ad" else config.dpt_optim).num_updates
+        per_run.setdefault(m, {})[e] = {
+            "optimal_return": optimum[e], "num_updates": num_updates,
+            "num_train_histories": res["num_train_histories"],
+            "held_out_tasks": int(jax.tree.leaves(tasks[e].held_out)[0].shape[0]),
+            "source_return_per_episode": None if res["source"] is None else [float(x) for x in res["source"]],
+            "posterior_return_per_episode": (None if res.get("posterior") is None
+                                             else [float(x) for x in res["posterior"]]),
+            "return_per_episode": {v: [float(x) for x in res["curves"][v].mean(0)] for v in VARIANTS},
+            "last_episode_return": {v: {"mean": float(last[v].mean()), "per_seed": [float(x) for x in last[v]]}
+                                    for v in VARIANTS},
+            "train_loss_final": {v: float(np.mean(res["logs"][v]["loss"][:, -config.chunk_updates:]))
+                                 for v in VARIANTS},
+            "expert_load": {k: [float(x) for x in v.mean(0)] for k, v in res["loads"].items()},
+        }
+    skipped = {m: {e: SKIPPED[(m, e)]} for m in config.models for e in config.envs if (m, e) in SKIPPED}
+    summary = {"machine": "see versions.json", "scale": config.scale, "num_seeds": config.num_seeds,
+               "eval_episodes": config.eval_episodes, "eval_seeds": config.eval_seeds,
+               "difference": difference, "runs": per_run, "skipped": skipped}
     write_json(run.path / "summary.json", summary)
-    print(f"held-out return of episode {config.eval_episodes}: dense {last['dense'].mean():.2f}, T2MIR "
-          f"{last['t2mir'].mean():.2f}; T2MIR - dense {diff:+.2f} (95% CI [{lo:.2f}, {hi:.2f}], "
-          f"{config.num_seeds} seeds); optimal {optimum:.2f}")
+    for m, per_env in difference.items():
+        for e, d in per_env.items():
+            last = per_run[m][e]["last_episode_return"]
+            print(f"{m.upper()} on {e}, held-out return of episode {config.eval_episodes}: dense "
+                  f"{last['dense']['mean']:.2f}, T2MIR {last['t2mir']['mean']:.2f}; T2MIR - dense {d['mean']:+.2f} "
+                  f"(95% CI [{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}], {config.num_seeds} seeds); "
+                  f"optimal {optimum[e]:.2f}")
+    for m, per_env in skipped.items():
+        for e, why in per_env.items():
+            print(f"{m.upper()} on {e}: skipped ({why})")
     print(f"run directory: {run.path}")
     return run
 
