@@ -29,7 +29,8 @@ TINY = [
     "--chunk-updates", "3", "--q-learning.num-episodes", "4", "--q-learning.epsilon-decay-episodes", "2",
     "--ad.context-episodes", "1", "--ad.backbone.width", "16", "--ad.backbone.num-layers", "2",
     "--ad.backbone.num-heads", "2", "--eval-episodes", "2", "--eval-seeds", "1", "--no-progress",
-    "--models", "ad", "dpt", "--key-door-train-tasks", "3", "--key-door-held-out-tasks", "2",
+    "--envs", "darkroom-9x9", "key-to-door-9x9", "--models", "ad", "dpt",
+    "--key-door-train-tasks", "3", "--key-door-held-out-tasks", "2",
     "--dpt-optim.num-updates", "6", "--dpt-optim.batch-size", "4", "--dpt-optim.warmup-updates", "1",
     "--dpt.context-len", "8", "--dpt.backbone.width", "16", "--dpt.backbone.num-layers", "2",
     "--dpt.backbone.num-heads", "2",
@@ -119,13 +120,14 @@ def test_t2mir_config_rejects_unknown_or_repeated_names(flags):
 def test_t2mir_paper_preset_parses_and_later_flags_override_it():
     config, _ = parse_cli(t2mir.T2MIRConfig, with_scale(["--scale", "paper", "--num-seeds", "2"], t2mir.PRESETS))
     assert config.scale == "paper" and config.num_seeds == 2 and config.models == ("ad", "dpt")
+    assert config.envs == t2mir.ENVS and t2mir.T2MIRConfig().envs == ("darkroom-9x9",)
     assert config.ad.backbone.num_heads == 8 and config.dpt.backbone.width == 128
     assert config.dpt.backbone.moe.balance_weight == 0.01 and config.dpt.backbone.moe.contrastive_weight == 0.001
     assert config.moe.balance_weight == 0.1 and config.moe.contrastive_weight == 0.01
 
 
 def test_t2mir_runs_skip_dpt_on_key_to_door():
-    config = t2mir.T2MIRConfig(models=("ad", "dpt"))
+    config = t2mir.T2MIRConfig(envs=t2mir.ENVS, models=("ad", "dpt"))
     assert config.runs() == [("ad", "darkroom-9x9"), ("ad", "key-to-door-9x9"), ("dpt", "darkroom-9x9")]
 
 
