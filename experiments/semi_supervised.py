@@ -24,6 +24,18 @@ statistics in every variant (action-free episodes have states too). Writes one
 "unlabelled"}`` (mean squared action error over seeds) and ``proxy_matches_true`` (per
 quality, setting and algorithm at the 10% fraction: the proxy variant's mean within
 :data:`MATCH_TOLERANCE` normalised points of the true-label one, what the paper reports).
+
+Measured at the CPU default (generated Pendulum ``medium``, 5 seeds, 10k gradient steps of
+(64, 64) networks, final normalised score mean +- std; 2-core CPU shared with two other jobs,
+31 minutes). True labels: TD3+BC 48.3 +- 2.8, IQL 49.9 +- 16.3. Labelled from the
+lowest-return half, labelled only / labelled + proxy: 1% TD3+BC 37.4 / 49.6, IQL 9.4 / 48.4;
+10% TD3+BC 40.7 / 47.1, IQL 13.9 / 52.3. Labelled at random: 1% TD3+BC 54.8 / 52.3, IQL
+42.3 / 51.3; 10% TD3+BC 52.8 / 49.1, IQL 66.1 / 55.1. The IDM's held-out mean squared action
+error is 0.006-0.017 (actions in [-1, 1]). So, as the paper reports, at 10% the proxy labels
+bring both algorithms to the true-label score (within 5 points, or above it: IQL at random
+55.1 against 49.9, inside IQL's seed spread of +-13 to +-16), and on the low-return labels
+they recover what labelled-only training loses (IQL 13.9 -> 52.3). On this small dataset a
+random 1-10% of the episodes already suffices for TD3+BC without proxy labels.
 """
 
 from __future__ import annotations
