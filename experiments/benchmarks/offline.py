@@ -51,6 +51,7 @@ import numpy as np
 import envs
 from experiments.bench_ref import jaxcorl_offline as ref
 from experiments.benchmarks.report import row
+from experiments.benchmarks.timing import best_of_alternating
 from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_positive
 from jaxrl_icl.icl import transformer
@@ -128,18 +129,6 @@ def peak_flops(size: int, repeats: int) -> float:
         jax.block_until_ready(dot(a, b))
         best = min(best, time.perf_counter() - t0)
     return 2.0 * size**3 / best
-
-
-def best_of_alternating(repeats: int, calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
-    """Best seconds of each of ``calls`` over ``repeats`` rounds that call each once in turn
-    (side by side, so that load from other processes hits all of them alike)."""
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(repeats):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(call())
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def ours_call(algo: str, cfg: OfflineBenchConfig, dataset: Dataset, seeds: int, updates: int) -> Callable[[], Any]:
