@@ -37,8 +37,9 @@ per set, one line per method, mean and 95% band over training seeds), ``table.md
 ``summary.json`` (``gain_percent``, last-episode returns per seed, the share of random-policy
 histories in each cell's training data, the source curves).
 
-CPU default (about 20 minutes on 2 cores): 10 histories per goal, a width-32 AD (4 layers, 4
-heads, the LHF paper's embedding size), 750 updates of batch 32 (lr 1e-3) per model, 5 seeds, 20
+CPU default (43.5 minutes on 2 cores shared with another job, perhaps half that on idle ones;
+``--optim.num-updates 750`` halves it but shows nothing): 10 histories per goal, a width-32 AD (4
+layers, 4 heads, the LHF paper's embedding size), 1500 updates of batch 32 (lr 1e-3) per model, 5 seeds, 20
 evaluation episodes x 4 rollouts per held-out goal; far below the paper's budget, so the absolute
 returns are low and the comparison is between cells of equal budget.
 
@@ -46,11 +47,11 @@ Measured (2-core CPU shared with another job, load average 4-5; 5 seeds; held-ou
 episode 20, optimum 16.94; the source Q-learning reaches 4.4 by its episode 20, the random
 policy 0.3):
 
-* default (750 updates, 20.3 min): AD barely leaves the random policy's level. Return none /
+* ``--optim.num-updates 750`` (20.3 min): AD barely leaves the random policy's level. Return none /
   reweight / filter: clean 0.49 / 0.62 / 0.77, noisy 0.24 / 0.31 / 0.45; gain_percent clean
   reweight +27.6 [-90.0, +145.1], filter +57.1 [-45.4, +159.5]; noisy reweight +30.3
   [-114.7, +175.2], filter +88.2 [-140.0, +316.3]: the right sign, no interval excludes 0.
-* ``--optim.num-updates 1500`` (43.5 min under that load): the in-context curves rise. Return
+* default (1500 updates, 43.5 min under that load): the in-context curves rise. Return
   clean 1.50 / 1.34 / 1.72, noisy 0.80 / 1.38 / 1.52; gain_percent clean reweight -10.6 [-53.5,
   +32.2], filter +14.6 [-39.5, +68.7]; noisy reweight +72.7 [+6.2, +139.1] (excludes 0), filter
   +89.5 [-17.9, +196.8]. The paper: +25.1 clean, +90.7 noisy (AD, filtering, 3 runs).
@@ -123,7 +124,7 @@ class LHFExperimentConfig:
     eval_seeds: int = field(4, help="rollouts per held-out goal and trained model")
     chunk_updates: int = field(100, help="updates per jitted chunk (progress)")
     ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125, backbone=tr.BackboneConfig(width=32, num_layers=4, num_heads=4))
-    optim: OptimConfig = OptimConfig(num_updates=750, batch_size=32, lr=1e-3, warmup_updates=100)
+    optim: OptimConfig = OptimConfig(num_updates=1500, batch_size=32, lr=1e-3, warmup_updates=100)
     q_learning: QLearningConfig = QLearningConfig(num_episodes=100, lr=1.0, epsilon_decay_episodes=25,
                                                   record_history=True)
 
