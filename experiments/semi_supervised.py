@@ -36,6 +36,12 @@ bring both algorithms to the true-label score (within 5 points, or above it: IQL
 55.1 against 49.9, inside IQL's seed spread of +-13 to +-16), and on the low-return labels
 they recover what labelled-only training loses (IQL 13.9 -> 52.3). On this small dataset a
 random 1-10% of the episodes already suffices for TD3+BC without proxy labels.
+``--qualities medium-expert`` (same machine and flags; true labels TD3+BC 86.0 +- 4.6, IQL
+55.6 +- 19.1): low-return labels, labelled only / proxy, 1% TD3+BC 43.3 / 86.4, IQL 42.2 /
+51.4; 10% TD3+BC 47.2 / 84.7, IQL 57.6 / 57.9; random labels 1% TD3+BC 82.9 / 87.7, IQL
+72.5 / 55.7; 10% TD3+BC 85.9 / 84.9, IQL 55.5 / 56.7: at 10% the proxy variant is within 5
+points of the true-label score in all four cases, and on low-return labels it lifts TD3+BC
+from 47 to 85.
 """
 
 from __future__ import annotations
