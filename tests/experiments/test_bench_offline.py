@@ -72,22 +72,20 @@ def test_td3_bc_losses_match_the_reference_implementation():
     state = trainer.init(jax.random.PRNGKey(3), dataset)
     new_state, metrics = jax.jit(trainer.update)(state, dataset)
 
-    # the trainer's draws: critic batch and noise, then the actor's batch
-    key, k_batch, k_noise = jax.random.split(state.key, 3)
+    # the trainer's draws: critic batch and noise; the actor learns on the same batch
+    _, k_batch, k_noise = jax.random.split(state.key, 3)
     idx = jax.random.randint(k_batch, (config.batch_size,), 0, n)
     noise = jnp.clip(config.policy_noise * jax.random.normal(k_noise, (config.batch_size, act_dim)),
                      -config.noise_clip, config.noise_clip)
-    actor_idx = jax.random.randint(jax.random.split(key)[1], (config.batch_size,), 0, n)
     data = ref.dataset_dict(arrays["observations"], arrays["actions"], arrays["rewards"],
                             arrays["next_observations"], arrays["terminals"])
-    batch, actor_batch = (jax.tree.map(lambda x, i=i: x[i], data) for i in (idx, actor_idx))
+    batch = jax.tree.map(lambda x: x[idx], data)
 
     actor, critic = ref.Actor(act_dim), ref.DoubleCritic()
     target = ref.td3_bc_target(state.target_actor, _to_reference_critic(state.target_critic), actor, critic, batch,
                                noise)
     critic_loss = ref.td3_bc_critic_loss(_to_reference_critic(state.critic), critic, target, batch)
-    actor_loss = ref.td3_bc_actor_loss(state.actor, _to_reference_critic(new_state.critic), actor, critic,
-                                       actor_batch)
+    actor_loss = ref.td3_bc_actor_loss(state.actor, _to_reference_critic(new_state.critic), actor, critic, batch)
     np.testing.assert_allclose(metrics["critic_loss"], critic_loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["actor_loss"], actor_loss, rtol=1e-5, atol=1e-6)
     # the layouts really are the same networks (not two equal-by-accident numbers)
