@@ -94,13 +94,11 @@ def test_icl_suite(tmp_path):
     rows = _run("icl", ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "16",
                         "--num-tasks", "1", "2", "--vmap-context", "8", "--width", "8", "--num-layers", "1",
                         "--num-heads", "1", "--repeats", "1", "--backbone-context", "8",
-                        "--backbones", "t2mir", "sink_kv"], tmp_path)
-    t2mir, sink = "T2MIR (6+12 experts, last 1 layer(s))", "Sink-KV"
+                        "--backbones", "sink_kv"], tmp_path)  # T2MIR compiles for seconds: covered by icl tests
     assert [r["case"] for r in rows if r["unit"] == "tokens/s"] == [
         "cached rollout, context 8, vs recomputing it every step", "training, 2 x 8 tokens",
         "cached rollout x1 tasks (vmap), context 8", "cached rollout x2 tasks (vmap), context 8, vs x1",
-        *(f"backbone {name}: {what}, vs dense" for name in (t2mir, sink)
-          for what in ("training, 2 x 8 tokens", "cached rollout, context 8"))]
+        *(f"backbone Sink-KV: {what}, vs dense" for what in ("training, 2 x 8 tokens", "cached rollout, context 8"))]
     backbone = [r for r in rows if r["case"].startswith("backbone") and r["unit"] == "tokens/s"]
     assert all(r["ours"] > 0 and r["reference"] > 0 for r in backbone)
     with pytest.raises(SystemExit):
