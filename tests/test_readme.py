@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -22,6 +24,7 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second():
     assert install.replace("pip install", "pip install -q") in ci
 
 
+@pytest.mark.slow  # runs every README example (training loops included): about a minute of the default suite
 def test_readme_python_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     assert blocks, "README has no python examples"
