@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import jax
 import numpy as np
@@ -156,6 +156,25 @@ def evaluate_ad(config: DarkroomADConfig, model: TransformerConfig, params: Any,
                                              num_seeds=config.eval_seeds))
     out = run_eval(params, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
     return episode_returns(out["reward"], out["done"], env.horizon)
+
+
+def held_out_evaluation(ad_config: ad.ADConfig, model: TransformerConfig, env: Any, tasks: Any, *,
+                        eval_episodes: int, eval_seeds: int, seed: int) -> Callable[[Any], np.ndarray]:
+    """``params [S, ...] -> [S, eval_episodes]``: each of ``S`` trained models' mean in-context
+    return per episode over ``tasks`` (stacked env params, leading axis the tasks) and
+    ``eval_seeds`` rollouts per task, no weight updates. One jitted ``vmap`` over models, tasks
+    and rollouts, compiled once for every call; every model gets the same keys (from ``seed``,
+    as :func:`evaluate_ad`), so models compare on the same rollouts."""
+    agent = ad.make_agent(ad_config, model)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    run = jax.jit(jax.vmap(lambda p: evaluate(env, tasks, agent, p, key, num_steps=eval_episodes * env.horizon,
+                                              num_seeds=eval_seeds)))
+
+    def returns(params: Any) -> np.ndarray:
+        out = run(params)
+        return episode_returns(out["reward"], out["done"], env.horizon).mean(axis=(1, 2))  # [S, G, seeds, episodes]
+
+    return returns
 
 
 def load_trained(run_dir) -> tuple[DarkroomADConfig, TransformerConfig, Any]:

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +82,7 @@ from experiments.darkroom_ad import (
     belongs,
     collect,
     goal_split,
+    held_out_evaluation,
     select_training_histories,
     source_returns,
 )
@@ -89,7 +90,6 @@ from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import ad, lhf
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.histories import load_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
@@ -109,8 +109,8 @@ METHODS = ("none", "reweight", "filter")
 class LHFExperimentConfig:
     """AD on clean and noisy Dark Room histories, without filtering, reweighted and filtered."""
 
-    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (about 20-25 minutes) or paper (for a "
-                                           "GPU); other flags override it")
+    scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu (about 45 minutes on a shared 2-core "
+                                           "CPU) or paper (for a GPU); other flags override it")
     num_seeds: int = field(5, help="training seeds per cell (the confidence intervals are over these)")
     seed: int = field(0, help="seed of collection, training (seed keys), filtering and evaluation")
     histories_per_goal: int = field(10, help="Q-learning histories per goal in each set")
@@ -198,26 +198,6 @@ def gain_percent(base: np.ndarray, other: np.ndarray, level: float = 0.95) -> tu
     return float(scale * mean[0]), float(scale * low[0]), float(scale * high[0])
 
 
-def make_evaluation(config: LHFExperimentConfig, model: tr.TransformerConfig,
-                    goals: np.ndarray) -> Callable[[Any], np.ndarray]:
-    """``params -> [num_seeds, eval_episodes]``: mean in-context return per episode over
-    ``goals [G, 2]`` and ``eval_seeds`` rollouts each, for params with a leading seed axis; one
-    jitted ``vmap`` over seeds, goals and rollouts, the same keys for every model."""
-    env, base = envs.make(ENV)
-    tasks = jax.vmap(lambda g: base.replace(goal=g))(jnp.asarray(goals))
-    agent = ad.make_agent(config.ad, model)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    run = jax.jit(jax.vmap(lambda p: evaluate(env, tasks, agent, p, key, num_steps=config.eval_episodes * env.horizon,
-                                              num_seeds=config.eval_seeds)))
-
-    def returns(params: Any) -> np.ndarray:
-        out = run(params)
-        per_episode = episode_returns(out["reward"], out["done"], env.horizon)  # [S, G, eval_seeds, episodes]
-        return per_episode.mean(axis=(1, 2))
-
-    return returns
-
-
 def _collect(q_learning: QLearningConfig, first_seed: int, runs: int, path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``runs`` Q-learning runs per goal (seeds ``first_seed + i``) saved at ``path``, and their goals ``[N, 2]``."""
     collect(DarkroomADConfig(seed=first_seed, histories_per_goal=runs, q_learning=q_learning), path)
@@ -259,7 +239,9 @@ def main(argv: list[str] | None = None):
     obs_dim = int(np.prod(env.observation_space(base).shape))
     model = ad.make_model(config.ad, obs_dim, env.num_actions, env.horizon)
     trainer = ad.make_train(config.ad, config.optim, obs_dim, env.num_actions, env.horizon)
-    held_out = make_evaluation(config, model, test_goals)
+    test_tasks = jax.vmap(lambda g: base.replace(goal=g))(jnp.asarray(test_goals))
+    held_out = held_out_evaluation(config.ad, model, env, test_tasks, eval_episodes=config.eval_episodes,
+                                   eval_seeds=config.eval_seeds, seed=config.seed)
     curves: dict[str, dict[str, np.ndarray]] = {d: {} for d in DATASETS}
     noise_share: dict[str, dict[str, float]] = {d: {} for d in DATASETS}
     loss: dict[str, dict[str, float]] = {d: {} for d in DATASETS}

@@ -56,12 +56,11 @@ import numpy as np
 
 import envs
 from envs.darkroom import KeyToDoor, all_goals, key_to_door_optimal_return, optimal_return
-from experiments.darkroom_ad import goal_split, source_returns
+from experiments.darkroom_ad import goal_split, held_out_evaluation, source_returns
 from experiments.darkroom_dpt import DarkroomDPTConfig, evaluate_dpt
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import ad, dpt
 from jaxrl_icl.icl import transformer as tr
-from jaxrl_icl.icl.evaluate import episode_returns, evaluate
 from jaxrl_icl.icl.moe import MoEConfig
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl import q_learning
@@ -193,20 +192,6 @@ def collect(config: T2MIRConfig, env: Any, params: Any) -> dict[str, np.ndarray]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def ad_returns(config: T2MIRConfig, ad_config: ad.ADConfig, model: tr.TransformerConfig, params: Any,
-               env: Any, tasks: Any) -> np.ndarray:
-    """Mean in-context return per episode ``[num_seeds, eval_episodes]`` of the trained ``params``
-    (leading seed axis) over ``tasks`` and ``eval_seeds`` rollouts each."""
-    run = jax.jit(lambda p, k: evaluate(env, tasks, ad.make_agent(ad_config, model), p, k,
-                                        num_steps=config.eval_episodes * env.horizon, num_seeds=config.eval_seeds))
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    rows = []
-    for s in range(config.num_seeds):
-        out = run(jax.tree.map(lambda x, s=s: x[s], params), key)
-        rows.append(episode_returns(out["reward"], out["done"], env.horizon).reshape(-1, config.eval_episodes).mean(0))
-    return np.stack(rows)
-
-
 def dpt_eval_config(config: T2MIRConfig, variant: str) -> DarkroomDPTConfig:
     """The :func:`experiments.darkroom_dpt.evaluate_dpt` settings of a DPT ``variant``."""
     return DarkroomDPTConfig(seed=config.seed, trials=config.eval_seeds, online_episodes=config.eval_episodes,
@@ -245,7 +230,9 @@ def run_ad(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
         state, out["logs"][variant] = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data,
                                                       chunk_updates=config.chunk_updates, progress=progress)
         params = gather_seeds(state.params)
-        out["curves"][variant] = ad_returns(config, ad_config, model, params, env, tasks.held_out)
+        out["curves"][variant] = held_out_evaluation(ad_config, model, env, tasks.held_out,
+                                                       eval_episodes=config.eval_episodes,
+                                                       eval_seeds=config.eval_seeds, seed=config.seed)(params)
         if variant != "dense":
             window = ad.sample_windows(data, jax.random.PRNGKey(config.seed), config.optim.batch_size,
                                        ad_config.context_steps(env.horizon))
