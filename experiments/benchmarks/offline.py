@@ -69,7 +69,7 @@ class OfflineBenchConfig:
     """TD3+BC and IQL updates/s at several seed counts: ours vs the JAX-CORL design."""
 
     algos: tuple[str, ...] = field(ALGOS, help="algorithms to time (td3_bc, iql; dt: cached vs recomputed rollouts)")
-    num_seeds: tuple[int, ...] = field((1, 16, 64), help="seed counts to time (ours vmapped)")
+    num_seeds: tuple[int, ...] = field((1, 16, 64), help="seed counts to time (ours as experiments.offline runs them)")
     dataset_size: int = field(1_000_000, help="transitions of the synthetic dataset")
     obs_dim: int = field(17, help="observation size")
     action_dim: int = field(6, help="action size")
