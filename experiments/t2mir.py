@@ -56,8 +56,9 @@ import numpy as np
 
 import envs
 from envs.darkroom import KeyToDoor, all_goals, key_to_door_optimal_return, optimal_return
-from experiments.darkroom_ad import goal_split, held_out_evaluation, source_returns
-from experiments.darkroom_dpt import DarkroomDPTConfig, evaluate_dpt
+from experiments.darkroom_ad import AD_OPTIM, goal_split, held_out_evaluation, source_returns
+from experiments.darkroom_dpt import DPT_OPTIM, DarkroomDPTConfig, evaluate_dpt
+from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import ad, dpt
 from jaxrl_icl.icl import transformer as tr
@@ -100,19 +101,19 @@ class T2MIRConfig:
     models: tuple[str, ...] = field(("ad",), help="models to run: " + ", ".join(MODELS) + " (dpt: Dark Room only)")
     num_seeds: int = field(3, help="training seeds per model (the confidence intervals are over these)")
     seed: int = field(0, help="seed of collection, training (seed keys) and evaluation")
-    histories_per_goal: int = field(1, help="Q-learning runs per task")
+    histories_per_goal: int = field(5, help="Q-learning runs per task (5: as experiments.darkroom_ad)")
     split_seed: int = field(0, help="task permutation of goal_split / key_door_split")
     num_train_goals: int = field(65, help="Dark Room training goals; the rest of the 81 are held out")
     key_door_train_tasks: int = field(200, help="Key-to-Door training (key, door) tasks")
     key_door_held_out_tasks: int = field(16, help="Key-to-Door held-out (key, door) tasks")
-    eval_episodes: int = field(20, help="in-context episodes per held-out task and rollout")
+    eval_episodes: int = field(100, help="in-context episodes per held-out task and rollout")
     eval_seeds: int = field(4, help="rollouts per held-out task and trained model")
     chunk_updates: int = field(250, help="updates per jitted chunk (progress)")
     ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125)
     moe: MoEConfig = MoEConfig()
-    optim: OptimConfig = OptimConfig(num_updates=2000, batch_size=32, lr=1e-3, warmup_updates=100)
+    optim: OptimConfig = AD_OPTIM
     dpt: dpt.DPTConfig = dpt.DPTConfig()
-    dpt_optim: OptimConfig = OptimConfig(num_updates=2000, batch_size=16, lr=1e-3, warmup_updates=100)
+    dpt_optim: OptimConfig = DPT_OPTIM
     q_learning: QLearningConfig = QLearningConfig(num_episodes=100, lr=1.0, epsilon_decay_episodes=25,
                                                   record_history=True)
 
@@ -228,7 +229,8 @@ def run_ad(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
         model = ad.make_model(ad_config, obs_dim, env.num_actions, env.horizon)
         trainer = ad.make_train(ad_config, config.optim, obs_dim, env.num_actions, env.horizon)
         state, out["logs"][variant] = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data,
-                                                      chunk_updates=config.chunk_updates, progress=progress)
+                                                      chunk_updates=config.chunk_updates, progress=progress,
+                                                      sequential_seeds=sequential_on_cpu())
         params = gather_seeds(state.params)
         out["curves"][variant] = held_out_evaluation(ad_config, model, env, tasks.held_out,
                                                        eval_episodes=config.eval_episodes,
@@ -252,7 +254,8 @@ def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]
         model = dpt.make_model(config.dpt_config(variant), 2, env.num_actions)
         trainer = dpt.make_train(config.dpt_config(variant), config.dpt_optim, model, batch_fn)
         state, out["logs"][variant] = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), None,
-                                                      chunk_updates=config.chunk_updates, progress=progress)
+                                                      chunk_updates=config.chunk_updates, progress=progress,
+                                                      sequential_seeds=sequential_on_cpu())
         params = gather_seeds(state.params)
         rows, posterior = [], None
         for s in range(config.num_seeds):
