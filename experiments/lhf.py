@@ -41,7 +41,12 @@ CPU default (43.5 minutes on 2 cores shared with another job, perhaps half that 
 ``--optim.num-updates 750`` halves it but shows nothing): 10 histories per goal, a width-32 AD (4
 layers, 4 heads, the LHF paper's embedding size), 1500 updates of batch 32 (lr 1e-3) per model, 5 seeds, 20
 evaluation episodes x 4 rollouts per held-out goal; far below the paper's budget, so the absolute
-returns are low and the comparison is between cells of equal budget.
+returns are low and the comparison is between cells of equal budget. It is also below the strong
+AD baseline of :mod:`experiments.darkroom_ad` (:data:`~experiments.darkroom_ad.AD_OPTIM`: 18,000
+updates of batch 16 at lr 2e-3, width 64, about 9 minutes per model), which the default does not
+use because it trains 30 models (about 4.5 hours at that budget on 2 cores);
+``--optim.num-updates 18000 --optim.batch-size 16 --optim.lr 2e-3 --ad.backbone.width 64`` runs
+it there (on a GPU: ``--scale paper``).
 
 Measured (2-core CPU shared with another job, load average 4-5; 5 seeds; held-out return of
 episode 20, optimum 16.94; the source Q-learning reaches 4.4 by its episode 20, the random
