@@ -25,7 +25,8 @@ from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.stats import welch_difference
 
 TINY = [
-    "--num-seeds", "2", "--histories-per-goal", "1", "--optim.num-updates", "6", "--optim.batch-size", "4", "--optim.warmup-updates", "1",
+    "--num-seeds", "2", "--histories-per-goal", "1", "--optim.num-updates", "6", "--optim.batch-size", "4",
+    "--optim.warmup-updates", "1",
     "--chunk-updates", "3", "--q-learning.num-episodes", "4", "--q-learning.epsilon-decay-episodes", "2",
     "--ad.context-episodes", "1", "--ad.backbone.width", "16", "--ad.backbone.num-layers", "2",
     "--ad.backbone.num-heads", "2", "--eval-episodes", "2", "--eval-seeds", "1", "--no-progress",
