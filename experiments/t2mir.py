@@ -31,7 +31,7 @@ batch 16 at lr 2e-3; 5 Q-learning histories per goal; 100 evaluation episodes); 
 ``--models ad dpt`` add the rest. On 2 idle cores the default took 77.5 minutes: the dense
 variant 12.1 updates/s of 3 seeds, T2MIR 5.7 (at these sizes, 80 tokens of width 64, dense
 dispatch over 6 + 12 experts makes an update 2.1x the dense backbone's; at context 1024,
-where attention dominates, ``bench icl`` measures 0.80x dense's tokens/s). An earlier
+where attention dominates, ``bench icl`` measures 0.76x dense's tokens/s). An earlier
 measurement under load (about 4.5) of one update of 3 vmapped seeds on Key-to-Door (4
 episodes of 50 steps: a 200-step context) gave 1.9 s dense and 2.1 s T2MIR, which is why
 Key-to-Door is not in the CPU default (``--ad.context-episodes 2`` or a smaller
