@@ -58,13 +58,13 @@ PROG = "python -m experiments.darkroom_ad"
 ENV = "darkroom-9x9"
 NUM_GOALS = 81
 
-# The paper-sized run (REFERENCES.md: public AD reimplementations use 3 tokens per step,
-# hidden 512, 4 layers, 4 heads, lr 3e-4, 300k updates); put before the user's flags, so
-# those override it.
 # The strong CPU baseline (module docstring): about 9 minutes of training on 2 idle cores.
 # experiments.t2mir's AD uses it too.
 AD_OPTIM = OptimConfig(num_updates=18000, batch_size=16, lr=2e-3, warmup_updates=100)
 
+# The paper-sized run (REFERENCES.md: public AD reimplementations use 3 tokens per step,
+# hidden 512, 4 layers, 4 heads, lr 3e-4, 300k updates); put before the user's flags, so
+# those override it.
 PAPER_FLAGS = (
     "--ad.layout", "triplet", "--ad.backbone.width", "512", "--ad.backbone.num-layers", "4",
     "--ad.backbone.num-heads", "4", "--ad.backbone.dropout", "0.1", "--optim.lr", "3e-4",

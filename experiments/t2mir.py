@@ -300,8 +300,7 @@ def write_figures(config: T2MIRConfig, run, results: dict, optimum: dict) -> Non
             title += " (dotted: exact posterior)"
         panels[title] = curves
     plot_curve_panels(panels, run.plot_path("returns"), xlabel="episode", ylabel="held-out return / optimal",
-                      title="T2MIR vs dense backbone: held-out return per episode", ncols=min(2, len(panels)),
-                      panel_size=(6.4, 4.0) if len(panels) == 1 else (3.6, 2.8))  # one panel: room for title and legend
+                      title="T2MIR vs dense backbone: held-out return per episode", ncols=min(2, len(panels)))
     loss_panels = {}
     for (m, e), res in results.items():
         logs = res["logs"]["t2mir"]

@@ -124,7 +124,8 @@ def plot_curve_panels(
     if not panels:
         raise ValueError("panels is empty: nothing to plot")
     nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows + 0.6), dpi=dpi, layout="constrained")
+    width = max(panel_size[0] * ncols, 6.4)  # at least room for the title and a one-row legend
+    fig = Figure(figsize=(width, panel_size[1] * nrows + 0.6), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     for ax, (panel_title, curves) in zip(axes.ravel(), panels.items()):
