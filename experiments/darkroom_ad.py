@@ -163,24 +163,24 @@ def select_training_histories(config: DarkroomADConfig, histories: dict[str, np.
 
 
 def evaluate_ad(config: DarkroomADConfig, model: TransformerConfig, params: Any, goals: np.ndarray) -> np.ndarray:
-    """In-context returns ``[goals, eval_seeds, eval_episodes]`` on ``goals int32[N, 2]``: one
-    jitted ``vmap`` over goals and seeds, no weight updates, keys from ``config.seed``."""
+    """In-context returns ``[goals, eval_seeds, eval_episodes]`` of one trained model on
+    ``goals int32[N, 2]``: :func:`held_out_evaluation` unreduced, keys from ``config.seed``."""
     env, base = envs.make(ENV)
     tasks = jax.vmap(lambda g: base.replace(goal=g))(jax.numpy.asarray(goals))
-    run_eval = jax.jit(lambda p, k: evaluate(env, tasks, ad.make_agent(config.ad, model), p, k,
-                                             num_steps=config.eval_episodes * env.horizon,
-                                             num_seeds=config.eval_seeds))
-    out = run_eval(params, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
-    return episode_returns(out["reward"], out["done"], env.horizon)
+    returns = held_out_evaluation(config.ad, model, env, tasks, eval_episodes=config.eval_episodes,
+                                  eval_seeds=config.eval_seeds, seed=config.seed, per_rollout=True)
+    return returns(jax.tree.map(lambda x: x[None], params))[0]
 
 
 def held_out_evaluation(ad_config: ad.ADConfig, model: TransformerConfig, env: Any, tasks: Any, *,
-                        eval_episodes: int, eval_seeds: int, seed: int) -> Callable[[Any], np.ndarray]:
+                        eval_episodes: int, eval_seeds: int, seed: int,
+                        per_rollout: bool = False) -> Callable[[Any], np.ndarray]:
     """``params [S, ...] -> [S, eval_episodes]``: each of ``S`` trained models' mean in-context
-    return per episode over ``tasks`` (stacked env params, leading axis the tasks) and
-    ``eval_seeds`` rollouts per task, no weight updates. One jitted ``vmap`` over models, tasks
-    and rollouts, compiled once for every call; every model gets the same keys (from ``seed``,
-    as :func:`evaluate_ad`), so models compare on the same rollouts."""
+    return per episode over ``tasks`` (stacked env params, leading axis the tasks ``G``) and
+    ``eval_seeds`` rollouts per task, no weight updates; ``per_rollout`` keeps every rollout,
+    ``[S, G, eval_seeds, eval_episodes]``. One jitted ``vmap`` over models, tasks and rollouts,
+    compiled once for every call; every model gets the same keys (from ``seed``), so models
+    compare on the same rollouts."""
     agent = ad.make_agent(ad_config, model)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     run = jax.jit(jax.vmap(lambda p: evaluate(env, tasks, agent, p, key, num_steps=eval_episodes * env.horizon,
@@ -188,7 +188,8 @@ def held_out_evaluation(ad_config: ad.ADConfig, model: TransformerConfig, env: A
 
     def returns(params: Any) -> np.ndarray:
         out = run(params)
-        return episode_returns(out["reward"], out["done"], env.horizon).mean(axis=(1, 2))  # [S, G, seeds, episodes]
+        per_episode = episode_returns(out["reward"], out["done"], env.horizon)  # [S, G, seeds, episodes]
+        return per_episode if per_rollout else per_episode.mean(axis=(1, 2))
 
     return returns
 
