@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import jax
 import numpy as np
@@ -43,7 +43,7 @@ import envs
 from envs.darkroom import all_goals, optimal_return
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import TransformerConfig, ad, lhf
-from jaxrl_icl.icl.evaluate import episode_returns, evaluate
+from jaxrl_icl.icl.evaluate import episode_returns, held_out_evaluation
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.collect import CollectConfig, collect_histories
 from jaxrl_icl.rl.histories import save_histories
@@ -167,31 +167,9 @@ def evaluate_ad(config: DarkroomADConfig, model: TransformerConfig, params: Any,
     ``goals int32[N, 2]``: :func:`held_out_evaluation` unreduced, keys from ``config.seed``."""
     env, base = envs.make(ENV)
     tasks = jax.vmap(lambda g: base.replace(goal=g))(jax.numpy.asarray(goals))
-    returns = held_out_evaluation(config.ad, model, env, tasks, eval_episodes=config.eval_episodes,
+    returns = held_out_evaluation(ad.make_agent(config.ad, model), env, tasks, eval_episodes=config.eval_episodes,
                                   eval_seeds=config.eval_seeds, seed=config.seed, per_rollout=True)
     return returns(jax.tree.map(lambda x: x[None], params))[0]
-
-
-def held_out_evaluation(ad_config: ad.ADConfig, model: TransformerConfig, env: Any, tasks: Any, *,
-                        eval_episodes: int, eval_seeds: int, seed: int,
-                        per_rollout: bool = False) -> Callable[[Any], np.ndarray]:
-    """``params [S, ...] -> [S, eval_episodes]``: each of ``S`` trained models' mean in-context
-    return per episode over ``tasks`` (stacked env params, leading axis the tasks ``G``) and
-    ``eval_seeds`` rollouts per task, no weight updates; ``per_rollout`` keeps every rollout,
-    ``[S, G, eval_seeds, eval_episodes]``. One jitted ``vmap`` over models, tasks and rollouts,
-    compiled once for every call; every model gets the same keys (from ``seed``), so models
-    compare on the same rollouts."""
-    agent = ad.make_agent(ad_config, model)
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    run = jax.jit(jax.vmap(lambda p: evaluate(env, tasks, agent, p, key, num_steps=eval_episodes * env.horizon,
-                                              num_seeds=eval_seeds)))
-
-    def returns(params: Any) -> np.ndarray:
-        out = run(params)
-        per_episode = episode_returns(out["reward"], out["done"], env.horizon)  # [S, G, seeds, episodes]
-        return per_episode if per_rollout else per_episode.mean(axis=(1, 2))
-
-    return returns
 
 
 def load_trained(run_dir) -> tuple[DarkroomADConfig, TransformerConfig, Any]:

@@ -87,7 +87,6 @@ from experiments.darkroom_ad import (
     belongs,
     collect,
     goal_split,
-    held_out_evaluation,
     select_training_histories,
     source_returns,
 )
@@ -95,6 +94,7 @@ from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import ad, lhf
 from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.icl.evaluate import held_out_evaluation
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl.histories import load_histories
 from jaxrl_icl.rl.q_learning import QLearningConfig
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None):
     model = ad.make_model(config.ad, obs_dim, env.num_actions, env.horizon)
     trainer = ad.make_train(config.ad, config.optim, obs_dim, env.num_actions, env.horizon)
     test_tasks = jax.vmap(lambda g: base.replace(goal=g))(jnp.asarray(test_goals))
-    held_out = held_out_evaluation(config.ad, model, env, test_tasks, eval_episodes=config.eval_episodes,
+    held_out = held_out_evaluation(ad.make_agent(config.ad, model), env, test_tasks, eval_episodes=config.eval_episodes,
                                    eval_seeds=config.eval_seeds, seed=config.seed)
     curves: dict[str, dict[str, np.ndarray]] = {d: {} for d in DATASETS}
     noise_share: dict[str, dict[str, float]] = {d: {} for d in DATASETS}

@@ -16,13 +16,14 @@ episodes (``eval_seeds`` rollouts per task), no weight updates.
   held-out tasks; its optimum is :func:`envs.darkroom.key_to_door_optimal_return` (2 for
   every 9x9 task at H = 50).
 * DPT (``--dpt.*``, ``--dpt-optim.*``; T2MIR's DPT weights: balance 0.01, contrastive 0.001,
-  8 task experts, :data:`jaxrl_icl.icl.dpt.DPT_MOE`) on Dark Room 9x9 only: pretraining
-  batches from :func:`jaxrl_icl.icl.dpt.darkroom_batch` on the same 65 training goals, held-out
-  evaluation by :func:`experiments.darkroom_dpt.evaluate_dpt` (online, every transition into
-  a sliding context, sampled actions; the exact posterior's curve is the ceiling).
-  **DPT on Key-to-Door is not implemented** (its pretraining data needs an optimal-action
-  oracle over position x key bit and a key-aware transition sampler); it is skipped, and
-  ``summary.json`` says so under ``skipped``.
+  8 task experts, :data:`jaxrl_icl.icl.dpt.DPT_MOE`), pretrained on the same training tasks.
+  Dark Room: batches from :func:`jaxrl_icl.icl.dpt.darkroom_batch`, held-out evaluation by
+  :func:`experiments.darkroom_dpt.evaluate_dpt` (online, every transition into a sliding
+  context, sampled actions; the exact posterior's curve is the ceiling). Key-to-Door:
+  batches from :func:`jaxrl_icl.icl.dpt.key_door_batch` (random transitions from random
+  (cell, key bit) states, queries labelled with a shortest-path move to the key or, holding
+  it, to the door), the same online evaluation with ``context_len`` transitions in the
+  sliding window (2 episodes of 50 steps at the default 100); no exact posterior.
 
 Defaults (CPU): AD on Dark Room 9x9 only, 3 seeds, at the strong baseline of
 :mod:`experiments.darkroom_ad` (:data:`~experiments.darkroom_ad.AD_OPTIM`: 18,000 updates of
@@ -72,12 +73,13 @@ import numpy as np
 
 import envs
 from envs.darkroom import KeyToDoor, all_goals, key_to_door_optimal_return, optimal_return
-from experiments.darkroom_ad import AD_OPTIM, goal_split, held_out_evaluation, source_returns
+from experiments.darkroom_ad import AD_OPTIM, goal_split, source_returns
 from experiments.darkroom_dpt import DPT_OPTIM, DarkroomDPTConfig, evaluate_dpt
 from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import ad, dpt
 from jaxrl_icl.icl import transformer as tr
+from jaxrl_icl.icl.evaluate import held_out_evaluation
 from jaxrl_icl.icl.moe import MoEConfig
 from jaxrl_icl.icl.train import OptimConfig
 from jaxrl_icl.rl import q_learning
@@ -94,8 +96,6 @@ PROG = "python -m experiments.t2mir"
 ENVS = ("darkroom-9x9", "key-to-door-9x9")
 MODELS = ("ad", "dpt")
 VARIANTS = ("dense", "t2mir")
-SKIPPED = {("dpt", "key-to-door-9x9"): "not implemented: DPT pretraining on Key-to-Door needs an optimal-action "
-                                       "oracle over position x key bit and a key-aware transition sampler"}
 # T2MIR's public configs (REFERENCES.md): AD hidden 64, 4 layers, 8 heads, batch 128; DPT hidden
 # 128, 3 layers, batch 32; 5 seeds. Put before the user's flags, so those override it.
 PRESETS = {"paper": [
@@ -114,7 +114,7 @@ class T2MIRConfig:
     scale: Literal["cpu", "paper"] = field("cpu", help="size preset: cpu or paper (for a GPU); other flags "
                                            "override it")
     envs: tuple[str, ...] = field(ENVS[:1], help="envs to run: " + ", ".join(ENVS))
-    models: tuple[str, ...] = field(("ad",), help="models to run: " + ", ".join(MODELS) + " (dpt: Dark Room only)")
+    models: tuple[str, ...] = field(("ad",), help="models to run: " + ", ".join(MODELS))
     num_seeds: int = field(3, help="training seeds per model (the confidence intervals are over these)")
     seed: int = field(0, help="seed of collection, training (seed keys) and evaluation")
     histories_per_goal: int = field(5, help="Q-learning runs per task (5: as experiments.darkroom_ad)")
@@ -157,8 +157,8 @@ class T2MIRConfig:
         return dataclasses.replace(self.dpt, backbone=dataclasses.replace(self.dpt.backbone, ffn=variant))
 
     def runs(self) -> list[tuple[str, str]]:
-        """The (model, env) pairs to run, model-major; pairs in :data:`SKIPPED` left out."""
-        return [(m, e) for m in self.models for e in self.envs if (m, e) not in SKIPPED]
+        """The (model, env) pairs to run, model-major."""
+        return [(m, e) for m in self.models for e in self.envs]
 
 
 def key_door_split(split_seed: int, num_train: int, num_held_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +248,7 @@ def run_ad(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
                                                       chunk_updates=config.chunk_updates, progress=progress,
                                                       sequential_seeds=sequential_on_cpu())
         params = gather_seeds(state.params)
-        out["curves"][variant] = held_out_evaluation(ad_config, model, env, tasks.held_out,
+        out["curves"][variant] = held_out_evaluation(ad.make_agent(ad_config, model), env, tasks.held_out,
                                                        eval_episodes=config.eval_episodes,
                                                        eval_seeds=config.eval_seeds, seed=config.seed)(params)
         if variant != "dense":
@@ -259,27 +259,44 @@ def run_ad(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
 
 
 def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]:
-    """DPT dense vs T2MIR on Dark Room 9x9 (``tasks``): as :func:`run_ad`, plus the exact
-    posterior's curve ``posterior`` (DPT's ceiling under this protocol)."""
+    """DPT dense vs T2MIR on ``tasks``, as :func:`run_ad`. Dark Room: pretraining batches from
+    :func:`jaxrl_icl.icl.dpt.darkroom_batch`, evaluation by
+    :func:`experiments.darkroom_dpt.evaluate_dpt` plus the exact posterior's curve
+    ``posterior`` (DPT's ceiling under this protocol). Key-to-Door: batches from
+    :func:`jaxrl_icl.icl.dpt.key_door_batch`, online evaluation with a sliding context (sampled
+    actions, every transition added), no posterior."""
     env, size = tasks.env, tasks.env.size
-    train_goals, test_goals = tasks.train.goal, tasks.held_out.goal
+    key_door = isinstance(env, KeyToDoor)
     n = config.dpt.context_len
-    batch_fn = lambda key, b: dpt.darkroom_batch(key, train_goals, size, n, b, random_ties=True)  # noqa: E731
-    out = {"curves": {}, "logs": {}, "loads": {}, "num_train_histories": None, "source": None}
+    if key_door:
+        train_tasks = jnp.stack([tasks.train.key, tasks.train.door], axis=1)
+        batch_fn = lambda key, b: dpt.key_door_batch(key, train_tasks, size, n, b, random_ties=True)  # noqa: E731
+        state_fn, state_dim = dpt.key_door_state(size), 3
+    else:
+        train_goals, test_goals = tasks.train.goal, tasks.held_out.goal
+        batch_fn = lambda key, b: dpt.darkroom_batch(key, train_goals, size, n, b, random_ties=True)  # noqa: E731
+        state_dim = 2
+    out = {"curves": {}, "logs": {}, "loads": {}, "num_train_histories": None, "source": None, "posterior": None}
     for variant in VARIANTS:
-        model = dpt.make_model(config.dpt_config(variant), 2, env.num_actions)
+        model = dpt.make_model(config.dpt_config(variant), state_dim, env.num_actions)
         trainer = dpt.make_train(config.dpt_config(variant), config.dpt_optim, model, batch_fn)
         state, out["logs"][variant] = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), None,
                                                       chunk_updates=config.chunk_updates, progress=progress,
                                                       sequential_seeds=sequential_on_cpu())
         params = gather_seeds(state.params)
-        rows, posterior = [], None
-        for s in range(config.num_seeds):
-            result = evaluate_dpt(dpt_eval_config(config, variant), jax.tree.map(lambda x, s=s: x[s], params),
-                                  test_goals, env_name="darkroom-9x9", train_goals=train_goals)
-            rows.append(result["online"].mean(0))
-            posterior = result["posterior_online"].mean(0)
-        out["curves"][variant], out["posterior"] = np.stack(rows), posterior
+        if key_door:
+            agent = dpt.make_agent(model, env.num_actions, state_fn, greedy=False)
+            out["curves"][variant] = held_out_evaluation(agent, env, tasks.held_out,
+                                                         eval_episodes=config.eval_episodes,
+                                                         eval_seeds=config.eval_seeds, seed=config.seed)(params)
+        else:
+            rows = []
+            for s in range(config.num_seeds):
+                result = evaluate_dpt(dpt_eval_config(config, variant), jax.tree.map(lambda x, s=s: x[s], params),
+                                      test_goals, env_name="darkroom-9x9", train_goals=train_goals)
+                rows.append(result["online"].mean(0))
+                out["posterior"] = result["posterior_online"].mean(0)  # the same rollouts for every model
+            out["curves"][variant] = np.stack(rows)
         if variant != "dense":
             context, query, _ = batch_fn(jax.random.PRNGKey(config.seed), config.dpt_optim.batch_size)
             out["loads"] = expert_loads(model, params, jnp.concatenate([context, query[:, None]], axis=1))
@@ -354,10 +371,9 @@ def main(argv: list[str] | None = None):
                                  for v in VARIANTS},
             "expert_load": {k: [float(x) for x in v.mean(0)] for k, v in res["loads"].items()},
         }
-    skipped = {m: {e: SKIPPED[(m, e)]} for m in config.models for e in config.envs if (m, e) in SKIPPED}
     summary = {"machine": "see versions.json", "scale": config.scale, "num_seeds": config.num_seeds,
                "eval_episodes": config.eval_episodes, "eval_seeds": config.eval_seeds,
-               "difference": difference, "runs": per_run, "skipped": skipped}
+               "difference": difference, "runs": per_run}
     write_json(run.path / "summary.json", summary)
     for m, per_env in difference.items():
         for e, d in per_env.items():
@@ -366,9 +382,6 @@ def main(argv: list[str] | None = None):
                   f"{last['dense']['mean']:.2f}, T2MIR {last['t2mir']['mean']:.2f}; T2MIR - dense {d['mean']:+.2f} "
                   f"(95% CI [{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}], {config.num_seeds} seeds); "
                   f"optimal {optimum[e]:.2f}")
-    for m, per_env in skipped.items():
-        for e, why in per_env.items():
-            print(f"{m.upper()} on {e}: skipped ({why})")
     print(f"run directory: {run.path}")
     return run
 

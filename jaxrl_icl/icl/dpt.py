@@ -7,7 +7,8 @@ transitions), which :func:`jaxrl_icl.icl.transformer.apply_queries` computes in 
 
 Tokens have ``2 * state_dim + num_actions + 2`` features: ``[s | onehot(a) | s' | r | is_query]``;
 a query token is ``[s | 0 | 0 | 0 | 1]``. Dark Room states are the agent position scaled
-to [0, 1]; bandits have no state (``state_dim = 0``), so their transitions are ``(a, r)``.
+to [0, 1], Key-to-Door states that plus the key bit (:func:`key_door_batch`); bandits have no
+state (``state_dim = 0``), so their transitions are ``(a, r)``.
 
 At evaluation a query never enters the context: the KV cache holds the transitions
 (``step``) and each decision is a ``peek`` with the current state, so one decision costs
@@ -150,6 +151,72 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
     return jax.vmap(one)(jax.random.split(key, batch))
 
 
+class KeyDoorSample(NamedTuple):
+    """One Dark Key-to-Door pretraining sample before tokenising; states are ``(x, y, has_key)``.
+
+    Attributes:
+      state, next_state: int32[n, 3] state and next state of each context transition.
+      action: int32[n] its action; reward: float32[n] its reward (1 for picking up the key,
+        1 for opening the door while holding it).
+      query: int32[3] the query state; task: int32[2, 2] the (key, door) cells; label: int32[]
+        the target action (a shortest-path move to the key without it, to the door with it).
+    """
+
+    state: jax.Array
+    action: jax.Array
+    next_state: jax.Array
+    reward: jax.Array
+    query: jax.Array
+    task: jax.Array
+    label: jax.Array
+
+
+def key_door_sample(key: jax.Array, tasks: jax.Array, size: int, context_len: int, *,
+                    random_ties: bool = False) -> KeyDoorSample:
+    """One sample of :func:`key_door_batch` (the same one for the same key), untokenised."""
+    k_task, k_pos, k_has, k_act, k_query, k_tie = jax.random.split(key, 6)
+    task = tasks[jax.random.randint(k_task, (), 0, tasks.shape[0])]
+    pos = jax.random.randint(k_pos, (context_len, 2), 0, size)
+    has_key = jax.random.bernoulli(k_has, 0.5, (context_len,))
+    action = jax.random.randint(k_act, (context_len,), 0, 5)
+    nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
+    got_key = jnp.all(nxt == task[0], axis=-1) & ~has_key
+    opens = jnp.all(nxt == task[1], axis=-1) & has_key
+    state = jnp.concatenate([pos, has_key[:, None]], axis=-1).astype(jnp.int32)
+    next_state = jnp.concatenate([nxt, (has_key | got_key)[:, None]], axis=-1).astype(jnp.int32)
+    query = jnp.concatenate([jax.random.randint(k_query, (2,), 0, size),
+                             jax.random.bernoulli(jax.random.fold_in(k_query, 1), 0.5, (1,))]).astype(jnp.int32)
+    target = jnp.where(query[2] == 1, task[1], task[0])
+    if random_ties:
+        label = jax.random.categorical(k_tie, jnp.where(optimal_actions(query[:2], target), 0.0, -jnp.inf))
+    else:
+        label = optimal_action(query[:2], target)
+    return KeyDoorSample(state, action, next_state, (got_key | opens).astype(jnp.float32), query, task,
+                         label.astype(jnp.int32))
+
+
+def key_door_batch(key: jax.Array, tasks: jax.Array, size: int, context_len: int, batch: int, *,
+                   random_ties: bool = False):
+    """``(context [B, n, d], query [B, d], label [B])`` for Dark Key-to-Door ``size x size``
+    observed with the key bit (states ``(x, y, has_key)``, ``d = token_dim(3, 5)``).
+
+    Each sample: a task from ``tasks int32[K, 2, 2]`` (rows ``(key, door)``), ``n`` transitions
+    from uniformly random states (cell, key bit) with uniformly random actions and the env's
+    dynamics and rewards (:class:`envs.darkroom.KeyToDoor` before the door is opened; the
+    ``opened`` flag is not observed, so a door already opened is out of this distribution),
+    and a uniformly random query state labelled with a shortest-path move to the key (without
+    it) or the door (with it); ``random_ties`` as in :func:`darkroom_batch`.
+    """
+    state_fn = key_door_state(size)
+
+    def one(k):
+        s = key_door_sample(k, tasks, size, context_len, random_ties=random_ties)
+        context = transition_tokens(state_fn(s.state), s.action, s.reward, state_fn(s.next_state), 5)
+        return context, query_tokens(state_fn(s.query), 5), s.label
+
+    return jax.vmap(one)(jax.random.split(key, batch))
+
+
 def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: int, batch: int,
                  means: jax.Array | None = None):
     """``(context [B, n, d], query [B, d], label [B])`` for Gaussian bandits.
@@ -250,6 +317,11 @@ def make_episodic_agent(model: tr.TransformerConfig, num_actions: int,
 def darkroom_state(size: int) -> Callable[[jax.Array], jax.Array]:
     """Dark Room observation (int position) -> state in [0, 1]^2."""
     return lambda obs: obs.astype(jnp.float32) / (size - 1)
+
+
+def key_door_state(size: int) -> Callable[[jax.Array], jax.Array]:
+    """Key-to-Door observation ``(x, y, has_key)`` (int) -> state ``[x, y] / (size - 1)`` and the key bit."""
+    return lambda obs: obs.astype(jnp.float32) / jnp.array([size - 1, size - 1, 1], jnp.float32)
 
 
 def no_state(obs: Any) -> jax.Array:

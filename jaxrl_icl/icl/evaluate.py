@@ -174,3 +174,23 @@ def episode_returns(reward: jax.Array | np.ndarray, done: jax.Array | np.ndarray
     if not np.array_equal(done, np.broadcast_to(expected, done.shape)):
         raise ValueError(f"done: episodes do not all last exactly horizon={horizon} steps")
     return reward.reshape(*reward.shape[:-1], steps // horizon, horizon).sum(axis=-1)
+
+
+def held_out_evaluation(agent: InContextAgent, env: Any, tasks: Any, *, eval_episodes: int, eval_seeds: int,
+                        seed: int, per_rollout: bool = False) -> Callable[[Any], np.ndarray]:
+    """``params [S, ...] -> [S, eval_episodes]``: each of ``S`` trained models' (e.g. seeds')
+    mean in-context return per episode over ``tasks`` (stacked env params, leading axis the
+    tasks ``G``) and ``eval_seeds`` online rollouts per task, no weight updates; ``per_rollout``
+    keeps every rollout, ``[S, G, eval_seeds, eval_episodes]``. Episodes last ``env.horizon``
+    steps. One jitted ``vmap`` over models, tasks and rollouts, compiled once for every call;
+    every model gets the same keys (from ``seed``), so models compare on the same rollouts."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    run = jax.jit(jax.vmap(lambda p: evaluate(env, tasks, agent, p, key, num_steps=eval_episodes * env.horizon,
+                                              num_seeds=eval_seeds)))
+
+    def returns(params: Any) -> np.ndarray:
+        out = run(params)
+        per_episode = episode_returns(out["reward"], out["done"], env.horizon)  # [S, G, seeds, episodes]
+        return per_episode if per_rollout else per_episode.mean(axis=(1, 2))
+
+    return returns

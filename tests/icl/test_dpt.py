@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs.darkroom import move, optimal_action
+from envs.darkroom import KeyToDoor, KeyToDoorState, move, optimal_action
 from jaxrl_icl.icl import dpt
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, prefill
@@ -59,6 +59,45 @@ def test_darkroom_random_ties_label_every_optimal_move():
     both = (q[:, 0] != goal[0]) & (q[:, 1] != goal[1])
     y_share = np.isin(label[both], (1, 2)).mean()
     assert abs(y_share - 0.5) < 4 * np.sqrt(0.25 / both.sum())
+
+
+def test_key_door_batch_follows_the_env_and_labels_a_shortest_move_to_key_then_door():
+    """Context transitions equal ``KeyToDoor(observe_key=True).step`` from the same state (door
+    not yet opened); each label lowers the hand-computed distance to the key (without it) or
+    the door (with it) by one, STAY on the target; the tokens decode to the raw sample."""
+    size, n, batch = 9, 6, 300
+    tasks = jnp.array([[[2, 7], [6, 1]], [[4, 4], [4, 5]]], jnp.int32)
+    keys = jax.random.split(jax.random.key(5), batch)
+    samples = jax.vmap(lambda k: dpt.key_door_sample(k, tasks, size, n, random_ties=True))(keys)
+    context, query, label = dpt.key_door_batch(jax.random.key(5), tasks, size, n, batch, random_ties=True)
+    assert context.shape == (batch, n, dpt.token_dim(3, 5)) and query.shape == (batch, dpt.token_dim(3, 5))
+    np.testing.assert_array_equal(label, samples.label)
+    s, a, s2, r, _ = (np.asarray(x) for x in _split(context, state_dim=3))
+    np.testing.assert_array_equal(np.rint(s[..., :2] * 8).astype(int), samples.state[..., :2])
+    np.testing.assert_array_equal(s2[..., 2], samples.next_state[..., 2])
+    np.testing.assert_array_equal(a.argmax(-1), samples.action)
+    np.testing.assert_array_equal(r, samples.reward)
+
+    env = KeyToDoor(size, observe_key=True)
+
+    def env_step(state, action, task):
+        params = env.default_params.replace(key=task[0], door=task[1])
+        st = KeyToDoorState(pos=state[:2], has_key=state[2] == 1, opened=jnp.bool_(False), time=jnp.int32(0))
+        obs, _, reward, _, _ = env.step_env(jax.random.key(0), st, action, params)
+        return obs, reward
+
+    obs, reward = jax.vmap(jax.vmap(env_step, (0, 0, None)))(samples.state, samples.action, samples.task)
+    np.testing.assert_array_equal(obs, samples.next_state)
+    np.testing.assert_array_equal(reward, samples.reward)
+    assert samples.reward.sum() > 0 and samples.state[..., 2].min() == 0 and samples.state[..., 2].max() == 1
+
+    q, lab, task = (np.asarray(x) for x in (samples.query, samples.label, samples.task))
+    target = np.where(q[:, 2:3] == 1, task[:, 1], task[:, 0])
+    moves = np.array([(0, 0), (0, 1), (0, -1), (-1, 0), (1, 0)])
+    before = np.abs(target - q[:, :2]).sum(1)
+    after = np.abs(target - np.clip(q[:, :2] + moves[lab], 0, size - 1)).sum(1)
+    np.testing.assert_array_equal(np.where(before == 0, lab == 0, after == before - 1), True)
+    assert 0 < q[:, 2].mean() < 1
 
 
 def test_bandit_batch_labels_the_best_arm():

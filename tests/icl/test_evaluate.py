@@ -9,7 +9,15 @@ import pytest
 
 import envs
 from envs.darkroom import optimal_action, optimal_return
-from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, episode_returns, evaluate, prefill, rollout
+from jaxrl_icl.icl.evaluate import (
+    ContextTransition,
+    InContextAgent,
+    episode_returns,
+    evaluate,
+    held_out_evaluation,
+    prefill,
+    rollout,
+)
 
 
 def _counting_agent(goal_from_carry: bool = False) -> InContextAgent:
@@ -81,3 +89,21 @@ def test_episode_returns_checks_the_horizon():
         episode_returns(reward, done, 2)
     with pytest.raises(ValueError, match="whole number"):
         episode_returns(reward, done, 3)
+
+
+def test_held_out_evaluation_gives_each_models_closed_form_return_per_episode():
+    """Two "models" (params 4 = always right, 3 = always left) from (4, 4) on goals (8, 4) and
+    (1, 4): right reaches (8, 4) at step 4 and stays there (H - 3 per episode), never (1, 4);
+    left passes (1, 4) once, at step 3, on its way to the wall (1 per episode), never (8, 4).
+    The reduced curve is the mean over tasks and rollouts of the per-rollout one."""
+    agent = InContextAgent(init=lambda: jnp.int32(0), act=lambda p, c, o, k: (p, c), observe=lambda p, c, t: c)
+    env, base = envs.make("darkroom-9x9")
+    tasks = jax.vmap(lambda g: base.replace(goal=g))(jnp.array([[8, 4], [1, 4]], jnp.int32))
+    returns = held_out_evaluation(agent, env, tasks, eval_episodes=3, eval_seeds=2, seed=0, per_rollout=True)
+    per_rollout = returns(jnp.array([4, 3], jnp.int32))
+    assert per_rollout.shape == (2, 2, 2, 3)
+    h = env.horizon
+    np.testing.assert_array_equal(per_rollout[0], np.broadcast_to(np.reshape([h - 3, 0], (2, 1, 1)), (2, 2, 3)))
+    np.testing.assert_array_equal(per_rollout[1], np.broadcast_to(np.reshape([0, 1], (2, 1, 1)), (2, 2, 3)))
+    mean = held_out_evaluation(agent, env, tasks, eval_episodes=3, eval_seeds=2, seed=0)(jnp.array([4, 3]))
+    np.testing.assert_allclose(mean, per_rollout.mean(axis=(1, 2)))
