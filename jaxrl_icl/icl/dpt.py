@@ -92,26 +92,48 @@ def query_tokens(state, num_actions: int) -> jax.Array:
 # ----------------------------------------------------------------------------- pretraining data
 
 
-class DarkroomSample(NamedTuple):
-    """One Dark Room pretraining sample before tokenising (int cells are (x, y)).
+class GridSample(NamedTuple):
+    """One grid-world pretraining sample before tokenising (int cells are (x, y)).
 
     Attributes:
-      pos, next_pos: int32[n, 2] cell and next cell of each context transition.
+      state, next_state: int32[n, S] state and next state of each context transition: the
+        cell in Dark Room (``S = 2``), ``(x, y, has_key)`` in Key-to-Door (``S = 3``).
       action: int32[n] its action; reward: float32[n] its reward.
-      query: int32[2] the query cell; goal: int32[2] the task; label: int32[] the target action.
+      query: int32[S] the query state; label: int32[] the target action there.
+      task: Dark Room's goal int32[2], or Key-to-Door's (key, door) cells int32[2, 2].
     """
 
-    pos: jax.Array
+    state: jax.Array
     action: jax.Array
-    next_pos: jax.Array
+    next_state: jax.Array
     reward: jax.Array
     query: jax.Array
-    goal: jax.Array
+    task: jax.Array
     label: jax.Array
 
 
+def _tokenised_batch(sample_fn: Callable[[jax.Array], GridSample], state_fn: Callable[[jax.Array], jax.Array],
+                     key: jax.Array, batch: int):
+    """``(context [B, n, d], query [B, d], label [B])`` of ``batch`` samples ``sample_fn(key_b)``."""
+
+    def one(k):
+        s = sample_fn(k)
+        context = transition_tokens(state_fn(s.state), s.action, s.reward, state_fn(s.next_state), 5)
+        return context, query_tokens(state_fn(s.query), 5), s.label
+
+    return jax.vmap(one)(jax.random.split(key, batch))
+
+
+def _label(key: jax.Array, cell: jax.Array, target: jax.Array, random_ties: bool) -> jax.Array:
+    """int32 shortest-path action from ``cell`` to ``target``: x-gap first, or with
+    ``random_ties`` uniform over :func:`envs.darkroom.optimal_actions` drawn with ``key``."""
+    if random_ties:
+        return jax.random.categorical(key, jnp.where(optimal_actions(cell, target), 0.0, -jnp.inf)).astype(jnp.int32)
+    return optimal_action(cell, target)
+
+
 def darkroom_sample(key: jax.Array, goals: jax.Array, size: int, context_len: int, *,
-                    random_ties: bool = False) -> DarkroomSample:
+                    random_ties: bool = False) -> GridSample:
     """One sample of :func:`darkroom_batch` (the same one for the same key), untokenised."""
     k_goal, k_pos, k_act, k_query = jax.random.split(key, 4)
     goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
@@ -120,13 +142,9 @@ def darkroom_sample(key: jax.Array, goals: jax.Array, size: int, context_len: in
     nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
     reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
     query = jax.random.randint(k_query, (2,), 0, size)
-    if random_ties:
-        allowed = optimal_actions(query, goal)
-        # a key folded from k_query, so the x-first path keeps its split (and its samples)
-        label = jax.random.categorical(jax.random.fold_in(k_query, 1), jnp.where(allowed, 0.0, -jnp.inf))
-    else:
-        label = optimal_action(query, goal)
-    return DarkroomSample(pos, action, nxt, reward, query, goal, label.astype(jnp.int32))
+    # a key folded from k_query, so the x-first path keeps its split (and its samples)
+    label = _label(jax.random.fold_in(k_query, 1), query, goal, random_ties)
+    return GridSample(pos, action, nxt, reward, query, goal, label)
 
 
 def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int, batch: int, *,
@@ -141,39 +159,14 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
     open). x-first labels make the label marginal under an uncertain goal mostly
     left/right, so the sampled policy explores along its row; random ties keep it isotropic.
     """
-    scale = 1.0 / (size - 1)
-
-    def one(k):
-        s = darkroom_sample(k, goals, size, context_len, random_ties=random_ties)
-        context = transition_tokens(s.pos * scale, s.action, s.reward, s.next_pos * scale, 5)
-        return context, query_tokens(s.query * scale, 5), s.label
-
-    return jax.vmap(one)(jax.random.split(key, batch))
-
-
-class KeyDoorSample(NamedTuple):
-    """One Dark Key-to-Door pretraining sample before tokenising; states are ``(x, y, has_key)``.
-
-    Attributes:
-      state, next_state: int32[n, 3] state and next state of each context transition.
-      action: int32[n] its action; reward: float32[n] its reward (1 for picking up the key,
-        1 for opening the door while holding it).
-      query: int32[3] the query state; task: int32[2, 2] the (key, door) cells; label: int32[]
-        the target action (a shortest-path move to the key without it, to the door with it).
-    """
-
-    state: jax.Array
-    action: jax.Array
-    next_state: jax.Array
-    reward: jax.Array
-    query: jax.Array
-    task: jax.Array
-    label: jax.Array
+    sample = lambda k: darkroom_sample(k, goals, size, context_len, random_ties=random_ties)  # noqa: E731
+    return _tokenised_batch(sample, darkroom_state(size), key, batch)
 
 
 def key_door_sample(key: jax.Array, tasks: jax.Array, size: int, context_len: int, *,
-                    random_ties: bool = False) -> KeyDoorSample:
-    """One sample of :func:`key_door_batch` (the same one for the same key), untokenised."""
+                    random_ties: bool = False) -> GridSample:
+    """One sample of :func:`key_door_batch` (the same one for the same key), untokenised; its
+    reward is 1 for picking up the key and 1 for opening the door while holding it."""
     k_task, k_pos, k_has, k_act, k_query, k_tie = jax.random.split(key, 6)
     task = tasks[jax.random.randint(k_task, (), 0, tasks.shape[0])]
     pos = jax.random.randint(k_pos, (context_len, 2), 0, size)
@@ -186,13 +179,8 @@ def key_door_sample(key: jax.Array, tasks: jax.Array, size: int, context_len: in
     next_state = jnp.concatenate([nxt, (has_key | got_key)[:, None]], axis=-1).astype(jnp.int32)
     query = jnp.concatenate([jax.random.randint(k_query, (2,), 0, size),
                              jax.random.bernoulli(jax.random.fold_in(k_query, 1), 0.5, (1,))]).astype(jnp.int32)
-    target = jnp.where(query[2] == 1, task[1], task[0])
-    if random_ties:
-        label = jax.random.categorical(k_tie, jnp.where(optimal_actions(query[:2], target), 0.0, -jnp.inf))
-    else:
-        label = optimal_action(query[:2], target)
-    return KeyDoorSample(state, action, next_state, (got_key | opens).astype(jnp.float32), query, task,
-                         label.astype(jnp.int32))
+    label = _label(k_tie, query[:2], jnp.where(query[2] == 1, task[1], task[0]), random_ties)
+    return GridSample(state, action, next_state, (got_key | opens).astype(jnp.float32), query, task, label)
 
 
 def key_door_batch(key: jax.Array, tasks: jax.Array, size: int, context_len: int, batch: int, *,
@@ -207,14 +195,8 @@ def key_door_batch(key: jax.Array, tasks: jax.Array, size: int, context_len: int
     and a uniformly random query state labelled with a shortest-path move to the key (without
     it) or the door (with it); ``random_ties`` as in :func:`darkroom_batch`.
     """
-    state_fn = key_door_state(size)
-
-    def one(k):
-        s = key_door_sample(k, tasks, size, context_len, random_ties=random_ties)
-        context = transition_tokens(state_fn(s.state), s.action, s.reward, state_fn(s.next_state), 5)
-        return context, query_tokens(state_fn(s.query), 5), s.label
-
-    return jax.vmap(one)(jax.random.split(key, batch))
+    sample = lambda k: key_door_sample(k, tasks, size, context_len, random_ties=random_ties)  # noqa: E731
+    return _tokenised_batch(sample, key_door_state(size), key, batch)
 
 
 def bandit_batch(key: jax.Array, num_arms: int, noise_std: float, context_len: int, batch: int,

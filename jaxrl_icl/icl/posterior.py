@@ -144,7 +144,7 @@ def loss_floor(key: jax.Array, goals: jax.Array, size: int, context_len: int, *,
         def body(ev, t):
             return add_transition(ev, t[0], t[1], size), nll(ev)
 
-        ev, before = jax.lax.scan(body, empty_evidence(max(context_len, 1)), (s.next_pos, s.reward))
+        ev, before = jax.lax.scan(body, empty_evidence(max(context_len, 1)), (s.next_state, s.reward))
         return jnp.mean(jnp.concatenate([before, nll(ev)[None]]))
 
     losses = jax.jit(jax.vmap(one))(jax.random.split(key, num_samples))
