@@ -84,3 +84,14 @@ def welch_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple
     dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = t_quantile(level, max(1, int(dof))) * float(np.sqrt(va + vb))
     return diff, diff - half, diff + half
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(b - a), low, high)``: the paired t-interval of two float[n] samples matched by
+    index (e.g. two variants trained with the same seeds on the same data and evaluated on the
+    same rollouts, where seed-to-seed variation hits both alike); a point for ``n < 2``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be float[n] of one length, got shapes {a.shape} and {b.shape}")
+    mean, low, high = confidence_band((b - a)[:, None], level)
+    return float(mean[0]), float(low[0]), float(high[0])

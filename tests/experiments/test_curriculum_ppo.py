@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import curriculum_ppo
-from jaxrl_icl.stats import welch_difference
+from jaxrl_icl.stats import paired_difference, welch_difference
 
 
 def test_grid_is_even_in_log_scale_and_covers_the_box():
@@ -58,3 +58,18 @@ def test_bad_config_fails_before_compute(tmp_path, capsys):
         with pytest.raises(SystemExit):
             curriculum_ppo.main([*flags, "--run-dir", str(tmp_path / "bad")])
         assert not (tmp_path / "bad").exists()
+
+
+def test_paired_difference_matches_scipy_and_is_tighter_when_seeds_dominate():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    seed_effect = rng.normal(0.0, 5.0, 6)
+    a, b = seed_effect + rng.normal(0.0, 0.1, 6), seed_effect + 0.3 + rng.normal(0.0, 0.1, 6)
+    diff, low, high = paired_difference(a, b)
+    ci = stats.ttest_rel(b, a).confidence_interval(0.95)
+    assert diff == pytest.approx(np.mean(b - a))
+    assert (low, high) == pytest.approx((ci.low, ci.high), rel=1e-6)
+    welch = welch_difference(a, b)
+    assert high - low < (welch[2] - welch[1]) / 10 and low > 0 > welch[1]
+    with pytest.raises(ValueError, match="one length"):
+        paired_difference(a, b[:5])

@@ -1,7 +1,7 @@
 """experiments.t2mir end to end at a tiny budget, its Key-to-Door tasks, and LHF in experiments.darkroom_ad.
 
-Oracles: the summary's difference equals Welch's interval recomputed from its per-seed
-last-episode returns; expert loads are shares summing to 1 per MoE; the Key-to-Door optimum
+Oracles: the summary's difference equals Welch's and the paired interval recomputed from its
+per-seed last-episode returns; expert loads are shares summing to 1 per MoE; the Key-to-Door optimum
 equals a brute-force dynamic programme over (cell, key held, door open) with a hand-written
 move rule; the Key-to-Door split is a disjoint part of the 6480 (key, door) pairs; the
 filtered training set keeps its size and per-goal counts and never holds a goal's worst history.
@@ -22,7 +22,7 @@ from experiments import darkroom_ad, t2mir
 from jaxrl_icl.config import ConfigError
 from jaxrl_icl.icl import lhf
 from jaxrl_icl.run.config import parse_cli, with_scale
-from jaxrl_icl.stats import welch_difference
+from jaxrl_icl.stats import paired_difference, welch_difference
 
 TINY = [
     "--num-seeds", "2", "--histories-per-goal", "1", "--optim.num-updates", "6", "--optim.batch-size", "4",
@@ -52,6 +52,8 @@ def test_t2mir_experiment_writes_the_difference_and_router_figures(tmp_path):
             last = summary["runs"][model][env]["last_episode_return"]
             diff, lo, hi = welch_difference(last["dense"]["per_seed"], last["t2mir"]["per_seed"])
             assert got["mean"] == pytest.approx(diff) and got["ci95"] == pytest.approx([lo, hi])
+            _, lo, hi = paired_difference(last["dense"]["per_seed"], last["t2mir"]["per_seed"])
+            assert got["paired_ci95"] == pytest.approx([lo, hi])
             loads = summary["runs"][model][env]["expert_load"]
             assert set(loads) == {"block_1/token/token_load", "block_1/task/task_load"}
             for shares in loads.values():
