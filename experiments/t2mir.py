@@ -62,6 +62,14 @@ losses 0.919 (dense) and 0.922. The task router sends almost every sequence to o
 experts (0.48 of the slots, the most top-2 allows) and leaves two unused; the token experts
 share the load (0.13-0.22).
 
+DPT on Key-to-Door 9x9 (``--envs key-to-door-9x9 --models dpt --eval-episodes 20``; 3 seeds,
+13,000 updates, 200 training and 16 held-out (key, door) tasks x 4 rollouts; 100 minutes on 2
+cores, partly shared): held-out return at episodes 1 / 5 / 10 / 20, dense 0.22 / 0.43 / 0.61 /
+0.86, T2MIR 0.21 / 0.45 / 0.65 / 0.88 (optimum 2), still rising at episode 20. **T2MIR -
+dense at episode 20: +0.01, Welch 95% CI [-0.60, +0.62], paired by seed [-0.11, +0.13]**:
+no difference. Final losses 1.103 and 1.092; the task router again favours one expert (0.38)
+and leaves two almost unused.
+
 Writes ``runs/t2mir/<timestamp>/``: ``config.json``, ``versions.json``, ``returns.png`` (one
 panel per (model, env): held-out return per episode as a fraction of the optimum, mean and
 95% band over training seeds), ``router_losses.png`` (balance and contrastive losses over
