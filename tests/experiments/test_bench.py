@@ -42,14 +42,6 @@ def _positive_finite(x):
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-def test_envs_suite(tmp_path):
-    rows = _run("envs", ["--num-envs", "8", "--num-steps", "10", "--repeats", "1"], tmp_path)
-    assert len(rows) == 2 * 7  # steps/s and first-call seconds of every own env, CartPole the reference
-    assert [r["unit"] for r in rows[:2]] == ["steps/s", "s"] and rows[0]["case"].startswith("darkroom-9x9")
-    assert len({r["reference"] for r in rows if r["unit"] == "steps/s"}) == 1
-    assert (tmp_path / "envs" / "envs.png").stat().st_size > 0
-
-
 def test_ppo_suite(tmp_path, capsys):
     # 3 seeds under a 1024-step cap: per-seed steps shrink to one 512-step rollout
     rows = _run("ppo", ["--num-seeds", "3", "--total-timesteps", "1024", "--max-total-steps", "1024",
@@ -64,18 +56,6 @@ def test_ppo_suite_rejects_bad_seed_counts(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["ppo", "--num-seeds", "0", "--run-dir", str(tmp_path / "bad")])
     assert not (tmp_path / "bad" / "bench.json").exists()
-
-
-def test_dp_suite(tmp_path):
-    rows = _run("dp", ["--num-states", "12", "--num-atoms", "11", "--num-iterations", "2",
-                       "--batch-size", "3", "--batch-states", "5", "--stock-states", "4",
-                       "--stock-horizon", "3", "--repeats", "1"], tmp_path)
-    vi, batch, *stock = rows
-    assert vi["unit"] == "it/s" and "vs NumPy" in vi["case"]
-    assert batch["unit"] == "MDP-it/s" and "3 MDPs" in batch["case"]
-    assert [r["case"].split(", ")[1] for r in stock] == ["C=8", "C=16 vs C=8", "C=32 vs C=8", "C=64 vs C=8"]
-    assert stock[0]["reference"] is None and {r["reference"] for r in stock[1:]} == {stock[0]["ours"]}
-    assert (tmp_path / "dp" / "dp.png").stat().st_size > 0
 
 
 def test_curriculum_suite(tmp_path):
@@ -150,6 +130,7 @@ def _bench_all_in_fresh_interpreter(suites, run_dir):
 
 
 def test_all_runs_suites_into_one_report_without_brax(tmp_path):
+    """``bench all`` over the envs and dp suites (their rows checked here) and two that skip on a CPU."""
     run = tmp_path / "all"
     out, loaded = _bench_all_in_fresh_interpreter(["envs", "dp", "icl-torch", "dpt-paper"], run)
     assert loaded == "[]"  # the pure-JAX suites need neither Brax nor MuJoCo (nor rlax, distrax)
@@ -161,6 +142,16 @@ def test_all_runs_suites_into_one_report_without_brax(tmp_path):
     for row in rows[:22]:
         _check_row(row, row["suite"])
     assert rows[-2]["case"].startswith("skipped: needs a GPU")
+    # envs: steps/s and first-call seconds of every own env, CartPole the reference
+    envs_rows = rows[:14]
+    assert [r["unit"] for r in envs_rows[:2]] == ["steps/s", "s"] and envs_rows[0]["case"].startswith("darkroom-9x9")
+    assert len({r["reference"] for r in envs_rows if r["unit"] == "steps/s"}) == 1
+    # dp: value iteration against NumPy, a batch of MDPs, stock augmentation against C=8
+    vi, batch, *stock = rows[15:21]
+    assert vi["unit"] == "it/s" and "vs NumPy" in vi["case"]
+    assert batch["unit"] == "MDP-it/s" and "2 MDPs" in batch["case"]
+    assert [r["case"].split(", ")[1] for r in stock] == ["C=8", "C=16 vs C=8", "C=32 vs C=8", "C=64 vs C=8"]
+    assert stock[0]["reference"] is None and {r["reference"] for r in stock[1:]} == {stock[0]["ours"]}
     if _no_torch():
         assert suites[22:] == ["icl-torch"] * 2 + ["dpt-paper"] * 2
         assert rows[22]["case"].startswith("skipped: the PyTorch")

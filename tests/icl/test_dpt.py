@@ -68,8 +68,9 @@ def test_key_door_batch_follows_the_env_and_labels_a_shortest_move_to_key_then_d
     size, n, batch = 9, 6, 300
     tasks = jnp.array([[[2, 7], [6, 1]], [[4, 4], [4, 5]]], jnp.int32)
     keys = jax.random.split(jax.random.key(5), batch)
-    samples = jax.vmap(lambda k: dpt.key_door_sample(k, tasks, size, n, random_ties=True))(keys)
-    context, query, label = dpt.key_door_batch(jax.random.key(5), tasks, size, n, batch, random_ties=True)
+    samples = jax.jit(jax.vmap(lambda k: dpt.key_door_sample(k, tasks, size, n, random_ties=True)))(keys)
+    context, query, label = jax.jit(lambda k: dpt.key_door_batch(k, tasks, size, n, batch, random_ties=True))(
+        jax.random.key(5))
     assert context.shape == (batch, n, dpt.token_dim(3, 5)) and query.shape == (batch, dpt.token_dim(3, 5))
     np.testing.assert_array_equal(label, samples.label)
     s, a, s2, r, _ = (np.asarray(x) for x in _split(context, state_dim=3))
@@ -86,7 +87,7 @@ def test_key_door_batch_follows_the_env_and_labels_a_shortest_move_to_key_then_d
         obs, _, reward, _, _ = env.step_env(jax.random.key(0), st, action, params)
         return obs, reward
 
-    obs, reward = jax.vmap(jax.vmap(env_step, (0, 0, None)))(samples.state, samples.action, samples.task)
+    obs, reward = jax.jit(jax.vmap(jax.vmap(env_step, (0, 0, None))))(samples.state, samples.action, samples.task)
     np.testing.assert_array_equal(obs, samples.next_state)
     np.testing.assert_array_equal(reward, samples.reward)
     assert samples.reward.sum() > 0 and samples.state[..., 2].min() == 0 and samples.state[..., 2].max() == 1
@@ -143,7 +144,7 @@ def test_loss_at_init_is_near_log_num_actions():
     cfg, model = _tiny()
     params = tr.init(model, jax.random.key(0))
     context, query, label = dpt.darkroom_batch(jax.random.key(1), jnp.array([[3, 3]]), SIZE, N, 32)
-    loss, _ = dpt.prefix_loss(model, params, context, query, label)
+    loss, _ = jax.jit(dpt.prefix_loss, static_argnums=0)(model, params, context, query, label)
     assert abs(float(loss) - np.log(5)) < 0.3
 
 

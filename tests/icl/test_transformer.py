@@ -248,14 +248,18 @@ def test_queries_match_peek_and_prefix_sequences(backbone, positions, window):
     ctx_out, q_out = jax.jit(tr.apply_queries, static_argnums=0)(cfg, params, context, queries)
     assert ctx_out.shape == (B, 7, D_OUT) and q_out.shape == (B, 8, D_OUT)
     np.testing.assert_allclose(ctx_out, _apply(cfg, params, context), atol=1e-5, rtol=0)
-    peek = jax.jit(tr.peek, static_argnums=0)
+    peek, step = jax.jit(tr.peek, static_argnums=0), jax.jit(tr.step, static_argnums=0)
     cache = tr.init_cache(cfg, B)
     for i in range(8):
         np.testing.assert_allclose(peek(cfg, params, cache, queries[:, i]), q_out[:, i], atol=1e-5, rtol=0)
-        prefix = jnp.concatenate([context[:, :i], queries[:, i : i + 1]], axis=1)
-        np.testing.assert_allclose(_apply(cfg, params, prefix)[:, -1], q_out[:, i], atol=1e-5, rtol=0)
         if i < 7:
-            _, cache = tr.step(cfg, params, cache, context[:, i])
+            _, cache = step(cfg, params, cache, context[:, i])
+    # Every prefix ``context[:i] + [query i]`` in one causal call, zero-padded to 8 tokens: the
+    # output at position i sees only the prefix, whatever follows it.
+    prefixes = jnp.stack([jnp.concatenate([context[:, :i], queries[:, i : i + 1], jnp.zeros((B, 7 - i, D_IN))], axis=1)
+                          for i in range(8)])
+    last = jax.vmap(lambda x: _apply(cfg, params, x))(prefixes)[jnp.arange(8), :, jnp.arange(8)]  # [8, B, d_out]
+    np.testing.assert_allclose(jnp.swapaxes(last, 0, 1), q_out, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="at most T \\+ 1"):
         tr.apply_queries(cfg, params, context, _tokens(9))
 
