@@ -8,9 +8,14 @@ and jitted in-context evaluation (``evaluate``).
     from jaxrl_icl.icl import ad, dpt, OptimConfig, InContextAgent, evaluate
 
     from jaxrl_icl.icl import TransformerConfig, BackboneConfig, init, apply, apply_queries, init_cache, step, peek
+
+``ad``, ``dpt`` and ``posterior`` load on first use (they import the envs and source RL
+algorithms), so ``import jaxrl_icl.icl.transformer`` alone stays light.
 """
 
-from jaxrl_icl.icl import ad, dpt, posterior
+import importlib
+from typing import Any
+
 from jaxrl_icl.icl.evaluate import (
     ContextTransition,
     EpisodicCarry,
@@ -68,3 +73,11 @@ __all__ = [
     "step_token_dim", "step_tokens", "triplet_action_token", "triplet_obs_token", "triplet_reward_token",
     "triplet_token_dim", "triplet_tokens",
 ]
+
+_LAZY_MODULES = ("ad", "dpt", "posterior")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -441,3 +444,13 @@ def test_aux_scalars_come_back_from_every_block_and_the_trainers_add_the_losses(
         losses = float(m["layer0/size_loss"] + m["layer1/size_loss"])
         assert losses > 0 and "layer0/first" in m
         assert float(m["loss"]) == pytest.approx(float(m["task_loss"]) + losses, rel=1e-6)
+
+
+def test_importing_the_backbone_loads_no_envs_or_source_algorithms():
+    """``jaxrl_icl.icl`` loads ``ad``, ``dpt`` and ``posterior`` (and through them gymnax and the
+    source RL algorithms) on first use only."""
+    code = ("import sys\nimport jaxrl_icl.icl.transformer\n"
+            "print([m for m in ('gymnax', 'envs', 'jaxrl_icl.rl', 'jaxrl_icl.icl.dpt') if m in sys.modules])\n"
+            "from jaxrl_icl import icl\nprint(icl.dpt.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "jaxrl_icl.icl.dpt"]
