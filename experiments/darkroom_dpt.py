@@ -223,11 +223,8 @@ def main(argv: list[str] | None = None):
     env, _ = envs.make("darkroom-10x10")
     train_goals, test_goals = dpt_goal_split()
     model = dpt.make_model(config.dpt, 2, 5)
-    trainer = dpt.make_train(
-        config.dpt, config.optim, model,
-        lambda key, b: dpt.darkroom_batch(key, train_goals, env.size, config.dpt.context_len, b,
-                                     random_ties=config.random_ties),
-    )
+    trainer = dpt.make_train(config.dpt, config.optim, model,
+                             dpt.darkroom_batch_fn(config.dpt, train_goals, env.size, random_ties=config.random_ties))
     run = open_run("darkroom_dpt", config, options, resumable=True)
     print(f"run directory: {run.path}  (scale: {config.scale})", file=sys.stderr)
     params = train_one_model(trainer, config.seed, run, options, chunk_updates=config.chunk_updates,
@@ -248,7 +245,8 @@ def main(argv: list[str] | None = None):
         "final_train_accuracy": float(np.mean(log.values["accuracy"][:, -config.chunk_updates:])),
     }
     floor, floor_err = posterior.loss_floor(jax.random.key(config.seed + 2), train_goals, env.size,
-                                            config.dpt.context_len, random_ties=config.random_ties)
+                                            config.dpt.context_len, random_ties=config.random_ties,
+                                            rewarded_mix=config.dpt.rewarded_mix)
     summary.update(pretraining_loss_floor=floor, pretraining_loss_floor_stderr=floor_err)
     summary["offline_expert_fraction_of_optimal"] = summary["offline_expert_context"] / optimum
     for name in ONLINE:

@@ -296,7 +296,7 @@ def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]
         state_fn, state_dim = dpt.key_door_state(size), 3
     else:
         train_goals, test_goals = tasks.train.goal, tasks.held_out.goal
-        batch_fn = lambda key, b: dpt.darkroom_batch(key, train_goals, size, n, b, random_ties=True)  # noqa: E731
+        batch_fn = dpt.darkroom_batch_fn(config.dpt, train_goals, size, random_ties=True)
         state_dim = 2
     out = {"curves": {}, "logs": {}, "loads": {}, "num_train_histories": None, "source": None, "posterior": None}
     for variant in VARIANTS:

@@ -75,8 +75,8 @@ def pretrain(config: DarkroomDPTConfig):
     env, _ = envs.make("darkroom-10x10")
     train_goals, _ = dpt_goal_split()
     model = dpt.make_model(config.dpt, 2, 5)
-    trainer = dpt.make_train(config.dpt, config.optim, model, lambda key, b: dpt.darkroom_batch(
-        key, train_goals, env.size, config.dpt.context_len, b, random_ties=config.random_ties))
+    trainer = dpt.make_train(config.dpt, config.optim, model,
+                             dpt.darkroom_batch_fn(config.dpt, train_goals, env.size, random_ties=config.random_ties))
     key = jax.random.key(config.seed)
     t0 = time.perf_counter()
     compiled = jax.jit(trainer).lower(key, None).compile()
@@ -102,7 +102,8 @@ def run(cfg: DPTPaperBenchConfig) -> list[dict]:
     start = jnp.asarray(env.start, jnp.int32)
     optimum = float(jnp.mean(jax.vmap(lambda g: optimal_return(g, start, env.horizon))(test_goals)))
     floor, _ = posterior.loss_floor(jax.random.key(config.seed + 2), train_goals, env.size,
-                                    config.dpt.context_len, random_ties=config.random_ties)
+                                    config.dpt.context_len, random_ties=config.random_ties,
+                                    rewarded_mix=config.dpt.rewarded_mix)
     last = f"online return in episode {cfg.online_episodes}"
     rows = [row(SUITE, f"{last}, previous episode as context (paper's code), vs the exact posterior",
                 result["online_episodic"][:, -1].mean(), result["posterior_online_episodic"][:, -1].mean(), "return"),

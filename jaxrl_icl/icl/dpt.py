@@ -26,8 +26,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.darkroom import move, optimal_action, optimal_actions
-from jaxrl_icl.config import require_positive, require_types
+from envs.darkroom import all_goals, move, optimal_action, optimal_actions
+from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import ContextTransition, InContextAgent, previous_episode_context
 from jaxrl_icl.icl.moe import MoEConfig
@@ -45,6 +45,8 @@ class DPTConfig:
 
     Attributes:
       context_len: transitions in a pretraining context (and the evaluation window).
+      rewarded_mix: Dark Room pretraining data only: the fraction of contexts with a random
+        share of rewarded transitions mixed in (:func:`darkroom_batch`); 0 is the paper's data.
       backbone: the transformer (:class:`~jaxrl_icl.icl.transformer.BackboneConfig`; the
         paper's embedding size is 32 and it has 4 layers; real multi-head attention, the
         public code's n_head is stuck at 1); positions must be ``"alibi"`` or ``"rope"``
@@ -52,11 +54,13 @@ class DPTConfig:
     """
 
     context_len: int = 100
+    rewarded_mix: float = 0.0
     backbone: tr.BackboneConfig = tr.BackboneConfig(width=32, num_layers=4, num_heads=4, moe=DPT_MOE)
 
     def __post_init__(self) -> None:
         require_types(self)
         require_positive(self, "context_len")
+        require_in(self, "rewarded_mix", 0.0, 1.0)
         tr.require_relative_positions(self.backbone)
 
 
@@ -133,12 +137,14 @@ def _label(key: jax.Array, cell: jax.Array, target: jax.Array, random_ties: bool
 
 
 def darkroom_sample(key: jax.Array, goals: jax.Array, size: int, context_len: int, *,
-                    random_ties: bool = False) -> GridSample:
+                    random_ties: bool = False, rewarded_mix: float = 0.0) -> GridSample:
     """One sample of :func:`darkroom_batch` (the same one for the same key), untokenised."""
     k_goal, k_pos, k_act, k_query = jax.random.split(key, 4)
     goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
     pos = jax.random.randint(k_pos, (context_len, 2), 0, size)
     action = jax.random.randint(k_act, (context_len,), 0, 5)
+    if rewarded_mix:  # (a Python branch: without the mix the samples are as before)
+        pos, action = _mix_in_rewarded(jax.random.fold_in(key, 7), pos, action, goal, size, rewarded_mix)
     nxt = jax.vmap(lambda p, a: move(p, a, size))(pos, action)
     reward = jnp.all(nxt == goal, axis=-1).astype(jnp.float32)
     query = jax.random.randint(k_query, (2,), 0, size)
@@ -147,8 +153,22 @@ def darkroom_sample(key: jax.Array, goals: jax.Array, size: int, context_len: in
     return GridSample(pos, action, nxt, reward, query, goal, label)
 
 
+def _mix_in_rewarded(key: jax.Array, pos: jax.Array, action: jax.Array, goal: jax.Array, size: int,
+                     mix: float) -> tuple[jax.Array, jax.Array]:
+    """With probability ``mix``, overwrite each context slot with probability ``w ~ U(0, 1)``
+    by a (cell, action) pair drawn uniformly from those whose move ends on ``goal``."""
+    k_branch, k_w, k_slots, k_pick = jax.random.split(key, 4)
+    cells = jnp.repeat(all_goals(size), 5, axis=0)  # every (cell, action) pair, [size*size*5, 2]
+    actions = jnp.tile(jnp.arange(5, dtype=jnp.int32), size * size)
+    into_goal = jnp.all(jax.vmap(lambda c, a: move(c, a, size))(cells, actions) == goal, axis=-1)
+    pick = jax.random.categorical(k_pick, jnp.where(into_goal, 0.0, -jnp.inf), shape=action.shape)
+    w = jax.random.uniform(k_w) * jax.random.bernoulli(k_branch, mix)
+    replace = jax.random.uniform(k_slots, action.shape) < w
+    return jnp.where(replace[:, None], cells[pick], pos), jnp.where(replace, actions[pick], action)
+
+
 def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int, batch: int, *,
-                   random_ties: bool = False):
+                   random_ties: bool = False, rewarded_mix: float = 0.0):
     """``(context [B, n, d], query [B, d], label [B])`` for Dark Room ``size x size``.
 
     Each sample: a goal drawn from ``goals [G, 2]``, ``n`` uniformly random transitions
@@ -158,9 +178,27 @@ def darkroom_batch(key: jax.Array, goals: jax.Array, size: int, context_len: int
     uniform one of :func:`envs.darkroom.optimal_actions` (x or y move when both gaps are
     open). x-first labels make the label marginal under an uncertain goal mostly
     left/right, so the sampled policy explores along its row; random ties keep it isotropic.
+
+    ``rewarded_mix`` (default 0: the paper's data): the fraction of samples whose context has
+    a random share ``w ~ U(0, 1)`` of its transitions replaced by rewarded ones (a uniform
+    draw among the (cell, action) pairs that end on the goal, so mostly repeats). Online, once
+    a DPT has found the goal, its context fills with repeats of "stay on the goal, reward 1",
+    which uniform contexts never hold; the mix puts such contexts in the pretraining data.
+    It keeps the exact posterior (:mod:`jaxrl_icl.icl.posterior`) the Bayes-optimal
+    predictor: a rewarded transition pins the goal whatever the mix, and a context (or
+    prefix) with no reward has the uniform contexts' likelihood, because which slots are
+    replaced does not depend on the goal.
     """
-    sample = lambda k: darkroom_sample(k, goals, size, context_len, random_ties=random_ties)  # noqa: E731
+    sample = lambda k: darkroom_sample(k, goals, size, context_len, random_ties=random_ties,  # noqa: E731
+                                       rewarded_mix=rewarded_mix)
     return _tokenised_batch(sample, darkroom_state(size), key, batch)
+
+
+def darkroom_batch_fn(config: DPTConfig, goals: jax.Array, size: int, *, random_ties: bool) -> BatchFn:
+    """``(key, batch_size) -> batch``: :func:`darkroom_batch` with ``config``'s context length and
+    rewarded mix, for :func:`make_train`."""
+    return lambda key, b: darkroom_batch(key, goals, size, config.context_len, b, random_ties=random_ties,
+                                         rewarded_mix=config.rewarded_mix)
 
 
 def key_door_sample(key: jax.Array, tasks: jax.Array, size: int, context_len: int, *,

@@ -125,19 +125,20 @@ def make_posterior_agent(size: int, prior_goals: jax.Array, *, context_len: int,
 
 
 def loss_floor(key: jax.Array, goals: jax.Array, size: int, context_len: int, *, random_ties: bool,
-               num_samples: int = 4096) -> tuple[float, float]:
+               rewarded_mix: float = 0.0, num_samples: int = 4096) -> tuple[float, float]:
     """``(mean, standard error)``: the exact posterior's cross-entropy on DPT's Dark Room
-    pretraining data (:func:`jaxrl_icl.icl.dpt.darkroom_sample` with ``goals`` as the prior),
-    averaged over the prefixes 0..n of each context as :func:`jaxrl_icl.icl.dpt.prefix_loss`
-    does; a Monte Carlo estimate over ``num_samples`` samples, in nats. No model can have a
-    lower expected pretraining loss: the gap to it is what training has left to learn.
+    pretraining data (:func:`jaxrl_icl.icl.dpt.darkroom_sample` with ``goals`` as the prior and
+    ``rewarded_mix``, under which the posterior stays Bayes-optimal), averaged over the prefixes
+    0..n of each context as :func:`jaxrl_icl.icl.dpt.prefix_loss` does; a Monte Carlo estimate
+    over ``num_samples`` samples, in nats. No model can have a lower expected pretraining loss:
+    the gap to it is what training has left to learn.
     """
     if num_samples < 2:
         raise ValueError(f"num_samples: must be >= 2, got {num_samples}")
     prior = uniform_prior(goals, size)
 
     def one(k):
-        s = darkroom_sample(k, goals, size, context_len, random_ties=random_ties)
+        s = darkroom_sample(k, goals, size, context_len, random_ties=random_ties, rewarded_mix=rewarded_mix)
         label_given_goal = label_distribution(s.query, size, random_ties)[:, s.label]  # the query is fixed
         nll = lambda ev: -jnp.log(goal_posterior(ev, prior) @ label_given_goal)  # noqa: E731
 

@@ -25,10 +25,11 @@ def _split(tokens, state_dim=2, num_actions=5):
     return s, a, s2, tokens[..., -2], tokens[..., -1]
 
 
-def test_darkroom_batch_follows_the_grid_and_labels_the_optimal_action():
+@pytest.mark.parametrize("mix", [0.0, 0.7])
+def test_darkroom_batch_follows_the_grid_and_labels_the_optimal_action(mix):
     goals = jnp.array([[2, 7], [9, 0]], jnp.int32)
-    context, query, label = jax.jit(dpt.darkroom_batch, static_argnums=(2, 3, 4))(
-        jax.random.key(0), goals, SIZE, N, 256)
+    context, query, label = jax.jit(lambda k: dpt.darkroom_batch(k, goals, SIZE, N, 256, rewarded_mix=mix))(
+        jax.random.key(0))
     assert context.shape == (256, N, 11) and query.shape == (256, 11) and label.shape == (256,)
     s, a, s2, r, flag = (np.asarray(x) for x in _split(context))
     pos, nxt = np.rint(s * 9).astype(int), np.rint(s2 * 9).astype(int)
@@ -43,6 +44,21 @@ def test_darkroom_batch_follows_the_grid_and_labels_the_optimal_action():
         assert q[-1] == 1 and not q[2:-1].any()
         if goal_cells:
             assert lab == int(optimal_action(jnp.asarray(qpos), jnp.asarray(next(iter(goal_cells)))))
+    # uniform contexts: 5 of the 500 (cell, action) pairs reach a goal, so about 1% of the slots
+    # are rewarded; the mix replaces a share w ~ U(0, 1) of the slots in a fraction ``mix`` of the samples
+    expected = mix / 2 + (1 - mix / 2) * 5 / (SIZE * SIZE * 5)
+    assert abs(r.mean() - expected) < 4 * (0.3 * np.sqrt(mix / 256) + 0.01)
+
+
+def test_darkroom_rewarded_mix_of_zero_is_the_uniform_data():
+    goals = jnp.array([[2, 7], [9, 0]], jnp.int32)
+    plain = dpt.darkroom_sample(jax.random.key(4), goals, SIZE, N, random_ties=True)
+    explicit = dpt.darkroom_sample(jax.random.key(4), goals, SIZE, N, random_ties=True, rewarded_mix=0.0)
+    mixed = dpt.darkroom_sample(jax.random.key(4), goals, SIZE, N, random_ties=True, rewarded_mix=1.0)
+    jax.tree.map(np.testing.assert_array_equal, plain, explicit)
+    # the mix changes only context slots: goal, query and label are drawn as without it
+    for name in ("task", "query", "label"):
+        np.testing.assert_array_equal(getattr(mixed, name), getattr(plain, name))
 
 
 def test_darkroom_random_ties_label_every_optimal_move():

@@ -15,7 +15,7 @@ import pytest
 
 import envs
 from envs.darkroom import optimal_return
-from jaxrl_icl.icl import posterior
+from jaxrl_icl.icl import dpt, posterior
 from jaxrl_icl.icl.evaluate import ContextTransition, evaluate, prefill
 
 SIZE = 5
@@ -125,3 +125,43 @@ def test_loss_floor_without_context_is_the_prior_predictives_entropy(random_ties
     with_context, _ = posterior.loss_floor(jax.random.key(1), goals, SIZE, 20, random_ties=random_ties,
                                            num_samples=2_000)
     assert with_context < mean - 0.05
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.5, 1.0])
+def test_goal_posterior_is_bayes_under_the_rewarded_mix(mix):
+    """Sample (goal, context) pairs from ``dpt.darkroom_sample`` with ``rewarded_mix`` on a 2x2
+    grid with 2-transition contexts and count how often each goal comes with each context
+    (its two (next cell, reward) pairs): those frequencies, ``P(goal | context)``, must equal
+    ``goal_posterior`` of the context, for every context and every prefix of it."""
+    size, goals = 2, jnp.array([[0, 0], [0, 1], [1, 1]], jnp.int32)  # cell (1, 0) is never a goal
+    n = 400_000
+    samples = jax.jit(jax.vmap(lambda k: dpt.darkroom_sample(k, goals, size, 2, rewarded_mix=mix)))(
+        jax.random.split(jax.random.key(0), n))
+    cell = np.asarray(posterior.flat_cells(samples.next_state, size))  # [n, 2]
+    reward = np.asarray(samples.reward, int)
+    goal = np.asarray(posterior.flat_cells(samples.task, size))
+    prior = posterior.uniform_prior(goals, size)
+
+    def evidence_of(c, r):
+        ev = posterior.empty_evidence(2)
+        for ci, ri in zip(c, r):
+            ev = posterior.add_transition(ev, jnp.array([ci // size, ci % size]), ri, size)
+        return ev
+
+    checked = 0
+    for length in (1, 2):  # every prefix, as DPT is trained on every prefix
+        keys = [tuple(row) for row in np.concatenate([cell[:, :length], reward[:, :length]], axis=1)]
+        by_context: dict = {}
+        for i, k in enumerate(keys):
+            by_context.setdefault(k, []).append(i)
+        for k, rows in by_context.items():
+            if len(rows) < 4000:
+                continue
+            counts = np.bincount(goal[rows], minlength=size * size) / len(rows)
+            expected = np.asarray(posterior.goal_posterior(evidence_of(k[:length], k[length:]), prior))
+            se = np.sqrt(expected * (1 - expected) / len(rows))
+            np.testing.assert_array_less(np.abs(counts - expected), 5 * se + 1e-9, err_msg=str(k))
+            checked += 1
+    assert checked >= 12
+    if mix:  # the mix adds rewarded transitions: more than uniform contexts hold
+        assert reward.mean() > 0.2 * mix
