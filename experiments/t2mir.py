@@ -78,9 +78,13 @@ each expert takes on a training batch, mean over seeds) and ``summary.json`` wit
 ``difference[model][env] = {"mean", "ci95", "paired_ci95"}``: the held-out return of the last
 episode, T2MIR minus dense, with Welch's 95% interval over training seeds and the paired one
 (both variants of a seed share its data stream, initialisation key and evaluation rollouts, so
-the paired interval removes the seed-to-seed variation they have in common). The CPU default is small;
-its difference says little about the paper's scale, and the summary says how many seeds it
-rests on.
+the paired interval removes the seed-to-seed variation they have in common). For DPT on Dark
+Room, ``runs.dpt.darkroom-9x9.per_seed_checks[variant]`` adds per training seed the greedy
+return from an expert context (one optimal episode: a context of mostly repeated rewarded
+transitions) and :func:`experiments.darkroom_dpt.goal_reached_stats` of the online curve,
+which say whether a weak seed fails to find the goal or fails to keep it once found. The CPU
+default is small; its difference says little about the paper's scale, and the summary says
+how many seeds it rests on.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ import numpy as np
 import envs
 from envs.darkroom import KeyToDoor, all_goals, key_to_door_optimal_return, optimal_return
 from experiments.darkroom_ad import AD_OPTIM, goal_split, source_returns
-from experiments.darkroom_dpt import DPT_OPTIM, DarkroomDPTConfig, evaluate_dpt
+from experiments.darkroom_dpt import DPT_OPTIM, DarkroomDPTConfig, evaluate_dpt, goal_reached_stats
 from jaxrl_icl.batching import sequential_on_cpu
 from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.icl import ad, dpt
@@ -298,7 +302,8 @@ def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]
         train_goals, test_goals = tasks.train.goal, tasks.held_out.goal
         batch_fn = dpt.darkroom_batch_fn(config.dpt, train_goals, size, random_ties=True)
         state_dim = 2
-    out = {"curves": {}, "logs": {}, "loads": {}, "num_train_histories": None, "source": None, "posterior": None}
+    out = {"curves": {}, "logs": {}, "loads": {}, "checks": {}, "num_train_histories": None, "source": None,
+           "posterior": None}
     for variant in VARIANTS:
         model = dpt.make_model(config.dpt_config(variant), state_dim, env.num_actions)
         trainer = dpt.make_train(config.dpt_config(variant), config.dpt_optim, model, batch_fn)
@@ -312,13 +317,16 @@ def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]
                                                          eval_episodes=config.eval_episodes,
                                                          eval_seeds=config.eval_seeds, seed=config.seed)(params)
         else:
-            rows = []
+            rows, checks = [], []
             for s in range(config.num_seeds):
                 result = evaluate_dpt(dpt_eval_config(config, variant), jax.tree.map(lambda x, s=s: x[s], params),
                                       test_goals, env_name="darkroom-9x9", train_goals=train_goals)
                 rows.append(result["online"].mean(0))
+                checks.append({"offline_expert_context": float(result["offline_expert"].mean()),
+                               **goal_reached_stats(result["online"])})
                 out["posterior"] = result["posterior_online"].mean(0)  # the same rollouts for every model
             out["curves"][variant] = np.stack(rows)
+            out["checks"][variant] = {k: [c[k] for c in checks] for k in checks[0]}
         if variant != "dense":
             context, query, _ = batch_fn(jax.random.PRNGKey(config.seed), config.dpt_optim.batch_size)
             out["loads"] = expert_loads(model, params, jnp.concatenate([context, query[:, None]], axis=1))
@@ -394,6 +402,8 @@ def main(argv: list[str] | None = None):
                                  for v in VARIANTS},
             "expert_load": {k: [float(x) for x in v.mean(0)] for k, v in res["loads"].items()},
         }
+        if res.get("checks"):  # DPT on Dark Room: per seed, where the online curve's shortfall comes from
+            per_run[m][e]["per_seed_checks"] = res["checks"]
     summary = {"machine": "see versions.json", "scale": config.scale, "num_seeds": config.num_seeds,
                "eval_episodes": config.eval_episodes, "eval_seeds": config.eval_seeds,
                "difference": difference, "runs": per_run}

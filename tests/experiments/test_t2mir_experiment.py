@@ -34,7 +34,7 @@ TINY = [
     "--key-door-train-tasks", "3", "--key-door-held-out-tasks", "2",
     "--dpt-optim.num-updates", "6", "--dpt-optim.batch-size", "4", "--dpt-optim.warmup-updates", "1",
     "--dpt.context-len", "8", "--dpt.backbone.width", "16", "--dpt.backbone.num-layers", "2",
-    "--dpt.backbone.num-heads", "2",
+    "--dpt.backbone.num-heads", "2", "--dpt.rewarded-mix", "0.5",
 ]
 
 
@@ -62,6 +62,13 @@ def test_t2mir_experiment_writes_the_difference_and_router_figures(tmp_path):
     assert summary["runs"]["ad"]["key-to-door-9x9"]["num_train_histories"] == 3
     assert len(summary["runs"]["dpt"]["darkroom-9x9"]["posterior_return_per_episode"]) == 2
     assert summary["runs"]["dpt"]["key-to-door-9x9"]["posterior_return_per_episode"] is None
+    checks = summary["runs"]["dpt"]["darkroom-9x9"]["per_seed_checks"]
+    assert set(checks) == {"dense", "t2mir"} and "per_seed_checks" not in summary["runs"]["dpt"]["key-to-door-9x9"]
+    for per_seed in checks.values():
+        assert set(per_seed) == {"offline_expert_context", "goal_reached_last_episode", "return_after_goal_reached",
+                                 "return_after_goal_missed"} and len(per_seed["offline_expert_context"]) == 2
+        assert all(0.0 <= r <= 20.0 for r in per_seed["offline_expert_context"])  # H = 20
+        assert all(0.0 <= f <= 1.0 for f in per_seed["goal_reached_last_episode"])
 
 
 def _brute_force_key_to_door(key, door, start, horizon, size=9):
