@@ -144,13 +144,15 @@ def expert_transitions(goal: jax.Array, start: jax.Array, size: int, n: int) -> 
 
 
 def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array, env_name: str = "darkroom-10x10",
-                 train_goals: jax.Array | None = None) -> dict[str, np.ndarray]:
+                 train_goals: jax.Array | None = None, with_posterior: bool = True) -> dict[str, np.ndarray]:
     """Returns per goal x trial: ``offline_random``/``offline_expert`` [N*T] (one greedy
     episode), ``online`` and ``online_episodic`` [N*T, episodes], the same two for the exact
     posterior policy (``posterior_online``, ``posterior_online_episodic``: a perfectly
     pretrained DPT, :mod:`jaxrl_icl.icl.posterior`), and ``random_data`` (the random
     contexts' own return). ``env_name`` is a Dark Room variant and ``train_goals`` the
     pretraining goals (the posterior's prior; default :func:`envs.darkroom.dpt_goal_split`'s).
+    ``with_posterior=False`` leaves out the posterior's rollouts (they do not depend on
+    ``params``: an evaluation of several models needs them once).
     The rollouts are one program, compiled once per ``config``, ``env_name`` and shapes: calls
     for several trained models (seeds) reuse it."""
     if train_goals is None:
@@ -158,7 +160,7 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array, env_name: 
     env, base = envs.make(env_name)
     tasks_goals = jnp.repeat(jnp.asarray(goals), config.trials, axis=0)
     tasks = jax.vmap(lambda g: base.replace(goal=g))(tasks_goals)  # checked here, outside the trace
-    out, data_return = _rollout_program(config, env_name)(params, tasks, jnp.asarray(train_goals))
+    out, data_return = _rollout_program(config, env_name, with_posterior)(params, tasks, jnp.asarray(train_goals))
     horizon = env.horizon
     result = {name: episode_returns(o["reward"][:, 0], o["done"][:, 0], horizon) for name, o in out.items()}
     result["offline_random"], result["offline_expert"] = result["offline_random"][:, 0], result["offline_expert"][:, 0]
@@ -166,7 +168,7 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array, env_name: 
 
 
 @functools.lru_cache(maxsize=8)
-def _rollout_program(config: DarkroomDPTConfig, env_name: str):
+def _rollout_program(config: DarkroomDPTConfig, env_name: str, with_posterior: bool = True):
     """:func:`evaluate_dpt`'s rollouts, jitted: ``(params, tasks, train_goals) -> ({name:
     evaluate output}, random contexts' returns [N*T])`` on ``tasks`` (env params, leading axis
     goal x trial); one program per ``config`` and ``env_name``."""
@@ -193,7 +195,8 @@ def _rollout_program(config: DarkroomDPTConfig, env_name: str):
         steps = horizon * config.online_episodes
         exact = posterior.make_posterior_agent(env.size, train_goals, context_len=n, random_ties=config.random_ties)
         # each protocol's key is shared by DPT and the exact posterior: the same env randomness
-        for prefix, agent, agent_params in (("", sampled, params), ("posterior_", exact, None)):
+        agents = (("", sampled, params), ("posterior_", exact, None))[:2 if with_posterior else 1]
+        for prefix, agent, agent_params in agents:
             out[prefix + "online"] = evaluate(env, tasks, agent, agent_params, keys[2], num_steps=steps)
             out[prefix + "online_episodic"] = evaluate(env, tasks, previous_episode_context(agent), agent_params,
                                                        keys[3], num_steps=steps)

@@ -338,12 +338,15 @@ def run_dpt(config: T2MIRConfig, tasks: Tasks, progress: bool) -> dict[str, Any]
         else:
             rows, checks = [], []
             for s in range(config.num_seeds):
+                first = out["posterior"] is None  # the posterior's rollouts are the same for every model
                 result = evaluate_dpt(dpt_eval_config(config, variant), jax.tree.map(lambda x, s=s: x[s], params),
-                                      test_goals, env_name="darkroom-9x9", train_goals=train_goals)
+                                      test_goals, env_name="darkroom-9x9", train_goals=train_goals,
+                                      with_posterior=first)
                 rows.append(result["online"].mean(0))
                 checks.append({"offline_expert_context": float(result["offline_expert"].mean()),
                                **goal_reached_stats(result["online"])})
-                out["posterior"] = result["posterior_online"].mean(0)  # the same rollouts for every model
+                if first:
+                    out["posterior"] = result["posterior_online"].mean(0)
             out["curves"][variant] = np.stack(rows)
             out["checks"][variant] = {k: [c[k] for c in checks] for k in checks[0]}
         if variant != "dense":

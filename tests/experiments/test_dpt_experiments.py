@@ -43,6 +43,11 @@ def test_darkroom_dpt_writes_summary_and_plot(tmp_path):
     result = darkroom_dpt.evaluate_dpt(config, params, test)
     assert result["offline_random"].mean() == pytest.approx(summary["offline_random_context"], rel=1e-6)
     assert result["offline_expert"].mean() == pytest.approx(summary["offline_expert_context"], rel=1e-6)
+    # without the posterior's rollouts the model's own results are the same
+    alone = darkroom_dpt.evaluate_dpt(config, params, test, with_posterior=False)
+    assert set(result) - set(alone) == {"posterior_online", "posterior_online_episodic"}
+    for name, value in alone.items():
+        np.testing.assert_array_equal(value, result[name])
 
 
 def test_goal_reached_stats_condition_on_the_previous_episode():
