@@ -171,7 +171,7 @@ def evaluate_dpt(config: DarkroomDPTConfig, params, goals: jax.Array, env_name: 
 def _rollout_program(config: DarkroomDPTConfig, env_name: str, with_posterior: bool = True):
     """:func:`evaluate_dpt`'s rollouts, jitted: ``(params, tasks, train_goals) -> ({name:
     evaluate output}, random contexts' returns [N*T])`` on ``tasks`` (env params, leading axis
-    goal x trial); one program per ``config`` and ``env_name``."""
+    goal x trial); one program per ``config``, ``env_name`` and ``with_posterior``."""
     env, _ = envs.make(env_name)
     n, horizon = config.dpt.context_len, env.horizon
     model = dpt.make_model(config.dpt, 2, 5)
@@ -193,9 +193,11 @@ def _rollout_program(config: DarkroomDPTConfig, env_name: str, with_posterior: b
             out[name] = evaluate(env, tasks, greedy, params, keys[1], num_steps=horizon, learn=False,
                                  contexts=contexts)
         steps = horizon * config.online_episodes
-        exact = posterior.make_posterior_agent(env.size, train_goals, context_len=n, random_ties=config.random_ties)
+        agents = [("", sampled, params)]
+        if with_posterior:
+            agents.append(("posterior_", posterior.make_posterior_agent(
+                env.size, train_goals, context_len=n, random_ties=config.random_ties), None))
         # each protocol's key is shared by DPT and the exact posterior: the same env randomness
-        agents = (("", sampled, params), ("posterior_", exact, None))[:2 if with_posterior else 1]
         for prefix, agent, agent_params in agents:
             out[prefix + "online"] = evaluate(env, tasks, agent, agent_params, keys[2], num_steps=steps)
             out[prefix + "online_episodic"] = evaluate(env, tasks, previous_episode_context(agent), agent_params,

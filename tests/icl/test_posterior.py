@@ -150,17 +150,16 @@ def test_goal_posterior_is_bayes_under_the_rewarded_mix(mix):
 
     checked = 0
     for length in (1, 2):  # every prefix, as DPT is trained on every prefix
-        keys = [tuple(row) for row in np.concatenate([cell[:, :length], reward[:, :length]], axis=1)]
-        by_context: dict = {}
-        for i, k in enumerate(keys):
-            by_context.setdefault(k, []).append(i)
-        for k, rows in by_context.items():
-            if len(rows) < 4000:
+        contexts, which = np.unique(np.concatenate([cell[:, :length], reward[:, :length]], axis=1), axis=0,
+                                    return_inverse=True)
+        for c, k in enumerate(contexts):
+            rows = which.ravel() == c
+            if rows.sum() < 4000:
                 continue
-            counts = np.bincount(goal[rows], minlength=size * size) / len(rows)
+            counts = np.bincount(goal[rows], minlength=size * size) / rows.sum()
             expected = np.asarray(posterior.goal_posterior(evidence_of(k[:length], k[length:]), prior))
-            se = np.sqrt(expected * (1 - expected) / len(rows))
-            np.testing.assert_array_less(np.abs(counts - expected), 5 * se + 1e-9, err_msg=str(k))
+            se = np.sqrt(expected * (1 - expected) / rows.sum())
+            np.testing.assert_array_less(np.abs(counts - expected), 5 * se + 1e-9, err_msg=str(tuple(k)))
             checked += 1
     assert checked >= 12
     if mix:  # the mix adds rewarded transitions: more than uniform contexts hold
