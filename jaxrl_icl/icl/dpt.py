@@ -139,6 +139,8 @@ def _label(key: jax.Array, cell: jax.Array, target: jax.Array, random_ties: bool
 def darkroom_sample(key: jax.Array, goals: jax.Array, size: int, context_len: int, *,
                     random_ties: bool = False, rewarded_mix: float = 0.0) -> GridSample:
     """One sample of :func:`darkroom_batch` (the same one for the same key), untokenised."""
+    if not 0.0 <= rewarded_mix <= 1.0:
+        raise ValueError(f"rewarded_mix: must be in [0, 1], got {rewarded_mix!r}")
     k_goal, k_pos, k_act, k_query = jax.random.split(key, 4)
     goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
     pos = jax.random.randint(k_pos, (context_len, 2), 0, size)

@@ -59,6 +59,9 @@ def test_darkroom_rewarded_mix_of_zero_is_the_uniform_data():
     # the mix changes only context slots: goal, query and label are drawn as without it
     for name in ("task", "query", "label"):
         np.testing.assert_array_equal(getattr(mixed, name), getattr(plain, name))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="rewarded_mix"):
+            dpt.darkroom_batch(jax.random.key(4), goals, SIZE, N, 2, rewarded_mix=bad)
 
 
 def test_darkroom_random_ties_label_every_optimal_move():
