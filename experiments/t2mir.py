@@ -89,6 +89,22 @@ dense at episode 20: +0.01, Welch 95% CI [-0.60, +0.62], paired by seed [-0.11, 
 no difference. Final losses 1.103 and 1.092; the task router again favours one expert (0.38)
 and leaves two almost unused.
 
+AD on Key-to-Door 9x9 at half the CPU default's cost (``--envs key-to-door-9x9 --models ad
+--ad.context-episodes 2 --optim.num-updates 9000``; 3 seeds, 1000 Q-learning histories of
+100 episodes on 200 training tasks, 16 held-out tasks x 4 rollouts; 92 minutes on 2 cores
+shared with a DPT run): held-out return at episodes 1 / 10 / 25 / 50 / 100, dense 0.18 / 0.44 /
+0.61 / 0.71 / 0.62, T2MIR 0.17 / 0.47 / 0.51 / 0.63 / 0.60 (optimum 2; the source Q-learning
+0.19 / 0.35 / 1.18 / 1.54 / 1.78). **T2MIR - dense at episode 100: -0.03, Welch 95% CI
+[-0.26, +0.21], paired by seed [-0.25, +0.19]**: no difference. Both variants learn in
+context (0.18 to about 0.65) but stop at a third of the optimum while the histories they
+distil reach 89%. The likely cause (not isolated by an ablation): a window of 2 episodes
+holds one earlier episode, so a key or door found before that has left the context, while
+Q-learning's improvement lives in its table across all 100 episodes. The AD paper's
+Key-to-Door contexts span several episodes; the 4-episode default (``--ad.context-episodes
+4``, 18,000 updates) costs at least 4x this run on the CPU (twice the updates of twice the
+tokens) and is meant for a GPU. Final losses 1.249 and 1.267; the token experts share the load evenly
+(0.16-0.17), the task router uses all 12 experts (0.01-0.20).
+
 Writes ``runs/t2mir/<timestamp>/``: ``config.json``, ``versions.json``, ``returns.png`` (one
 panel per (model, env): held-out return per episode as a fraction of the optimum, mean and
 95% band over training seeds), ``router_losses.png`` (balance and contrastive losses over
