@@ -69,6 +69,18 @@ after a found goal, 16.9 from an expert context; losses 0.757 / 0.752 / 0.755 on
 data against its floor of 0.728. What remains is finding the goal: 77-80% of last episodes
 reach it, the posterior's 97%.
 
+T2MIR against that baseline (``--models dpt``: DPT on Dark Room 9x9, ``rewarded_mix`` 0.5, 3
+seeds, 13,000 updates each, 16 held-out goals x 4 rollouts; 123 minutes on 2 cores, three quarters
+of it shared with another run): held-out return at episodes 1 / 25 / 50 / 100, dense 0.90 /
+10.61 / 12.69 / 13.52 (the per-seed figures above, to the digit), T2MIR 0.90 / 10.38 / 12.32 /
+13.65, the exact posterior 0.75 / 13.23 / 15.34 / 16.50. **T2MIR - dense at episode 100: +0.13,
+Welch 95% CI [-1.22, +1.48], paired by seed [-1.56, +1.82]**: no difference, now with every
+seed of both variants between 13.1 and 14.1. T2MIR keeps the goal as well as dense does (17.4-17.6
+after a found goal, 16.9 from an expert context) and finds it as often (75-81% of last
+episodes, dense 77-80%), so the gap to the posterior is the same exploration gap for both.
+Final losses 0.757 and 0.759. The task router gives 0.45 of its slots to one of its 8 experts
+and 0.02-0.05 to five others; the token experts share the load (0.15-0.23).
+
 DPT on Dark Room 9x9 with uniform contexts, before the mix (``--models dpt --dpt.rewarded-mix
 0``; 3 seeds, 13,000 updates each, 16 held-out goals x 4 rollouts; 90 minutes on 2 cores,
 partly shared with other runs): held-out return at episodes 1 /
