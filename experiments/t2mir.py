@@ -101,7 +101,7 @@ dense at episode 20: +0.01, Welch 95% CI [-0.60, +0.62], paired by seed [-0.11, 
 no difference. Final losses 1.103 and 1.092; the task router again favours one expert (0.38)
 and leaves two almost unused.
 
-AD on Key-to-Door 9x9 at half the CPU default's cost (``--envs key-to-door-9x9 --models ad
+AD on Key-to-Door 9x9 with half the default's context and updates (``--envs key-to-door-9x9 --models ad
 --ad.context-episodes 2 --optim.num-updates 9000``; 3 seeds, 1000 Q-learning histories of
 100 episodes on 200 training tasks, 16 held-out tasks x 4 rollouts; 92 minutes on 2 cores
 shared with a DPT run): held-out return at episodes 1 / 10 / 25 / 50 / 100, dense 0.18 / 0.44 /
