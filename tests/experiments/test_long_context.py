@@ -37,6 +37,8 @@ def test_long_context_runs_at_tiny_size(tmp_path):
             assert 0 <= r["first_episode_return"] <= 20 and r["train_tokens_per_s"] > 0
             assert r["rollout_tokens_per_s"] > 0 and r["train_temp_mb"] > 0
             assert r["kv_cache_mb_per_task"] == pytest.approx(2 * int(steps) * 8 * 4 / 2**20)
+    source = summary["source_return_per_episode"]  # the held-out goals' Q-learning, episodes 1 and 2
+    assert len(source) == 2 and all(0 <= x <= 20 for x in source)
     assert len((run.path / "table.md").read_text().splitlines()) == 2 + 2
     for name in ("returns.png", "speed.png", "memory.png"):
         assert (run.path / name).stat().st_size > 0
