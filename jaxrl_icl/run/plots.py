@@ -89,16 +89,23 @@ def plot_curves(
     return _save(fig, path, dpi)
 
 
+FEW_POINTS = 8
+
+
 def _draw_bands(ax, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], dashes: bool = False) -> None:
     """Draw each ``label -> (x [T], y [num_seeds, T])`` as its mean line and 95% band on ``ax``;
-    with ``dashes`` the i-th line is solid, dashed, dotted, ... so coinciding lines stay visible."""
+    with ``dashes`` the i-th line is solid, dashed, dotted, ... so coinciding lines stay visible.
+    Curves of at most ``FEW_POINTS`` points also mark each point, so that a curve of one
+    point (e.g. a single measured size) is visible at all."""
     for i, (label, (x, y)) in enumerate(curves.items()):
         x, y = np.asarray(x), np.asarray(y)
         if y.ndim != 2 or x.shape != (y.shape[1],):
             raise ValueError(f"curve {label!r}: need x [T] and y [num_seeds, T], got {x.shape} and {y.shape}")
         mean, low, high = confidence_band(y)
         keep = np.isfinite(mean)
-        (line,) = ax.plot(x[keep], mean[keep], label=label, linestyle=("-", "--", ":", "-.")[i % 4] if dashes else "-")
+        marker = "o" if keep.sum() <= FEW_POINTS else None
+        (line,) = ax.plot(x[keep], mean[keep], label=label, linestyle=("-", "--", ":", "-.")[i % 4] if dashes else "-",
+                          marker=marker, markersize=4)
         ax.fill_between(x[keep], low[keep], high[keep], color=line.get_color(), alpha=0.25, linewidth=0)
 
 

@@ -102,6 +102,20 @@ def test_plot_curves_legend_below_keeps_the_requested_size(tmp_path):
     assert png_size(out) == (400, 320)
 
 
+def test_a_curve_of_one_point_is_drawn(tmp_path):
+    # one measured size, e.g. a single context length: a line through one point draws nothing
+    import matplotlib.image
+
+    out = plot_curves({"one": (np.array([1024]), np.array([[4500.0]]))}, tmp_path / "one.png", "x", "y", dpi=80)
+    rgb = matplotlib.image.imread(out)[..., :3]
+    c0 = np.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first colour, C0
+    assert np.sum(np.all(np.abs(rgb - c0) < 0.05, axis=-1)) >= 10  # the marker's pixels (legend line too)
+    empty = plot_curves({"one": (np.array([1024]), np.array([[np.nan]]))}, tmp_path / "e.png", "x", "y", dpi=80)
+    rgb = matplotlib.image.imread(empty)[..., :3]
+    assert np.sum(np.all(np.abs(rgb - c0) < 0.05, axis=-1)) < np.sum(
+        np.all(np.abs(matplotlib.image.imread(out)[..., :3] - c0) < 0.05, axis=-1))
+
+
 def test_plot_curves_rejects_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="'a'"):
         plot_curves({"a": (np.arange(3), np.zeros((2, 4)))}, tmp_path / "x.png", "x", "y")
