@@ -41,11 +41,29 @@ convergence. Shorter windows say little about either model: the source itself re
 1.44 by episode 13 (the 260-step window). With the default width-32, 2-layer model, 2500
 updates end below 2.5 at both 260 and 1040 steps, with or without the sink.
 
+On one NVIDIA H200 (jax 0.11.2, 3 training seeds, 16 held-out goals x 4 rollouts): ``--context-steps
+4096`` with the same backbone and lr, ``--optim.num-updates 3000 --num-seeds 3`` (one 4100-step
+window per update, 12M tokens per seed; 150 s for both models). AD learns little in context at
+this budget: 0.39 -> 2.03 over 205 episodes without a sink, 0.32 -> 2.72 with KV0 (mean of
+episodes 51-100: 1.23 and 1.94; of the last 50: 1.63 and 2.30), while the source Q-learning
+reaches 11.8 by episode 50 and 15.9 by episode 205; final losses 0.630 and 0.632. KV0 is ahead
+from about episode 25 on, a gap at the edge of the two bands in ``returns.png``; that run's
+summary predates the per-seed interval below, so no CI. Costs at 4100 steps: one update of one
+window trains at 334,585 tokens/s without the sink and 315,697 with it (-6%), with 1,876 and
+2,137 MB of temporary memory; cached rollouts of 64 tasks run at about 224,000 tokens/s either
+way (8.0 MB of KV cache per task). At that one-window rate (16 windows per update would run
+faster per token) the paper preset (5000 updates of 65,536 tokens,
+3 seeds, per model and context length) is about 49 GPU-minutes per model at 4096 steps alone,
+more at 8k and 16k, where attention's cost grows with the context: far past the 15 minutes of
+device time a session here is lent.
+
 Writes ``runs/long_context/<timestamp>/``: ``returns.png`` (one panel per context length, with
 the source Q-learning's own curve on the same goals),
 ``speed.png`` and ``memory.png`` (against the context length, one line per sink option and
 face), ``table.md`` and ``summary.json`` (``results[<sink>][<context steps>]``: returns per
-episode, first and last episode, tokens/s, memory, final training loss;
+episode, first and last episode, the mean of the last 10 episodes per training seed, tokens/s,
+memory, final training loss; ``difference[<sink>][<context steps>]``: that mean minus the
+no-sink model's, with Welch's and the paired 95% interval over training seeds;
 ``source_return_per_episode``; and the machine).
 """
 
@@ -76,6 +94,7 @@ from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.plots import plot_curve_panels, plot_curves
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import gather_seeds, seed_keys
+from jaxrl_icl.stats import paired_difference, welch_difference
 
 PROG = "python -m experiments.long_context"
 ENV = "darkroom-9x9"
@@ -205,6 +224,8 @@ def run_one(config: LongContextConfig, data: ad.ADData, held_out: np.ndarray, st
         "return_per_episode": returns.mean(axis=0).tolist(),
         "first_episode_return": float(returns[:, 0].mean()),
         "last_episode_return": float(returns[:, -1].mean()),
+        # per training seed: the mean return of the last (up to) 10 episodes over goals and rollouts
+        "last_10_per_seed": returns.reshape(config.num_seeds, -1, num_episodes)[:, :, -10:].mean(axis=(1, 2)).tolist(),
         "train_tokens_per_s": optim.batch_size * window / train_seconds,
         "train_temp_mb": _megabytes(update),
         "rollout_tokens_per_s": returns.size // config.num_seeds * env.horizon / rollout_seconds,
@@ -227,6 +248,23 @@ def table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
                 f"| {r['train_temp_mb']:.1f} | {r['rollout_tokens_per_s']:.0f} | {r['rollout_temp_mb']:.1f} "
                 f"| {r['kv_cache_mb_per_task']:.3f} | {r['final_loss']:.3f} |")
     return "\n".join(rows) + "\n"
+
+
+def sink_differences(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``difference[sink][steps] = {"mean", "ci95", "paired_ci95"}``: each sink option's mean
+    return of the last 10 episodes minus the no-sink model's, over training seeds, with Welch's
+    and the paired 95% interval (a seed's two models share its data stream, initialisation key
+    and evaluation rollouts); empty without ``"none"`` among the options."""
+    if "none" not in results:
+        return {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for sink in (s for s in results if s != "none"):
+        for n, r in results[sink].items():
+            base, other = results["none"][n]["last_10_per_seed"], r["last_10_per_seed"]
+            mean, lo, hi = welch_difference(base, other)
+            _, plo, phi = paired_difference(base, other)
+            out.setdefault(sink, {})[str(n)] = {"mean": mean, "ci95": [lo, hi], "paired_ci95": [plo, phi]}
+    return out
 
 
 SINK_LABELS = {"none": "AD", "k": "AD + Sink-KV (KV0: learned key, zero value)", "kv": "AD + Sink-KV (learned KV)"}
@@ -280,11 +318,17 @@ def main(argv: list[str] | None = None):
     plot_curves(memory, run.plot_path("memory"), "context (steps = tokens)", "XLA temporary buffers (MB)",
                 f"Memory on {device}", legend_below=True)
     (run.path / "table.md").write_text(table(results))
+    difference = sink_differences(results)
+    for sink, by_len in difference.items():
+        for n, d in by_len.items():
+            print(f"context {n} steps: {sink} - none, mean return of the last 10 episodes: {d['mean']:+.2f} (95% CI "
+                  f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]; paired by seed [{d['paired_ci95'][0]:+.2f}, "
+                  f"{d['paired_ci95'][1]:+.2f}]; {config.num_seeds} seeds)", file=sys.stderr)
     summary = {
         "env": ENV, "device": device, "num_seeds": config.num_seeds, "eval_seeds": config.eval_seeds,
         "num_held_out_goals": int(len(held_out)), "optimal_return": optimum,
         "source_return_per_episode": source[:, :max(lengths) // env.horizon].mean(axis=0).tolist(),
-        "small_scale": config.scale == "cpu",
+        "small_scale": config.scale == "cpu", "difference": difference,
         "results": {sink: {str(n): {k: v for k, v in r.items() if k != "returns"} for n, r in by_len.items()}
                     for sink, by_len in results.items()},
     }

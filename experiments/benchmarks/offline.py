@@ -26,10 +26,22 @@ are updates/s over all seeds.
 FLOP/s: the FLOPs of one update are XLA's cost analysis of the compiled reference
 ``update_n_times`` (one seed) over its 8 updates (matmuls, forward and backward, are nearly
 all of them), multiplied by each measured rate; the machine's peak is a float32 ``jnp.dot``
-of two ``peak_size`` square matrices timed in the same run. With a GPU two more rows give
+of two ``peak_size`` square matrices (2048 on a CPU, 8192 on an accelerator, where a
+2048-sized product takes tens of microseconds and its dispatch would count as much), timed
+in the same run over ``PEAK_CALLS`` back-to-back calls. With a GPU two more rows give
 the issue's device bars: the projected time of 1M updates of one seed against JAX-CORL's
 published 9 minutes (GTX 1080 Ti, compile included), and the time of ``seeds`` seeds over
 the time of one (bar: under 2x).
+
+Roofline (with a GPU, or ``--roofline``): XLA's cost analysis of the compiled reference
+``update_n_times`` vmapped over the seeds gives the FLOPs and the bytes its kernels read and
+write per update of all seeds. ``FLOPs / peak`` is a floor no implementation of this math
+beats at this precision; ``bytes / bandwidth`` (bandwidth of an elementwise ``x + 1`` over
+``bandwidth_mb`` of float32, read and write) is the time of that program's traffic if none of
+it stayed in cache: not a floor (the GPU's L2 holds a seed batch's activations), a scale for
+how much of the measured time moving data can explain. Rows: our measured time per update
+against each, per seed count, and for many seeds the compute floor over one seed's measured
+time (the least the bar's ratio could be at this precision).
 
 ``dt`` (in ``--algos``) times Decision Transformer evaluation instead: ``dt_episodes``
 vmapped Pendulum-v1 episodes of ``dt_steps`` steps of the default DT (untrained; the cost
@@ -53,7 +65,7 @@ from experiments.bench_ref import jaxcorl_offline as ref
 from experiments.benchmarks.report import row
 from experiments.benchmarks.timing import best_of_alternating
 from jaxrl_icl.batching import sequential_on_cpu
-from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive
 from jaxrl_icl.icl import transformer
 from jaxrl_icl.offline import decision_transformer, iql, td3_bc
 from jaxrl_icl.offline.dataset import Dataset, make_dataset
@@ -61,6 +73,7 @@ from jaxrl_icl.run.loop import chunk_program
 
 SUITE = "offline"
 ALGOS = ("td3_bc", "iql", "dt")
+PEAK_CALLS = 4  # matmuls per peak timing
 JAXCORL_1M_SECONDS = 9 * 60.0  # published: 1M TD3+BC / IQL updates in about 9 minutes on a GTX 1080 Ti
 
 
@@ -76,15 +89,19 @@ class OfflineBenchConfig:
     max_total_updates: int = field(2048, help="critic updates per timed call over all seeds")
     repeats: int = field(2, help="timed calls per implementation and seed count; the best is kept")
     reference_vmap: bool = field(True, help="also time a plain vmap of the reference loop for many seeds")
-    peak_size: int = field(2048, help="side of the square matrices of the peak-FLOP/s matmul")
+    peak_size: int = field(0, help="side of the square matrices of the peak-FLOP/s matmul (0: 2048 on a CPU, "
+                           "8192 on an accelerator)")
+    roofline: bool = field(False, help="also on a CPU: the roofline floor rows (always with a GPU)")
+    bandwidth_mb: int = field(1024, help="MiB of float32 of the memory-bandwidth measurement")
     dt_episodes: int = field(2, help="dt: Pendulum episodes per timed rollout call (vmapped)")
     dt_steps: int = field(200, help="dt: env steps per episode")
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("dataset_size", "obs_dim", "action_dim", "max_total_updates", "repeats", "peak_size",
-                     "dt_episodes", "dt_steps"):
+        for name in ("dataset_size", "obs_dim", "action_dim", "max_total_updates", "repeats",
+                     "bandwidth_mb", "dt_episodes", "dt_steps"):
             require_positive(self, name)
+        require_nonnegative(self, "peak_size")
         if not self.num_seeds or min(self.num_seeds) < 1:
             raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
         if not self.algos or set(self.algos) - set(ALGOS):
@@ -109,26 +126,67 @@ def synthetic_arrays(cfg: OfflineBenchConfig) -> dict[str, np.ndarray]:
             "next_observations": rng.standard_normal((n, cfg.obs_dim), np.float32)}
 
 
-def flops_per_update(update_n_times: Callable, *args: Any) -> float:
-    """FLOPs of one update by XLA's cost analysis of the compiled reference ``update_n_times(*args)``
-    (``N_JITTED_UPDATES`` updates, one seed) over ``N_JITTED_UPDATES``: matmuls as ``2 * M * N * K``,
-    elementwise ops one per element, after dead code is removed."""
+def cost_per_update(update_n_times: Callable, *args: Any) -> dict[str, float]:
+    """``{"flops", "bytes"}`` of one update (all seeds the arguments hold) by XLA's cost
+    analysis of the compiled ``update_n_times(*args)`` (``N_JITTED_UPDATES`` updates) over
+    ``N_JITTED_UPDATES``: matmuls as ``2 * M * N * K``, elementwise ops one per element, bytes
+    as read and written by each fused kernel, after dead code is removed."""
     cost = jax.jit(update_n_times).lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost["flops"]) / ref.N_JITTED_UPDATES
+    return {"flops": float(cost["flops"]) / ref.N_JITTED_UPDATES,
+            "bytes": float(cost["bytes accessed"]) / ref.N_JITTED_UPDATES}
+
+
+def bandwidth(megabytes: int, repeats: int) -> float:
+    """Bytes/s read and written by a jitted ``x + 1`` over ``megabytes`` MiB of float32 (best of ``repeats``)."""
+    x = jnp.zeros(megabytes * 2**18, jnp.float32)
+    add = jax.jit(lambda x: x + 1.0)
+    jax.block_until_ready(add(x))
+    best = float("inf")
+    for _ in range(max(repeats, 3)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(add(x))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * x.nbytes / best
+
+
+def roofline_rows(algo: str, cfg: OfflineBenchConfig, ref_dataset: dict, rates: dict[int, float], peak: float,
+                  bytes_per_s: float) -> list[dict]:
+    """Rows of our measured seconds per update (all seeds) against the compute floor and the
+    traffic time of the reference's update vmapped over the same seeds, and, per seed count
+    above one, the compute floor over one seed's measured time."""
+    init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
+    rows = []
+    for seeds, rate in rates.items():
+        keys = jax.random.split(jax.random.PRNGKey(cfg.seed), seeds)
+        cost = cost_per_update(jax.vmap(update_n_times, in_axes=(0, None, 0)), jax.vmap(init)(keys), ref_dataset, keys)
+        compute, traffic = cost["flops"] / peak, cost["bytes"] / bytes_per_s
+        measured = seeds / rate  # seconds of one update of every seed
+        head = f"{algo}, {seeds} seed{'s' * (seeds > 1)}: seconds per update"
+        print(f"offline: {head}: measured {measured * 1e6:.1f} us; {cost['flops'] / 1e9:.2f} GFLOP -> compute floor "
+              f"{compute * 1e6:.1f} us; {cost['bytes'] / 1e6:.1f} MB -> traffic {traffic * 1e6:.1f} us", flush=True)
+        rows.append(row(SUITE, f"{head} vs compute floor (FLOPs / peak; ratio = fraction of it reached)",
+                        measured, compute, "s", lower_is_better=True))
+        rows.append(row(SUITE, f"{head} vs XLA's bytes accessed / bandwidth (all from memory)", measured, traffic,
+                        "s", lower_is_better=True))
+        if seeds > 1 and 1 in rates:
+            rows.append(row(SUITE, f"{algo}, {seeds} seeds: compute floor over 1 seed's measured time (bar 2x)",
+                            compute * rates[1], 2.0, "x", lower_is_better=True))
+    return rows
 
 
 def peak_flops(size: int, repeats: int) -> float:
-    """FLOP/s of a float32 ``jnp.dot`` of two ``size`` x ``size`` matrices (best of ``repeats``)."""
+    """FLOP/s of a float32 ``jnp.dot`` of two ``size`` x ``size`` matrices at JAX's default
+    matmul precision: the best of ``repeats`` timings of ``PEAK_CALLS`` calls dispatched back to back."""
     a, b = (jax.random.normal(k, (size, size)) for k in jax.random.split(jax.random.PRNGKey(0)))
     dot = jax.jit(jnp.dot)
     jax.block_until_ready(dot(a, b))
     best = float("inf")
     for _ in range(max(repeats, 3)):
         t0 = time.perf_counter()
-        jax.block_until_ready(dot(a, b))
+        jax.block_until_ready([dot(a, b) for _ in range(PEAK_CALLS)])
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best
+    return PEAK_CALLS * 2.0 * size**3 / best
 
 
 def ours_call(algo: str, cfg: OfflineBenchConfig, dataset: Dataset, seeds: int, updates: int) -> Callable[[], Any]:
@@ -207,13 +265,20 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
     ref_dataset = ref.dataset_dict(arrays["observations"], arrays["actions"], arrays["rewards"],
                                    arrays["next_observations"], arrays["terminals"])
     del arrays
-    peak = peak_flops(cfg.peak_size, cfg.repeats)
+    peak_size = cfg.peak_size or (2048 if jax.default_backend() == "cpu" else 8192)
+    peak = peak_flops(peak_size, cfg.repeats)
     print(f"offline: peak float32 matmul {peak / 1e9:.1f} GFLOP/s", flush=True)
-    rows = [row(SUITE, f"peak FLOP/s: jnp.dot {cfg.peak_size}x{cfg.peak_size} float32", peak, None, "FLOP/s")]
+    rows = [row(SUITE, f"peak FLOP/s: jnp.dot {peak_size}x{peak_size} float32", peak, None, "FLOP/s")]
     gpu = jax.default_backend() == "gpu"
+    bytes_per_s = bandwidth(cfg.bandwidth_mb, cfg.repeats) if gpu or cfg.roofline else None
+    if bytes_per_s:
+        print(f"offline: bandwidth {bytes_per_s / 1e9:.1f} GB/s (x + 1, read and write)", flush=True)
+        rows.append(row(SUITE, f"bandwidth: x + 1 over {cfg.bandwidth_mb} MiB float32 (read and write)",
+                        bytes_per_s, None, "B/s"))
     for algo in (a for a in cfg.algos if a != "dt"):
         init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
-        flops = flops_per_update(update_n_times, init(jax.random.PRNGKey(0)), ref_dataset, jax.random.PRNGKey(1))
+        flops = cost_per_update(update_n_times, init(jax.random.PRNGKey(0)), ref_dataset,
+                                jax.random.PRNGKey(1))["flops"]
         n1 = updates_per_seed(cfg, 1)
         one_ref_call = reference_call(algo, cfg, ref_dataset, 1, n1, False)
         rates = {}
@@ -247,6 +312,8 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
                 # time of `seeds` seeds over the time of one, for equal updates per seed; bar: under 2
                 rows.append(row(SUITE, f"{algo}, {seeds} seeds: time over 1 seed's (bar 2x)",
                                 seeds * rates[1] / rates[seeds], 2.0, "x", lower_is_better=True))
+        if bytes_per_s:
+            rows += roofline_rows(algo, cfg, ref_dataset, rates, peak, bytes_per_s)
     if "dt" in cfg.algos:
         rows += dt_rollout_rows(cfg)
     return rows

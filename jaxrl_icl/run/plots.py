@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -150,8 +150,19 @@ def plot_curve_panels(
     if title:
         fig.suptitle(title)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="small")
+    legend_below(fig, handles, labels)
     return _save(fig, path, dpi)
+
+
+def legend_below(fig: Figure, handles: list, labels: list[str]) -> Any:
+    """One legend under the axes of ``fig``, in as many columns (up to one per entry) as fit
+    the figure's width, so that long labels wrap to more rows instead of running off the image."""
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(len(labels), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
+        if ncols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            return legend
+        legend.remove()
 
 
 def plot_bars(

@@ -19,8 +19,19 @@ from tests.experiments.test_bench import _run
 @pytest.mark.slow  # compiles both trainers and the 8-update reference: minutes on a loaded 2-core CPU
 def test_offline_suite_rows_and_files(tmp_path):
     rows = _run("offline", ["--algos", "td3_bc", "--num-seeds", "1", "2", "--dataset-size", "3000",
-                            "--max-total-updates", "16", "--repeats", "1", "--peak-size", "64"], tmp_path)
-    peak, one, flops, fraction, sequential, vmapped = rows
+                            "--max-total-updates", "16", "--repeats", "1", "--peak-size", "64", "--roofline",
+                            "--bandwidth-mb", "16"], tmp_path)
+    peak, bandwidth, one, flops, fraction, sequential, vmapped, *roofline = rows
+    compute1, traffic1, compute2, traffic2, floor_ratio = roofline
+    assert bandwidth["unit"] == "B/s" and bandwidth["ours"] > 0
+    assert compute1["case"].startswith("td3_bc, 1 seed: seconds per update vs compute floor")
+    assert traffic2["case"].startswith("td3_bc, 2 seeds: seconds per update vs XLA's bytes accessed")
+    # both rows of a seed count time the same measurement; the floor is exactly the FLOPs over
+    # the peak, so two seeds' floor is twice one seed's (XLA counts the vmapped FLOPs)
+    assert compute1["ours"] == traffic1["ours"] and compute2["ours"] == traffic2["ours"]
+    assert compute1["reference"] == pytest.approx(flops["ours"] / peak["ours"] / one["ours"], rel=0.02)
+    assert compute2["reference"] == pytest.approx(2 * compute1["reference"], rel=0.01)
+    assert floor_ratio["ours"] == pytest.approx(compute2["reference"] / compute1["ours"])
     assert peak["case"].startswith("peak FLOP/s") and peak["unit"] == "FLOP/s" and peak["reference"] is None
     assert one["case"] == "td3_bc, 1 seed x 16 updates: vs reference" and one["unit"] == "updates/s"
     assert flops["case"].startswith("td3_bc, 1 seed: achieved FLOP/s (") and flops["unit"] == "FLOP/s"
@@ -48,8 +59,14 @@ def test_flops_per_update_is_the_td3_bc_matmul_count():
     matmul = 2 * batch * (critic_step + actor_step / ref.POLICY_FREQ)
     init, update_n_times = ref.make_td3_bc(obs, act)
     data = ref.dataset_dict(np.zeros((10, obs)), np.zeros((10, act)), np.zeros(10), np.zeros((10, obs)), np.zeros(10))
-    counted = offline.flops_per_update(update_n_times, init(jax.random.PRNGKey(0)), data, jax.random.PRNGKey(1))
-    assert matmul <= counted <= 1.05 * matmul
+    counted = offline.cost_per_update(update_n_times, init(jax.random.PRNGKey(0)), data, jax.random.PRNGKey(1))
+    assert matmul <= counted["flops"] <= 1.05 * matmul
+    # the roofline's vmapped count: three seeds are three times the work, and read at least
+    # their parameters (actor, twin critics and their targets, float32) once per update
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    three = offline.cost_per_update(jax.vmap(update_n_times, in_axes=(0, None, 0)), jax.vmap(init)(keys), data, keys)
+    assert three["flops"] == pytest.approx(3 * counted["flops"], rel=0.01)
+    assert three["bytes"] >= 3 * 4 * 2 * (actor + 2 * critic)
 
 
 def _to_reference_critic(params):

@@ -37,11 +37,27 @@ def test_long_context_runs_at_tiny_size(tmp_path):
             assert 0 <= r["first_episode_return"] <= 20 and r["train_tokens_per_s"] > 0
             assert r["rollout_tokens_per_s"] > 0 and r["train_temp_mb"] > 0
             assert r["kv_cache_mb_per_task"] == pytest.approx(2 * int(steps) * 8 * 4 / 2**20)
+    kv, none = (summary["results"][sink]["40"]["last_10_per_seed"] for sink in ("kv", "none"))
+    assert len(kv) == 1 and summary["difference"]["kv"]["40"]["mean"] == pytest.approx(kv[0] - none[0])
     source = summary["source_return_per_episode"]  # the held-out goals' Q-learning, episodes 1 and 2
     assert len(source) == 2 and all(0 <= x <= 20 for x in source)
     assert len((run.path / "table.md").read_text().splitlines()) == 2 + 2
     for name in ("returns.png", "speed.png", "memory.png"):
         assert (run.path / name).stat().st_size > 0
+
+
+def test_sink_differences_against_hand_computed_intervals():
+    # three seeds whose KV0 model beats the no-sink one by 1, 2 and 3: paired mean 2, standard
+    # error 1 / sqrt(3), t_{0.975, 2} = 4.303 (printed tables); Welch's interval on the two
+    # samples [0, 0, 0] and [1, 2, 3] is the same here, since the first has no spread
+    results = {"none": {4100: {"last_10_per_seed": [0.0, 0.0, 0.0]}},
+               "k": {4100: {"last_10_per_seed": [1.0, 2.0, 3.0]}}}
+    d = long_context.sink_differences(results)["k"]["4100"]
+    half = 4.303 / np.sqrt(3)
+    assert d["mean"] == pytest.approx(2.0)
+    assert d["paired_ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-3)
+    assert d["ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-3)
+    assert long_context.sink_differences({"k": results["k"]}) == {}  # nothing to compare against
 
 
 def test_config_checks_name_the_field():

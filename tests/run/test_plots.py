@@ -117,6 +117,23 @@ def test_a_curve_of_one_point_is_drawn(tmp_path):
     assert c0_pixels(np.nan) < drawn  # a point no seed has leaves only the legend's line
 
 
+@pytest.mark.parametrize("words, fitting_columns", [(1, 3), (8, 1)])
+def test_legend_below_wraps_long_labels_to_fit_the_figure(words, fitting_columns):
+    # three labels side by side on a 6.4-inch figure: short ones in one row, long ones (as
+    # long_context's "Q-learning, source (16 histories, same goals)") stacked in one column
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i in range(3):
+        ax.plot([0, 1], [i, i], label=" ".join([f"series{i}"] * words))
+    legend = plots.legend_below(fig, *ax.get_legend_handles_labels())
+    assert legend._ncols == fitting_columns and fig.legends == [legend]
+    assert legend.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width
+
+
 def test_plot_curves_rejects_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="'a'"):
         plot_curves({"a": (np.arange(3), np.zeros((2, 4)))}, tmp_path / "x.png", "x", "y")
