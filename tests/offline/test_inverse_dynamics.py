@@ -67,7 +67,9 @@ def test_idm_recovers_the_actions_of_known_dynamics(discrete):
     actions' variance, under 2% wrong); the untrained IDM does not (the action is a function of
     (s_t, s_{t+1}) here)."""
     train, held_out = _linear_episodes(10, 20, 0, discrete), _linear_episodes(10, 20, 1, discrete)
-    config = idm.IDMConfig(num_updates=600, batch_size=64, lr=3e-3, hidden=(64, 64), dropout=0.0)
+    # lr 1e-3: at 3e-3 the continuous error ranged 0.011-0.05 over training seeds (and CPUs); here
+    # 0.010-0.017 over seeds 0-5, and the discrete labels are all right
+    config = idm.IDMConfig(num_updates=600, batch_size=64, lr=1e-3, hidden=(64, 64), dropout=0.0)
     action_dim = 2
     trainer = idm.make_train(config, 2, action_dim, discrete=discrete)
     state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0), train)
