@@ -24,8 +24,14 @@ exercises the whole pipeline, but 50 updates are far from AD's converged returns
 contexts of :mod:`experiments.darkroom_ad` need about 3000), so its return curves do not
 compare the two models; on 2 CPU cores shared with other jobs it took about half an hour,
 most of it at 2048 and 4096 steps (``--context-steps 256 1024`` for a quick look).
-``--scale paper`` (contexts 1k to 16k steps, width 128, 4 layers, 5000 updates, 3 seeds) is
-meant for a GPU.
+``--scale paper`` (contexts 1k to 16k steps, width 128, 4 layers, 5000 updates of 65,536
+tokens, 3 seeds one after another: ``--sequential-seeds``) is meant for a GPU. Attention keeps
+every window's scores, so memory grows with the context: by XLA's memory analysis of the update
+compiled on the CPU (which put the H200 run below at 1.84 GiB, the H200 itself at 1.83), one update
+of one seed at the paper sizes needs 8.0 / 21.5 / 37.6 / 62.3 GiB at 1k / 4k / 8k / 16k steps,
+three vmapped seeds about three times that, past any one GPU at 16k. Before training each model
+the run compiles its update and, on a device that reports its memory (a GPU), stops with an error
+naming ``--tokens-per-update`` and ``--sequential-seeds`` if the update would not fit.
 
 With returns that mean something (2-core CPU, jax 0.10.2, one training seed, 16 held-out goals x
 4 rollouts): ``--context-steps 1024 --ad.backbone.width 64 --ad.backbone.num-layers 4
@@ -102,7 +108,7 @@ PRESETS = {"paper": [
     "--context-steps", "1024", "2048", "4096", "8192", "16384", "--tokens-per-update", "65536",
     "--ad.backbone.width", "128", "--ad.backbone.num-layers", "4", "--ad.backbone.num-heads", "4",
     "--optim.num-updates", "5000", "--optim.warmup-updates", "200", "--chunk-updates", "500",
-    "--q-learning.num-episodes", "840", "--num-seeds", "3", "--eval-seeds", "4",
+    "--q-learning.num-episodes", "840", "--num-seeds", "3", "--eval-seeds", "4", "--sequential-seeds",
 ]}
 
 
@@ -123,6 +129,8 @@ class LongContextConfig:
     eval_seeds: int = field(1, help="evaluation rollouts per held-out goal and training seed")
     timing_repeats: int = field(3, help="timed calls of one update; the fastest is kept")
     chunk_updates: int = field(50, help="updates per jitted chunk (progress)")
+    sequential_seeds: bool = field(False, help="train the seeds one after another inside each jitted chunk "
+                                   "(the memory of one seed; long contexts on a GPU) instead of vmapped")
     ad: ad.ADConfig = ad.ADConfig(obs_scale=0.125, backbone=tr.BackboneConfig(width=32, num_layers=2, num_heads=2))
     # optim.batch_size is replaced per context length by max(1, tokens_per_update // context steps)
     optim: OptimConfig = OptimConfig(num_updates=50, batch_size=1, lr=1e-3, warmup_updates=10)
@@ -172,6 +180,30 @@ def _best_seconds(fn, repeats: int) -> float:
     return best
 
 
+def device_memory_limit() -> int | None:
+    """Bytes the first device's allocator may hold (``memory_stats()["bytes_limit"]``), or None
+    where the backend reports none (the CPU)."""
+    stats = jax.devices()[0].memory_stats()
+    return stats.get("bytes_limit") if stats else None
+
+
+def update_memory(trainer: Any, keys: jax.Array, data: ad.ADData, seeds: int) -> int:
+    """Bytes of temporary and argument buffers of one update of ``seeds`` vmapped seeds, by
+    XLA's memory analysis of the update compiled on abstract state (nothing runs)."""
+    state = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys[:seeds], data)
+    memory = jax.jit(jax.vmap(trainer.update, in_axes=(0, None))).lower(state, data).compile().memory_analysis()
+    return int(memory.temp_size_in_bytes + memory.argument_size_in_bytes)
+
+
+def check_update_fits(need: int, seeds: int, window: int, limit: int) -> None:
+    """ConfigError naming ``tokens_per_update`` when one update of ``seeds`` seeds at a window
+    of ``window`` steps needs ``need`` bytes, more than the device's ``limit``."""
+    if need > limit:
+        raise ConfigError("tokens_per_update", f"one update of {seeds} seed(s) at {window} steps needs "
+                          f"{need / 2**30:.1f} GiB, more than the device's {limit / 2**30:.1f} GiB: lower "
+                          "--tokens-per-update, or pass --sequential-seeds (or fewer --num-seeds)")
+
+
 def _megabytes(compiled) -> float:
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
@@ -186,8 +218,13 @@ def run_one(config: LongContextConfig, data: ad.ADData, held_out: np.ndarray, st
     window = ad_config.context_steps(env.horizon)
     optim = dataclasses.replace(config.optim, batch_size=max(1, config.tokens_per_update // window))
     trainer = ad.make_train(ad_config, optim, data.obs.shape[-1], env.num_actions, env.horizon)
-    state, metrics = train_in_chunks(trainer, seed_keys(config.seed, config.num_seeds), data,
-                                     chunk_updates=config.chunk_updates, progress=progress)
+    keys = seed_keys(config.seed, config.num_seeds)
+    limit = device_memory_limit()
+    if limit is not None:  # a GPU: refuse an update that cannot fit before any training
+        seeds = 1 if config.sequential_seeds else config.num_seeds
+        check_update_fits(update_memory(trainer, keys, data, seeds), seeds, window, limit)
+    state, metrics = train_in_chunks(trainer, keys, data, chunk_updates=config.chunk_updates, progress=progress,
+                                     sequential_seeds=config.sequential_seeds)
 
     # One update of one seed, compiled alone: throughput and temporary memory.
     one = jax.tree.map(lambda x: x[0], gather_seeds(state))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -58,6 +59,27 @@ def test_sink_differences_against_hand_computed_intervals():
     assert d["paired_ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-3)
     assert d["ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-3)
     assert long_context.sink_differences({"k": results["k"]}) == {}  # nothing to compare against
+
+
+def test_an_update_too_large_for_the_device_is_refused_before_training():
+    """XLA's memory analysis of the vmapped update: 3 seeds need more than twice one seed's
+    memory, and a device limit between the two refuses the vmapped update, naming the flag,
+    and passes one seed (``--sequential-seeds``)."""
+    env, _ = envs.make("darkroom-9x9")
+    config = long_context.ad.ADConfig(context_episodes=2, backbone=long_context.tr.BackboneConfig(
+        width=8, num_layers=1, num_heads=1))
+    optim = long_context.OptimConfig(num_updates=1, batch_size=4, warmup_updates=1)
+    trainer = long_context.ad.make_train(config, optim, 2, env.num_actions, env.horizon)
+    rng = np.random.default_rng(0)
+    data = long_context.ad.ad_data({"obs": rng.integers(0, 9, (3, 60, 2)), "action": rng.integers(0, 5, (3, 60)),
+                                    "reward": np.zeros((3, 60), np.float32)}, env.num_actions)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    one, three = (long_context.update_memory(trainer, keys, data, n) for n in (1, 3))
+    assert three > 2 * one > 0
+    limit = (one + three) // 2
+    long_context.check_update_fits(one, 1, 40, limit)
+    with pytest.raises(long_context.ConfigError, match="^tokens_per_update: one update of 3 seed.*--sequential-seeds"):
+        long_context.check_update_fits(three, 3, 40, limit)
 
 
 def test_config_checks_name_the_field():
