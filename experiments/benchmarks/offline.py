@@ -53,7 +53,6 @@ whole token stream at every step (the same actions; quadratic in the episode len
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Callable
 
 import jax
@@ -142,12 +141,7 @@ def bandwidth(megabytes: int, repeats: int) -> float:
     x = jnp.zeros(megabytes * 2**18, jnp.float32)
     add = jax.jit(lambda x: x + 1.0)
     jax.block_until_ready(add(x))
-    best = float("inf")
-    for _ in range(max(repeats, 3)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(add(x))
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * x.nbytes / best
+    return 2.0 * x.nbytes / best_of_alternating(max(repeats, 3), {"add": lambda: add(x)})["add"]
 
 
 def roofline_rows(algo: str, cfg: OfflineBenchConfig, ref_dataset: dict, rates: dict[int, float], peak: float,
@@ -181,12 +175,8 @@ def peak_flops(size: int, repeats: int) -> float:
     a, b = (jax.random.normal(k, (size, size)) for k in jax.random.split(jax.random.PRNGKey(0)))
     dot = jax.jit(jnp.dot)
     jax.block_until_ready(dot(a, b))
-    best = float("inf")
-    for _ in range(max(repeats, 3)):
-        t0 = time.perf_counter()
-        jax.block_until_ready([dot(a, b) for _ in range(PEAK_CALLS)])
-        best = min(best, time.perf_counter() - t0)
-    return PEAK_CALLS * 2.0 * size**3 / best
+    seconds = best_of_alternating(max(repeats, 3), {"dot": lambda: [dot(a, b) for _ in range(PEAK_CALLS)]})["dot"]
+    return PEAK_CALLS * 2.0 * size**3 / seconds
 
 
 def ours_call(algo: str, cfg: OfflineBenchConfig, dataset: Dataset, seeds: int, updates: int) -> Callable[[], Any]:
