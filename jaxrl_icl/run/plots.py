@@ -50,8 +50,8 @@ def plot_curves(
         with a ``low``-``high`` bar where both are given (e.g. another study's mean and range);
         one legend entry, ``marks_label``.
       figsize, dpi: image size is ``figsize * dpi`` pixels.
-      legend_below: put the legend under the axes, in two columns, so that many
-        entries hide no curve.
+      legend_below: put the legend under the axes, in two columns (one where two would not
+        fit the width), so that many entries hide no curve.
 
     Returns:
       ``path`` as a Path.
@@ -83,7 +83,7 @@ def plot_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     if legend_below:
-        fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+        legend_under_axes(fig, *ax.get_legend_handles_labels(), max_ncols=2)
     else:
         ax.legend(fontsize="small")
     return _save(fig, path, dpi)
@@ -150,15 +150,16 @@ def plot_curve_panels(
     if title:
         fig.suptitle(title)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    legend_below(fig, handles, labels)
+    legend_under_axes(fig, handles, labels)
     return _save(fig, path, dpi)
 
 
-def legend_below(fig: Figure, handles: list, labels: list[str]) -> Any:
-    """One legend under the axes of ``fig``, in as many columns (up to one per entry) as fit
-    the figure's width, so that long labels wrap to more rows instead of running off the image."""
+def legend_under_axes(fig: Figure, handles: list, labels: list[str], max_ncols: int | None = None) -> Any:
+    """One legend under the axes of ``fig``, in as many columns (up to one per entry, or
+    ``max_ncols``) as fit the figure's width, so that long labels wrap to more rows instead of
+    running off the image."""
     renderer = fig.canvas.get_renderer()
-    for ncols in range(len(labels), 0, -1):
+    for ncols in range(min(len(labels), max_ncols or len(labels)), 0, -1):
         legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
         if ncols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
             return legend

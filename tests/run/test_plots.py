@@ -118,7 +118,7 @@ def test_a_curve_of_one_point_is_drawn(tmp_path):
 
 
 @pytest.mark.parametrize("words, fitting_columns", [(1, 3), (8, 1)])
-def test_legend_below_wraps_long_labels_to_fit_the_figure(words, fitting_columns):
+def test_legend_under_axes_wraps_long_labels_to_fit_the_figure(words, fitting_columns):
     # three labels side by side on a 6.4-inch figure: short ones in one row, long ones (as
     # long_context's "Q-learning, source (16 histories, same goals)") stacked in one column
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -129,9 +129,12 @@ def test_legend_below_wraps_long_labels_to_fit_the_figure(words, fitting_columns
     ax = fig.subplots()
     for i in range(3):
         ax.plot([0, 1], [i, i], label=" ".join([f"series{i}"] * words))
-    legend = plots.legend_below(fig, *ax.get_legend_handles_labels())
+    legend = plots.legend_under_axes(fig, *ax.get_legend_handles_labels())
     assert legend._ncols == fitting_columns and fig.legends == [legend]
     assert legend.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width
+    if words == 1:  # plot_curves' two-column cap: the short labels fit three, two are drawn
+        legend.remove()
+        assert plots.legend_under_axes(fig, *ax.get_legend_handles_labels(), max_ncols=2)._ncols == 2
 
 
 def test_plot_curves_rejects_bad_shapes(tmp_path):
