@@ -70,8 +70,10 @@ def test_flops_per_update_is_the_td3_bc_matmul_count():
 
 
 def _to_reference_critic(params):
-    """Our TwinCritic's params ({q1, q2}) in the reference DoubleCritic's layout ({MLP_0, MLP_1})."""
-    return {"params": {"MLP_0": params["params"]["q1"], "MLP_1": params["params"]["q2"]}}
+    """Our TwinCritic's params (one ensemble, members on the leading axis) in the reference
+    DoubleCritic's layout ({MLP_0, MLP_1})."""
+    member = lambda i: jax.tree.map(lambda p: p[i], params["params"]["ensemble"])  # noqa: E731
+    return {"params": {"MLP_0": member(0), "MLP_1": member(1)}}
 
 
 def test_td3_bc_losses_match_the_reference_implementation():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxrl_icl.offline import bc, cql, iql, make_dataset, td3_bc
+from jaxrl_icl.offline.networks import MLP, TwinCritic
 
 
 def test_expectile_loss_is_the_asymmetric_l2_by_hand():
@@ -48,6 +49,22 @@ def test_critic_target_with_rebrac_penalty_by_hand():
     next_action, next_data = jnp.array([[0.5], [0.0]]), jnp.array([[0.0], [1.0]])
     target = td3_bc.critic_target(reward, terminal, next_q, next_action, next_data, gamma=0.9, bc_weight=2.0)
     np.testing.assert_allclose(target, [1.0 + 0.9 * (3.0 - 2.0 * 0.25), 2.0], rtol=1e-6)
+
+
+def test_twin_critic_members_are_independent_mlps():
+    """Each ensemble member is the plain MLP on its slice of the parameters, members start
+    different, and ``first_only`` is member 0 alone."""
+    obs, act = jax.random.normal(jax.random.PRNGKey(1), (5, 3)), jax.random.uniform(jax.random.PRNGKey(2), (5, 2))
+    critic = TwinCritic((8, 8), num_critics=3)
+    params = critic.init(jax.random.PRNGKey(0), obs, act)
+    q = critic.apply(params, obs, act)
+    assert q.shape == (3, 5)
+    x = jnp.concatenate([obs, act], axis=-1)
+    for i in range(3):
+        member = jax.tree.map(lambda p, i=i: p[i], params["params"]["ensemble"])
+        np.testing.assert_allclose(q[i], MLP((8, 8), 1).apply({"params": member}, x)[:, 0], rtol=1e-6)
+    assert float(jnp.min(jnp.abs(q[0] - q[1]))) > 0.0
+    np.testing.assert_allclose(critic.apply(params, obs, act, first_only=True), q[0], rtol=1e-6)
 
 
 def test_cql_penalty_is_zero_for_flat_q():
