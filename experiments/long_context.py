@@ -25,13 +25,18 @@ contexts of :mod:`experiments.darkroom_ad` need about 3000), so its return curve
 compare the two models; on 2 CPU cores shared with other jobs it took about half an hour,
 most of it at 2048 and 4096 steps (``--context-steps 256 1024`` for a quick look).
 ``--scale paper`` (contexts 1k to 16k steps, width 128, 4 layers, 5000 updates of 65,536
-tokens, 3 seeds one after another: ``--sequential-seeds``) is meant for a GPU. Attention keeps
-every window's scores, so memory grows with the context: by XLA's memory analysis of the update
-compiled on the CPU (which put the H200 run below at 1.84 GiB, the H200 itself at 1.83), one update
-of one seed at the paper sizes needs 8.0 / 21.5 / 37.6 / 62.3 GiB at 1k / 4k / 8k / 16k steps,
-three vmapped seeds about three times that, past any one GPU at 16k. Before training each model
-the run compiles its update and, on a device that reports its memory (a GPU), stops with an error
-naming ``--tokens-per-update`` and ``--sequential-seeds`` if the update would not fit.
+tokens, 3 vmapped seeds) is meant for a GPU. Attention over all rows at once keeps every
+window's ``[T, T]`` scores per head, so its memory grows with the square of the context: by XLA's
+memory analysis of the update compiled on the CPU (:func:`update_memory`, which puts the H200 run
+below at 1.87 GiB, the H200 itself at 1.83), one update of one seed at the paper sizes needs
+10.0 / 29.0 / 51.6 / 86.3 GiB at 1k / 4k / 8k / 16k steps, past one H100 from 8k on. The paper
+preset therefore computes attention 512 query rows at a time, recomputed in the backward pass
+(``--ad.backbone.attention-chunk 512``, :class:`~jaxrl_icl.icl.transformer.BackboneConfig`): 5.5 /
+5.1 / 4.7 / 4.1 GiB per seed, the same function up to float rounding, so three vmapped seeds fit
+one GPU at every length (``--sequential-seeds`` trains them one after another if not). Before
+training each model the run compiles its update and, on a device that reports its memory (a
+GPU), stops with an error naming ``--tokens-per-update`` and ``--sequential-seeds`` if the update
+would not fit.
 
 With returns that mean something (2-core CPU, jax 0.10.2, one training seed, 16 held-out goals x
 4 rollouts): ``--context-steps 1024 --ad.backbone.width 64 --ad.backbone.num-layers 4
@@ -108,7 +113,7 @@ PRESETS = {"paper": [
     "--context-steps", "1024", "2048", "4096", "8192", "16384", "--tokens-per-update", "65536",
     "--ad.backbone.width", "128", "--ad.backbone.num-layers", "4", "--ad.backbone.num-heads", "4",
     "--optim.num-updates", "5000", "--optim.warmup-updates", "200", "--chunk-updates", "500",
-    "--q-learning.num-episodes", "840", "--num-seeds", "3", "--eval-seeds", "4", "--sequential-seeds",
+    "--q-learning.num-episodes", "840", "--num-seeds", "3", "--eval-seeds", "4", "--ad.backbone.attention-chunk", "512",
 ]}
 
 
@@ -201,7 +206,8 @@ def check_update_fits(need: int, seeds: int, window: int, limit: int) -> None:
     if need > limit:
         raise ConfigError("tokens_per_update", f"one update of {seeds} seed(s) at {window} steps needs "
                           f"{need / 2**30:.1f} GiB, more than the device's {limit / 2**30:.1f} GiB: lower "
-                          "--tokens-per-update, or pass --sequential-seeds (or fewer --num-seeds)")
+                          "--tokens-per-update, compute attention in chunks (--ad.backbone.attention-chunk "
+                          "512), or pass --sequential-seeds (or fewer --num-seeds)")
 
 
 def _megabytes(compiled) -> float:

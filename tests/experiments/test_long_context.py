@@ -14,6 +14,7 @@ from envs.darkroom import optimal_return
 from experiments import long_context
 from experiments.darkroom_ad import goal_split
 from jaxrl_icl.config import ConfigError
+from jaxrl_icl.run.config import parse_cli, with_scale
 
 TINY = ["--context-steps", "25", "--tokens-per-update", "40", "--optim.num-updates", "2",
         "--chunk-updates", "2", "--q-learning.num-episodes", "3", "--q-learning.epsilon-decay-episodes", "1",
@@ -90,3 +91,9 @@ def test_config_checks_name_the_field():
         long_context.LongContextConfig(sinks=("none", "none"))
     with pytest.raises(ConfigError, match="^ad.layout"):
         long_context.LongContextConfig(ad=long_context.ad.ADConfig(layout="triplet"))
+
+
+def test_paper_preset_chunks_attention_and_vmaps_its_seeds():
+    config, _ = parse_cli(long_context.LongContextConfig, with_scale(["--scale", "paper"], long_context.PRESETS))
+    assert config.context_steps[-1] == 16384 and config.tokens_per_update == 65536
+    assert config.ad.backbone.attention_chunk == 512 and config.num_seeds == 3 and not config.sequential_seeds
