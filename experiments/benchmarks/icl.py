@@ -28,18 +28,25 @@ training costs at most 3x the dense backbone's time (a ratio of at least 0.33). 
 the 2-core CPU shared with two other jobs (5 rounds, default width 64, 4 layers, MoE in the
 last layer): training T2MIR 0.80x, token MoE 0.85x, Sink-KV 1.21x the dense backbone's
 tokens/s (1,586); cached rollouts 0.66x, 0.71x and 0.69x (dense 1,397 tokens/s).
+
+Chunked attention (``attention_chunk``, at the longest context): the training step with
+attention computed that many query rows at a time (rematerialised in the backward pass,
+:class:`~jaxrl_icl.icl.transformer.BackboneConfig`) against all rows at once, tokens/s and
+XLA's temporary memory. On the 2-core CPU (shared with a test run), 2 x 4096 tokens in chunks
+of 512: 0.93x the tokens/s (588 vs 635) in 6.7x less temporary memory (407 vs 2,748 MiB).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import jax
 import jax.numpy as jnp
 
 from experiments.benchmarks.report import row
 from experiments.benchmarks.timing import best_of_alternating, compile_timed, time_jitted
-from jaxrl_icl.config import ConfigError, field, require_positive
+from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.moe import MoEConfig
 
@@ -66,6 +73,8 @@ class ICLBenchConfig:
     backbones: tuple[str, ...] = field(BACKBONES, help=f"backbone options timed against dense: {', '.join(BACKBONES)}")
     backbone_context: int = field(1024, help="context length of the backbone-option rows")
     moe_layers: int = field(1, help="layers (the last ones) holding the mixtures of experts")
+    attention_chunk: int = field(512, help="query rows per attention chunk of the chunked-training row at the "
+                                 "longest context (0 or at least that context: no row)")
     repeats: int = field(3, help="timed calls per measurement; the best is kept")
     seed: int = 0
 
@@ -73,6 +82,7 @@ class ICLBenchConfig:
         for name in ("recompute_steps", "recompute_tokens", "train_tokens", "vmap_context", "repeats",
                      "backbone_context", "moe_layers"):
             require_positive(self, name)
+        require_nonnegative(self, "attention_chunk")
         for name in ("context_lengths", "num_tasks"):
             values = getattr(self, name)
             if not values or min(values) < 1:
@@ -83,12 +93,12 @@ class ICLBenchConfig:
             raise ConfigError("moe_layers", f"{self.moe_layers} exceeds num_layers={self.num_layers}")
         self.model(max(self.context_lengths))  # validates width/heads/positions
 
-    def model(self, max_len: int, option: str = "dense") -> tr.TransformerConfig:
+    def model(self, max_len: int, option: str = "dense", attention_chunk: int = 0) -> tr.TransformerConfig:
         """The timed transformer; ``option`` is ``"dense"`` or one of :data:`BACKBONES`."""
         ffn = option if option in ("t2mir", "token_moe") else "dense"
         backbone = tr.BackboneConfig(width=self.width, num_layers=self.num_layers, num_heads=self.num_heads,
                                      positions=self.positions, ffn=ffn, sink="kv" if option == "sink_kv" else "none",
-                                     moe=MoEConfig(last_layers=self.moe_layers))
+                                     moe=MoEConfig(last_layers=self.moe_layers), attention_chunk=attention_chunk)
         return tr.TransformerConfig(d_in=self.d_in, d_out=self.d_out, max_len=max_len, backbone=backbone)
 
 
@@ -186,7 +196,34 @@ def run(cfg: ICLBenchConfig) -> list[dict]:
         else:  # the reference: the first task count's time, scaled to this many tasks
             reference = (first[1][0] * tasks / first[0], first[1][1])
             rows += _rows(f"{case}, vs x{first[0]}", tasks * cfg.vmap_context, timing, reference)
-    return rows + backbone_rows(cfg, key)
+    return rows + chunked_rows(cfg, key) + backbone_rows(cfg, key)
+
+
+def chunked_rows(cfg: ICLBenchConfig, key: jax.Array) -> list[dict]:
+    """Training tokens/s and XLA's temporary memory of the training step at the longest context
+    with attention ``cfg.attention_chunk`` query rows at a time against all rows at once (none
+    when chunking would not split the context)."""
+    length, chunk = max(cfg.context_lengths), cfg.attention_chunk
+    if not chunk or chunk >= length:
+        return []
+    batch = max(1, cfg.train_tokens // length)
+    tokens = jax.random.normal(jax.random.fold_in(key, 6), (batch, length, cfg.d_in))
+    targets = jax.random.randint(jax.random.fold_in(key, 7), (batch, length), 0, cfg.d_out)
+    calls, compile_s, memory = {}, {}, {}
+    for rows_at_once in (chunk, 0):
+        model = cfg.model(length, attention_chunk=rows_at_once)
+        params = tr.init(model, key)
+        t0 = time.perf_counter()
+        compiled = jax.jit(lambda p, x, y, m=model: train_step(m, p, x, y)).lower(params, tokens, targets).compile()
+        compile_s[rows_at_once] = time.perf_counter() - t0
+        memory[rows_at_once] = compiled.memory_analysis().temp_size_in_bytes
+        calls[rows_at_once] = lambda c=compiled, p=params: c(p, tokens, targets)
+    best = best_of_alternating(cfg.repeats, calls)
+    case = f"training, {batch} x {length} tokens, attention in chunks of {chunk} rows, vs all rows at once"
+    print(f"icl: {case}: {batch * length / best[chunk]:,.0f} vs {batch * length / best[0]:,.0f} tokens/s, "
+          f"temporary memory {memory[chunk] / 2**20:,.1f} vs {memory[0] / 2**20:,.1f} MiB", flush=True)
+    return (_rows(case, batch * length, (best[chunk], compile_s[chunk]), (best[0], compile_s[0]))
+            + [row(SUITE, f"{case}: temporary memory", memory[chunk], memory[0], "B", lower_is_better=True)])
 
 
 def backbone_rows(cfg: ICLBenchConfig, key: jax.Array) -> list[dict]:

@@ -34,7 +34,8 @@ def _check_row(row, suite):
         assert row["ratio"] is None
     else:  # ratio > 1 means ours is better: faster throughput, or less time
         assert _positive_finite(row["reference"]) and _positive_finite(row["ratio"])
-        better = row["reference"] / row["ours"] if row["unit"] in ("s", "nats", "x") else row["ours"] / row["reference"]
+        lower_is_better = row["unit"] in ("s", "nats", "x", "B")
+        better = row["reference"] / row["ours"] if lower_is_better else row["ours"] / row["reference"]
         assert row["ratio"] == pytest.approx(better), row
 
 
@@ -74,13 +75,17 @@ def test_icl_suite(tmp_path):
     rows = _run("icl", ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "16",
                         "--num-tasks", "1", "2", "--vmap-context", "8", "--width", "8", "--num-layers", "1",
                         "--num-heads", "1", "--repeats", "1", "--backbone-context", "8",
-                        "--backbones", "sink_kv"], tmp_path)  # T2MIR compiles for seconds: covered by icl tests
+                        "--backbones", "sink_kv", "--attention-chunk", "3"], tmp_path)  # T2MIR compiles for
+    # seconds: covered by icl tests
+    chunked = "training, 2 x 8 tokens, attention in chunks of 3 rows, vs all rows at once"
     assert [r["case"] for r in rows if r["unit"] == "tokens/s"] == [
         "cached rollout, context 8, vs recomputing it every step", "training, 2 x 8 tokens",
-        "cached rollout x1 tasks (vmap), context 8", "cached rollout x2 tasks (vmap), context 8, vs x1",
+        "cached rollout x1 tasks (vmap), context 8", "cached rollout x2 tasks (vmap), context 8, vs x1", chunked,
         *(f"backbone Sink-KV: {what}, vs dense" for what in ("training, 2 x 8 tokens", "cached rollout, context 8"))]
     backbone = [r for r in rows if r["case"].startswith("backbone") and r["unit"] == "tokens/s"]
     assert all(r["ours"] > 0 and r["reference"] > 0 for r in backbone)
+    memory = next(r for r in rows if r["case"] == f"{chunked}: temporary memory")
+    assert memory["unit"] == "B" and memory["ours"] > 0 and memory["reference"] > 0
     with pytest.raises(SystemExit):
         bench.main(["icl", "--backbones", "switch", "--run-dir", str(tmp_path / "bad")])
 
