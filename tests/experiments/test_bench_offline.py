@@ -20,8 +20,8 @@ from tests.experiments.test_bench import _run
 def test_offline_suite_rows_and_files(tmp_path):
     rows = _run("offline", ["--algos", "td3_bc", "--num-seeds", "1", "2", "--dataset-size", "3000",
                             "--max-total-updates", "16", "--repeats", "1", "--peak-size", "64", "--roofline",
-                            "--bandwidth-mb", "16"], tmp_path)
-    peak, bandwidth, one, flops, fraction, sequential, vmapped, *roofline = rows
+                            "--bandwidth-mb", "16", "--profile"], tmp_path)
+    peak, bandwidth, one, flops, fraction, sequential, vmapped, *roofline = rows  # --profile: no rows on a CPU
     compute1, traffic1, compute2, traffic2, floor_ratio = roofline
     assert bandwidth["unit"] == "B/s" and bandwidth["ours"] > 0
     assert compute1["case"].startswith("td3_bc, 1 seed: seconds per update vs compute floor")
