@@ -87,7 +87,8 @@ class TwinCritic(nn.Module):
     actor loss: the others are then not run, rather than run and discarded).
 
     One batched matmul per layer for all members: on an H200 a TD3+BC update took 11% (one seed)
-    and 9% (16 vmapped seeds) less time than with two separate networks."""
+    and 9% (16 vmapped seeds) less time than with two separate networks, and on a 2-core CPU one
+    seed ran 269 instead of 245 updates/s (the JAX-CORL-design reference beside them: 253)."""
 
     hidden: tuple[int, ...] = (256, 256)
     layer_norm: bool = False
