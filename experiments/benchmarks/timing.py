@@ -8,12 +8,18 @@ from typing import Any, Callable
 import jax
 
 
+def compile_ahead(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
+    """``(compiled, compile seconds)``: ``jax.jit(fn)`` lowered and compiled for ``args``."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
 def compile_timed(fn: Callable[..., Any], args: tuple) -> tuple[Callable[[], Any], float]:
     """``(call, compile seconds)``: ``jax.jit(fn)`` compiled ahead of time for ``args``, and a
     no-argument ``call`` running the compiled program on them."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return (lambda: compiled(*args)), time.perf_counter() - t0
+    compiled, seconds = compile_ahead(fn, args)
+    return (lambda: compiled(*args)), seconds
 
 
 def best_of_alternating(repeats: int, calls: dict[Any, Callable[[], Any]]) -> dict[Any, float]:

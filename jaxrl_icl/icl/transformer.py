@@ -405,12 +405,12 @@ class _Attention(nn.Module):
             q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
         return q, k, v
 
-    def _sink(self, q, sink_params=None):
-        """The sink column for queries ``q [B, Q, H, D]``: ``((logit [B, H, Q], value [H, D]),)``, or ``()``.
-        ``sink_params``: ``(key, value)`` read beforehand (inside a loop over chunks), else this layer's."""
-        if self.config.backbone.sink == "none":
+    def _sink(self, q, sink_params):
+        """The sink column for queries ``q [B, Q, H, D]``: ``((logit [B, H, Q], value [H, D]),)``, or
+        ``()`` where ``sink_params`` (:meth:`_sink_params`, read outside any loop over chunks) is None."""
+        if sink_params is None:
             return ()
-        key, value = sink_params or self._sink_params()
+        key, value = sink_params
         return ((jnp.einsum("bqhd,hd->bhq", q, key) / math.sqrt(self.config.head_dim), value),)
 
     def _sink_params(self):
@@ -456,7 +456,7 @@ class _Attention(nn.Module):
         if chunk and chunk < num_rows:
             out = self._chunked_rows(q, k, v, positions, rows, context, num_queries, chunk, deterministic)
         else:
-            out = self._rows(q, k, v, positions, rows, context, None, num_queries,
+            out = self._rows(q, k, v, positions, rows, context, self._sink_params(), num_queries,
                              lambda w: self.drop(w, deterministic=deterministic))
         return self.proj(out.reshape(x.shape))
 
@@ -500,7 +500,7 @@ class _Attention(nn.Module):
         slot_pos = pos - jnp.mod(pos - jnp.arange(slots), slots)
         scores = jnp.einsum("bhd,bhkd->bhk", q[:, 0], keys[:, layer])[:, :, None]
         logits = _attention_logits(self.config, scores, pos[None], slot_pos)
-        out = attend(logits, jnp.swapaxes(values[:, layer], 1, 2), self._sink(q))
+        out = attend(logits, jnp.swapaxes(values[:, layer], 1, 2), self._sink(q, self._sink_params()))
         return self.proj(out.reshape(x.shape)), keys, values
 
 

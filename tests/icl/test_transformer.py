@@ -237,6 +237,8 @@ def test_config_errors_name_the_field():
         tr.BackboneConfig(ffn="sparse")
     with pytest.raises(ConfigError, match="^sink"):
         tr.BackboneConfig(sink="v")
+    with pytest.raises(ConfigError, match="^attention_chunk"):
+        tr.BackboneConfig(attention_chunk=-1)
     with pytest.raises(ConfigError, match="^backbone"):
         tr.TransformerConfig(d_in=2, d_out=2, backbone={"width": 8})
 
