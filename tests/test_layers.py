@@ -1,10 +1,11 @@
 """Library packages do not load the run layer (CLI, orbax, matplotlib).
 
-Each import runs in a fresh interpreter, so modules that other tests loaded cannot hide a
-leak.
+The imports run in a fresh interpreter (one for all modules, in an order that cannot hide a
+leak), so modules that other tests loaded cannot hide one either.
 """
 
 import ast
+import json
 import subprocess
 import sys
 
@@ -34,19 +35,40 @@ CASES = {
 }
 
 
-def _loaded(module: str, forbidden: tuple[str, ...]) -> list[str]:
-    code = (
-        f"import sys, {module}\n"
-        f"forbidden = {forbidden!r}\n"
-        "print(','.join(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in forbidden))))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [m for m in out.stdout.strip().split(",") if m]
+# One fresh interpreter imports every module, strictest forbidden set first, and records what
+# each import newly loaded. The forbidden sets form a chain (each one a superset of every later
+# one), so a forbidden module is never hidden by an earlier import: whoever loaded it first was
+# itself forbidden to, and is reported.
+_IMPORT_ALL = """
+import importlib, json, sys
+loaded = {}
+for module in sys.argv[1:]:
+    before = set(sys.modules)
+    importlib.import_module(module)
+    loaded[module] = sorted(set(sys.modules) - before)
+print(json.dumps(loaded))
+"""
+
+
+def _import_order() -> list[str]:
+    order = sorted(CASES, key=lambda m: (-len(CASES[m]), m))
+    for earlier, later in zip(order, order[1:]):
+        assert set(CASES[later]) <= set(CASES[earlier]), "forbidden sets must form a chain"
+    return order
+
+
+@pytest.fixture(scope="module")
+def newly_loaded() -> dict[str, list[str]]:
+    """``{module: modules its import loaded that no earlier import had}``."""
+    out = subprocess.run([sys.executable, "-c", _IMPORT_ALL, *_import_order()], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("module", sorted(CASES))
-def test_library_import_does_not_load_run_layer(module):
-    loaded = _loaded(module, CASES[module])
+def test_library_import_does_not_load_run_layer(module, newly_loaded):
+    forbidden = CASES[module]
+    loaded = [m for m in newly_loaded[module] if any(m == f or m.startswith(f + ".") for f in forbidden)]
     assert not loaded, f"importing {module} loaded {loaded[:5]}"
 
 

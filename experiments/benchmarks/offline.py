@@ -344,6 +344,9 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
     return rows
 
 
+ALGO_LABELS = {"td3_bc": "TD3+BC", "iql": "IQL"}
+
+
 def plot(rows: list[dict], path) -> None:
     """Grouped bars of updates/s per algorithm and seed count: ours, the reference one seed at a
     time (its 1-seed rate), and the reference vmapped; when only ``dt`` ran, its rollout env
@@ -363,8 +366,9 @@ def plot(rows: list[dict], path) -> None:
         group["ours"] = (r["ours"], 0.0)
         group[series[kind]] = (r["reference"], 0.0)
     if groups:
+        algos = " and ".join(dict.fromkeys(ALGO_LABELS.get(g.split("\n")[0], g.split("\n")[0]) for g in groups))
         plot_grouped_bars(groups, path, ylabel="critic updates / s (all seeds)",
-                          title="Offline TD3+BC and IQL: ours vs JAX-CORL design (compile excluded)")
+                          title=f"Offline {algos}: ours vs JAX-CORL design (compile excluded)")
         return
     for r in rows:  # only the dt case ran: its rollout speeds
         if r["unit"] == "env steps/s":
