@@ -9,8 +9,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 import jaxrl_icl.config
 
 RUN_LAYER = ("jaxrl_icl.run", "orbax", "tensorstore")
@@ -57,19 +55,16 @@ def _import_order() -> list[str]:
     return order
 
 
-@pytest.fixture(scope="module")
-def newly_loaded() -> dict[str, list[str]]:
-    """``{module: modules its import loaded that no earlier import had}``."""
+def test_library_imports_do_not_load_the_run_layer():
+    """Every module in ``CASES``, in one interpreter (a fixture per pytest worker would start one
+    per worker): the forbidden modules each import newly loaded, all offenders reported."""
     out = subprocess.run([sys.executable, "-c", _IMPORT_ALL, *_import_order()], capture_output=True, text=True,
                          check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.parametrize("module", sorted(CASES))
-def test_library_import_does_not_load_run_layer(module, newly_loaded):
-    forbidden = CASES[module]
-    loaded = [m for m in newly_loaded[module] if any(m == f or m.startswith(f + ".") for f in forbidden)]
-    assert not loaded, f"importing {module} loaded {loaded[:5]}"
+    newly_loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sorted(newly_loaded) == sorted(CASES)
+    leaks = {module: [m for m in newly_loaded[module] if any(m == f or m.startswith(f + ".") for f in forbidden)][:5]
+             for module, forbidden in CASES.items()}
+    assert not any(leaks.values()), {m: leaked for m, leaked in leaks.items() if leaked}
 
 
 def test_config_module_imports_only_the_standard_library():
