@@ -357,18 +357,19 @@ def plot(rows: list[dict], path) -> None:
               "ours vs reference seeds one after another": "reference (1 seed at a time)",
               "ours vs reference vmapped": "reference vmapped"}
     groups: dict[str, dict[str, tuple[float, float]]] = {}
+    algos: dict[str, None] = {}  # in the order they ran
     for r in rows:
         if r["unit"] != "updates/s" or r["reference"] is None:
             continue
         head, kind = r["case"].split(": ", 1)
         algo, seeds = head.split(", ")
+        algos[ALGO_LABELS.get(algo, algo)] = None
         group = groups.setdefault(f"{algo}\n{seeds.split(' x ')[0]}", {})
         group["ours"] = (r["ours"], 0.0)
         group[series[kind]] = (r["reference"], 0.0)
     if groups:
-        algos = " and ".join(dict.fromkeys(ALGO_LABELS.get(g.split("\n")[0], g.split("\n")[0]) for g in groups))
         plot_grouped_bars(groups, path, ylabel="critic updates / s (all seeds)",
-                          title=f"Offline {algos}: ours vs JAX-CORL design (compile excluded)")
+                          title=f"Offline {' and '.join(algos)}: ours vs JAX-CORL design (compile excluded)")
         return
     for r in rows:  # only the dt case ran: its rollout speeds
         if r["unit"] == "env steps/s":

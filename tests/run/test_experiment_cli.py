@@ -63,7 +63,7 @@ print(json.dumps(results))
 def test_help_works_and_compiles_nothing():
     modules = runnable_modules()
     env = dict(os.environ, JAX_LOG_COMPILES="1", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-W", "ignore::RuntimeWarning", "-c", _HELP_ALL, *modules], cwd=REPO,
+    done = subprocess.run([sys.executable, "-W", "ignore::RuntimeWarning:runpy", "-c", _HELP_ALL, *modules], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.splitlines()[-1])
