@@ -14,33 +14,12 @@
 import atexit
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache_dir = tempfile.mkdtemp(prefix="jaxrl-icl-test-jit-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
     atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
-
-# XLA's CPU loop emitters instead of its MLIR fusion emitters: a third less XLA compile time for
-# the same programs (2-core CPU: three test files 158 -> 120 s, every test passing either way);
-# the emitters differ in code generation only, so a test that passes with one and fails with the
-# other is a test resting on float rounding. Checked once per run in a child interpreter, since
-# XLA aborts on a flag its build does not know; JAXRL_TEST_XLA_FLAGS=default keeps XLA's default.
-FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
-if "JAXRL_TEST_XLA_FLAGS" not in os.environ:
-    _flags = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
-    _probe = subprocess.run([sys.executable, "-c", "import jax; jax.jit(lambda x: x + 1)(1)"],
-                            env=dict(os.environ, XLA_FLAGS=_flags, JAX_PLATFORMS="cpu"), capture_output=True)
-    os.environ["JAXRL_TEST_XLA_FLAGS"] = "fast" if _probe.returncode == 0 else "default"
-    if _probe.returncode == 0:
-        os.environ["XLA_FLAGS"] = _flags
-
-
-def with_xla_flags(*flags: str) -> str:
-    """``XLA_FLAGS`` for a child process: this run's flags (the fast-compile one above) and ``flags``."""
-    return " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), *flags]))
 
 import jax  # noqa: E402
 

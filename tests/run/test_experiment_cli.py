@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import experiments
-from tests.conftest import with_xla_flags
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +93,7 @@ print(json.dumps(results))
 
 
 def test_num_seeds_not_dividing_the_devices_is_a_flag_error_before_any_run_directory(tmp_path):
-    env = dict(os.environ, XLA_FLAGS=with_xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", _BAD_SEED_COUNT], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600, check=False)

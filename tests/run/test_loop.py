@@ -22,7 +22,6 @@ from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.rundir import RunDir
 from jaxrl_icl.run.sweep import seed_keys
 from jaxrl_icl.trainer import Trainer
-from tests.conftest import with_xla_flags
 
 NUM_SEEDS = 3
 
@@ -319,7 +318,7 @@ print("OK")
 
 def test_sharded_over_four_cpu_devices(tmp_path):
     """Seeds sharded over 4 devices: same bits as the one-scan sweep, and bitwise resume."""
-    env = dict(os.environ, XLA_FLAGS=with_xla_flags("--xla_force_host_platform_device_count=4"), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     done = subprocess.run(
         [sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(tmp_path)],
         cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, check=False,

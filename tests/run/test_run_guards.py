@@ -38,7 +38,6 @@ from jaxrl_icl.run.rundir import (
 )
 from jaxrl_icl.run.sweep import seed_keys
 from jaxrl_icl.trainer import Trainer
-from tests.conftest import with_xla_flags
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_SEEDS = 2
@@ -128,7 +127,7 @@ print(sorted(int(p.name) for p in run.checkpoints.iterdir()))
 
 def test_one_model_trains_on_a_machine_with_eight_devices(tmp_path):
     """The AD/DPT experiments train one model (one seed): it must not need 8 seeds to shard."""
-    env = dict(os.environ, XLA_FLAGS=with_xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", _ONE_MODEL_ON_EIGHT_DEVICES, str(tmp_path / "run")], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 import jaxrl_icl.run.sweep as sw
-from tests.conftest import with_xla_flags
 from tests.run._sweep_worker import LR, NUM_SEEDS, TRUE_W, noisy_fit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +31,8 @@ def _env(num_devices: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXRL_", "XLA_", "JAX_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["JAX_PLATFORMS"] = "cpu"
-    # the test run's own XLA flags (tests/conftest.py), so both sides compile alike
-    env["XLA_FLAGS"] = with_xla_flags(*[f"--xla_force_host_platform_device_count={num_devices}"] * (num_devices > 1))
+    if num_devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
     env.update(extra)
     return env
 
