@@ -99,52 +99,76 @@ def dqn_config(config: DQNEtaExperimentConfig) -> DQNConfig:
     return dataclasses.replace(config.eta.dqn, loss=config.dqn_loss)
 
 
+ALGORITHMS = ("DηN", "DQN")
+
+
 @functools.lru_cache(maxsize=4)
 def _runners(config: DQNEtaExperimentConfig):
-    """``(env, env_params, (eta_run, dqn_run))``: the two jitted, seed-vmapped trainers
+    """``(env, env_params, {name: run})``: the jitted, seed-vmapped trainers of ``ALGORITHMS``,
     ``run(keys, env_params) -> (state, metrics)`` (cached per config: no recompiling)."""
     env, params = envs.make("cliffwalk")
     params = params.replace(slip_prob=config.slip_prob, max_steps_in_episode=config.max_steps)
     trainers = (make_eta_train(config.eta, env, params), make_dqn_train(dqn_config(config), env, params))
-    return env, params, tuple(jax.jit(jax.vmap(t, in_axes=(0, None))) for t in trainers)
+    return env, params, {name: jax.jit(jax.vmap(t, in_axes=(0, None))) for name, t in zip(ALGORITHMS, trainers)}
 
 
-def train(config: DQNEtaExperimentConfig):
-    """``(eta_state, eta_metrics, dqn_state, dqn_metrics, env, env_params)``, seeds on the
-    leading axis of states and metrics."""
+def train(config: DQNEtaExperimentConfig, algorithms: tuple[str, ...] = ALGORITHMS):
+    """``({name: (state, metrics)}, env, env_params)`` for each of ``algorithms`` (names from
+    ``ALGORITHMS``), seeds on the leading axis of states and metrics."""
     env, params, runners = _runners(config)
     keys = seed_keys(config.seed, config.num_seeds)
-    out = []
-    for i, run in enumerate(runners):
-        state, metrics = run(jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys), params)
-        out += [state, jax.tree.map(np.asarray, metrics)]
-    return (*out, env, params)
+    out = {}
+    for i, name in enumerate(ALGORITHMS):  # the key of each algorithm does not depend on the others run
+        if name in algorithms:
+            state, metrics = runners[name](jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys), params)
+            out[name] = (state, jax.tree.map(np.asarray, metrics))
+    return out, env, params
 
 
-def evaluate(config: DQNEtaExperimentConfig, eta_state, dqn_state, env, params) -> dict:
-    """Monte Carlo returns ``float32[num_seeds, num_episodes]`` of both final greedy policies,
-    and DηN's ``c_0`` per seed."""
+def _greedy_tables(config: DQNEtaExperimentConfig, env, params, states: dict) -> dict:
+    """The final policies of every seed, in one compiled program: ``{"DQN": float32[num_seeds,
+    S, A]}`` Q-values at every cell, ``{"DηN": (int32[num_seeds, S, G] greedy action at every
+    cell and stock of the grid, float32[num_seeds] c_0 at the start cell)}``, for the algorithms
+    in ``states``."""
+    cells = jnp.arange(NUM_STATES)
+    agent = make_agent(config.eta, env, params)
+    grid = _stock_grid(config)
+    tables = {"DQN": lambda p: _dqn_q(dqn_config(config), env, params, p, cells),
+              "DηN": lambda p: (agent.act(p, cells[:, None], grid[None, :]),
+                                agent.initial_stock(p, jnp.array([START]))[0])}
+    return jax.jit(lambda s: {name: jax.vmap(tables[name])(state.params) for name, state in s.items()})(states)
+
+
+def _stock_grid(config: DQNEtaExperimentConfig) -> jax.Array:
+    """``float32[G]``: the integer stocks ``stock_min .. c0_max`` DηN's policy is tabulated on."""
+    return jnp.arange(config.stock_min, config.eta.c0_max + 1.0, dtype=jnp.float32)
+
+
+def evaluate(config: DQNEtaExperimentConfig, states: dict, env, params) -> tuple[dict, np.ndarray | None]:
+    """Monte Carlo returns ``{name: float32[num_seeds, num_episodes]}`` of the final greedy
+    policies of the algorithms in ``states`` (``{name: train state}``), and DηN's ``c_0`` per
+    seed (None without DηN)."""
     mdp = cliffwalk_mdp(params)
     P, R, init = (np.asarray(x) for x in (mdp.P, mdp.R, mdp.init_dist))
-    H, states = config.max_steps, jnp.arange(NUM_STATES)
+    H = config.max_steps
     gamma = config.eta.dqn.gamma
-    agent = make_agent(config.eta, env, params)
-    grid = jnp.arange(config.stock_min, config.eta.c0_max + 1.0, dtype=jnp.float32)
+    grid = _stock_grid(config)
     key = jax.random.key(config.seed + 1)
-    dqn_q = jax.vmap(lambda p: _dqn_q(dqn_config(config), env, params, p, states))(dqn_state.params)
-    eta_table = jax.vmap(lambda p: agent.act(p, states[:, None], grid[None, :]))(eta_state.params)
-    c0 = jax.vmap(lambda p: agent.initial_stock(p, jnp.array([START]))[0])(eta_state.params)
-    returns = {"DQN": [], "DηN": []}
+    tables = _greedy_tables(config, env, params, states)
+    c0 = np.asarray(tables["DηN"][1]) if "DηN" in tables else None
+    returns = {name: [] for name in ALGORITHMS if name in states}
     for s in range(config.num_seeds):
         k_dqn, k_eta = jax.random.split(jax.random.fold_in(key, s))
-        policy = np.asarray(jnp.argmax(dqn_q[s], axis=-1), np.int32)
-        returns["DQN"].append(mc_returns(k_dqn, P, R, init, policy, H, config.num_episodes, gamma))
-        table = np.broadcast_to(np.asarray(eta_table[s]), (H, NUM_STATES, grid.shape[0]))
-        result = StockResult(grid, jnp.zeros((H + 1, NUM_STATES, grid.shape[0])),
-                             jnp.zeros((H, NUM_STATES, 4, grid.shape[0])), table)
-        returns["DηN"].append(mc_stock_returns(k_eta, P, R, init, result, float(c0[s]),
-                                               config.num_episodes, gamma))
-    return {name: np.stack([np.asarray(g) for g in gs]) for name, gs in returns.items()}, np.asarray(c0)
+        if "DQN" in tables:
+            policy = np.asarray(jnp.argmax(tables["DQN"][s], axis=-1), np.int32)
+            returns["DQN"].append(mc_returns(k_dqn, P, R, init, policy, H, config.num_episodes, gamma))
+        if "DηN" in tables:
+            table = np.broadcast_to(np.asarray(tables["DηN"][0][s]), (H, NUM_STATES, grid.shape[0]))
+            result = StockResult(grid, jnp.zeros((H + 1, NUM_STATES, grid.shape[0])),
+                                 jnp.zeros((H, NUM_STATES, 4, grid.shape[0])), table)
+            returns["DηN"].append(mc_stock_returns(k_eta, P, R, init, result, float(c0[s]),
+                                                   config.num_episodes, gamma))
+    return {name: np.stack([np.asarray(g) for g in gs]) for name, gs in returns.items()}, c0
 
 
 def _dqn_q(dqn: DQNConfig, env, params, net_params, states):
@@ -207,9 +231,10 @@ def main(argv: list[str] | None = None):
     config, options = parse_cli(DQNEtaExperimentConfig, argv, prog=PROG)
     run = open_run("dqn_eta", config, options)
     t0 = time.perf_counter()
-    eta_state, eta_metrics, dqn_state, dqn_metrics, env, params = train(config)
+    trained, env, params = train(config)
     train_s = time.perf_counter() - t0
-    returns, c0 = evaluate(config, eta_state, dqn_state, env, params)
+    returns, c0 = evaluate(config, {name: state for name, (state, _) in trained.items()}, env, params)
+    eta_metrics, dqn_metrics = trained["DηN"][1], trained["DQN"][1]
     table = summarize(config, returns)
     alpha_key = f"cvar_{config.eta.alpha:g}"
     success = table["DηN"][alpha_key]["mean"] > table["DQN"][alpha_key]["mean"]

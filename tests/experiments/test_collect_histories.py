@@ -55,7 +55,19 @@ def test_dataset_loads_with_shapes_and_metadata(collected):
     expected_truncated[H - 1 :: H] = True
     np.testing.assert_array_equal(histories["truncated"], np.broadcast_to(expected_truncated, (n, t)))
     assert set(np.unique(histories["reward"]).tolist()) <= {0.0, 1.0}
+    assert histories["obs"].dtype == histories["action"].dtype == np.int8 and histories["reward"].dtype == np.float16
     assert (run / "returns.png").stat().st_size > 0
+
+
+def test_reward_is_one_exactly_on_the_histories_own_goal(collected):
+    """Each history's reward is 1 exactly when the step lands on its own goal (the next obs,
+    except after the last step of an episode, where the env resets)."""
+    _, run, _, _ = collected
+    histories, meta = load_histories(run / "histories.h5")
+    obs, reward, truncated = histories["obs"], histories["reward"], histories["truncated"]
+    inside = ~truncated[:, :-1]
+    on_goal = np.all(obs[:, 1:] == meta["params"]["goal"][:, None, :], axis=-1)
+    np.testing.assert_array_equal((reward[:, :-1] == 1)[inside], on_goal[inside])
 
 
 def test_summary_returns_equal_returns_recomputed_from_rewards(collected):

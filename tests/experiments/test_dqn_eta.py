@@ -66,8 +66,9 @@ def _env_rollouts(config, agent, params, env, env_params, c0, key, n):
 def test_tabulated_stock_policy_matches_rollouts_in_the_env():
     # one seed: the check is per seed, and a second one only doubles the training and rollouts
     config, _ = parse_cli(dqn_eta.DQNEtaExperimentConfig, ARGS + ["--num-seeds", "1"])
-    eta_state, _, dqn_state, _, env, env_params = dqn_eta.train(config)
-    returns, c0 = dqn_eta.evaluate(config, eta_state, dqn_state, env, env_params)
+    trained, env, env_params = dqn_eta.train(config, ("DηN",))  # DQN's training is not checked here
+    eta_state = trained["DηN"][0]
+    returns, c0 = dqn_eta.evaluate(config, {"DηN": eta_state}, env, env_params)
     agent = make_agent(config.eta, env, env_params)
     env_params = env_params.replace(max_steps_in_episode=10 * config.max_steps)  # no auto-reset
     for s in range(config.num_seeds):

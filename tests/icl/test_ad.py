@@ -93,20 +93,22 @@ def test_loss_at_init_is_log_num_actions_and_equals_numpy_cross_entropy():
     optim = OptimConfig(num_updates=1, batch_size=8)
     data = ad.ad_data(hist, A)
     trainer = ad.make_train(config, optim, 2, A, horizon)
-    state, update = trainer.init(jax.random.PRNGKey(0), data), jax.jit(trainer.update)
+    # jitted set-up: each eager op would be one more XLA compile
+    state, update = jax.jit(trainer.init)(jax.random.PRNGKey(0), data), jax.jit(trainer.update)
     _, metrics = update(state, data)
     assert float(metrics["loss"]) == pytest.approx(math.log(A), abs=1e-5)
 
     # With random (non-zero head) parameters: recompute the same batch and its loss by hand.
     model = ad.make_model(config, 2, A, horizon)
-    params = tr.init(model, jax.random.PRNGKey(7))
+    params = jax.jit(lambda k: tr.init(model, k))(jax.random.PRNGKey(7))
     _, metrics = update(state.replace(params=params), data)
     batch_key = jax.random.split(state.key)[1]
-    w = ad.sample_windows(ad.ad_data(hist, A), jax.random.split(batch_key)[0], 8, 10)
-    full, _ = tk.step_tokens(hist["obs"].astype(np.float32) * 0.125, hist["action"].astype(np.int32),
-                             hist["reward"], A)
+    w = jax.jit(ad.sample_windows, static_argnums=(2, 3))(ad.ad_data(hist, A), jax.random.split(batch_key)[0], 8, 10)
+    full, _ = jax.jit(tk.step_tokens, static_argnums=3)(hist["obs"].astype(np.float32) * 0.125,
+                                                        hist["action"].astype(np.int32), hist["reward"], A)
+    full = np.asarray(full)
     tokens = np.stack([full[h, s : s + 10] for h, s in zip(np.asarray(w.history), np.asarray(w.start))])
-    logits = np.asarray(tr.apply(model, params, jnp.asarray(tokens)), np.float64)
+    logits = np.asarray(jax.jit(lambda p, x: tr.apply(model, p, x))(params, jnp.asarray(tokens)), np.float64)
     labels = np.asarray(w.action, int)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -np.take_along_axis(log_probs, labels[..., None], -1).mean()

@@ -68,7 +68,8 @@ def test_darkroom_random_ties_label_every_optimal_move():
     """With ``random_ties`` each label lowers the distance to the goal by one (brute force; STAY
     on the goal), and where both an x and a y move do, each is chosen half the time."""
     goal = np.array([2, 7])
-    _, query, label = dpt.darkroom_batch(jax.random.key(3), jnp.asarray(goal)[None], SIZE, 4, 4000, random_ties=True)
+    _, query, label = jax.jit(lambda k: dpt.darkroom_batch(k, jnp.asarray(goal)[None], SIZE, 4, 4000,
+                                                           random_ties=True))(jax.random.key(3))
     q = np.rint(np.asarray(query[:, :2]) * (SIZE - 1)).astype(int)
     label = np.asarray(label)
     moves = np.array([(0, 0), (0, 1), (0, -1), (-1, 0), (1, 0)])
@@ -162,7 +163,8 @@ def _tiny(context_len=N):
 def test_loss_at_init_is_near_log_num_actions():
     cfg, model = _tiny()
     params = tr.init(model, jax.random.key(0))
-    context, query, label = dpt.darkroom_batch(jax.random.key(1), jnp.array([[3, 3]]), SIZE, N, 32)
+    context, query, label = jax.jit(lambda k: dpt.darkroom_batch(k, jnp.array([[3, 3]]), SIZE, N, 32))(
+        jax.random.key(1))
     loss, _ = jax.jit(dpt.prefix_loss, static_argnums=0)(model, params, context, query, label)
     assert abs(float(loss) - np.log(5)) < 0.3
 
@@ -182,21 +184,27 @@ def test_agent_decisions_equal_the_full_sequence_model():
     params = tr.init(model, jax.random.key(2))
     state = dpt.darkroom_state(SIZE)
     agent = dpt.make_agent(model, 5, state, greedy=True)
-    pos = jax.random.randint(jax.random.key(3), (N, 2), 0, SIZE)
-    action = jax.random.randint(jax.random.key(4), (N,), 0, 5)
-    nxt = jax.vmap(lambda p, a: move(p, a, SIZE))(pos, action)
-    reward = jnp.zeros(N)
-    carry = agent.init()
-    context = dpt.transition_tokens(state(pos), action, reward, state(nxt), 5)[None]
     query_pos = jnp.array([5, 1], jnp.int32)
-    queries = jnp.broadcast_to(dpt.query_tokens(state(query_pos), 5), (1, N + 1, 11))
-    _, logits = tr.apply_queries(model, params, context, queries)
+
+    @jax.jit
+    def full_sequence(params):  # one compiled program for the set-up and the full-sequence logits
+        pos = jax.random.randint(jax.random.key(3), (N, 2), 0, SIZE)
+        action = jax.random.randint(jax.random.key(4), (N,), 0, 5)
+        nxt = jax.vmap(lambda p, a: move(p, a, SIZE))(pos, action)
+        reward = jnp.zeros(N)
+        context = dpt.transition_tokens(state(pos), action, reward, state(nxt), 5)[None]
+        queries = jnp.broadcast_to(dpt.query_tokens(state(query_pos), 5), (1, N + 1, 11))
+        return pos, action, reward, nxt, tr.apply_queries(model, params, context, queries)[1]
+
+    pos, action, reward, nxt, logits = full_sequence(params)
+    carry = agent.init()
+    act, observe = jax.jit(agent.act), jax.jit(agent.observe)
     for i in range(N + 1):
-        got, _ = agent.act(params, carry, query_pos, jax.random.key(0))
+        got, _ = act(params, carry, query_pos, jax.random.key(0))
         assert int(got) == int(jnp.argmax(logits[0, i]))
         if i < N:
             step = ContextTransition(pos[i], action[i], reward[i], nxt[i], jnp.bool_(False))
-            carry = agent.observe(params, carry, step)
+            carry = observe(params, carry, step)
 
 
 def test_config_rejects_learned_positions():
@@ -220,6 +228,7 @@ def test_episodic_agent_acts_on_exactly_the_previous_episode():
     done = jnp.arange(steps) % horizon == horizon - 1
     transitions = ContextTransition(pos, action, reward, nxt, done)
     carry = episodic.init()
+    episodic_act, episodic_observe, plain_act = jax.jit(episodic.act), jax.jit(episodic.observe), jax.jit(plain.act)
     for t in range(steps):
         episode = t // horizon
         window = slice((episode - 1) * horizon, episode * horizon)
@@ -227,7 +236,7 @@ def test_episodic_agent_acts_on_exactly_the_previous_episode():
         oracle = plain.init() if episode == 0 else prefill(plain, params, previous)
         for k in range(3):
             key = jax.random.key(100 * t + k)
-            got, carry = episodic.act(params, carry, pos[t], key)
-            want, _ = plain.act(params, oracle, pos[t], key)
+            got, carry = episodic_act(params, carry, pos[t], key)
+            want, _ = plain_act(params, oracle, pos[t], key)
             assert int(got) == int(want), (t, k)
-        carry = episodic.observe(params, carry, jax.tree.map(lambda x, t=t: x[t], transitions))
+        carry = episodic_observe(params, carry, jax.tree.map(lambda x, t=t: x[t], transitions))

@@ -6,7 +6,6 @@ import h5py
 import numpy as np
 import pytest
 
-from envs.darkroom import all_goals
 from jaxrl_icl.rl.histories import (
     HISTORY_KEYS,
     compact_histories,
@@ -141,29 +140,6 @@ def test_histories_from_metrics_orders_runs_envs_and_time():
     np.testing.assert_array_equal(out["obs"][..., 1], -out["obs"][..., 0])
     with pytest.raises(KeyError, match="history/reward"):
         histories_from_metrics({k: v for k, v in metrics.items() if k != "history/reward"})
-
-
-def test_collect_histories_experiment_writes_a_loadable_dataset(tmp_path, capsys):
-    from experiments import collect_histories
-
-    run = tmp_path / "run"
-    collect_histories.main(["--q-learning.num-episodes", "30", "--q-learning.epsilon-decay-episodes", "10",
-                            "--summary-episodes", "5", "--run-dir", str(run), "--no-progress"])
-    assert str(run) in capsys.readouterr().out
-    histories, meta = load_histories(run / "histories.h5")
-    assert histories["obs"].shape == (81, 30 * 20, 2)
-    assert meta["config"]["q_learning"]["num_episodes"] == 30 and meta["algorithm"] == "q_learning"
-    np.testing.assert_array_equal(meta["params"]["goal"], np.asarray(all_goals(9)))
-    assert histories["obs"].dtype == histories["action"].dtype == np.int8
-    assert histories["reward"].dtype == np.float16
-    assert (run / "returns.png").stat().st_size > 0 and (run / "summary.json").exists()
-    # Each history's reward is 1 exactly when the step lands on its own goal (the next obs,
-    # except after the last step of an episode, where the env resets).
-    obs, reward, truncated = histories["obs"], histories["reward"], histories["truncated"]
-    inside = ~truncated[:, :-1]
-    on_goal = np.all(obs[:, 1:] == meta["params"]["goal"][:, None, :], axis=-1)
-    np.testing.assert_array_equal((reward[:, :-1] == 1)[inside], on_goal[inside])
-    assert truncated.sum() == 81 * 30
 
 
 def _saved(tmp_path, name="h.h5"):

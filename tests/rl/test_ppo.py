@@ -451,7 +451,7 @@ def test_make_policy_acts_like_the_trained_network():
 
     env, params = envs.make("gymnax:CartPole-v1")
     config = PPOConfig(num_envs=4, num_steps=8, total_timesteps=64, num_minibatches=2)
-    state = make_train(config, env).init(jax.random.PRNGKey(0), params)
+    state = jax.jit(make_train(config, env).init)(jax.random.PRNGKey(0), params)
     act = jax.jit(make_policy(config, env), static_argnums=3)
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
     net = ActorCritic(action_dim=2, continuous=False, hidden=config.hidden_size, num_layers=config.num_layers,
@@ -463,9 +463,9 @@ def test_make_policy_acts_like_the_trained_network():
 
     env, params = envs.make("gymnax:Pendulum-v1")
     config = PPOConfig(num_envs=4, num_steps=8, total_timesteps=64, num_minibatches=2, normalize_obs=True)
-    state = make_train(config, env).init(jax.random.PRNGKey(0), params)
+    state = jax.jit(make_train(config, env).init)(jax.random.PRNGKey(0), params)
     state = state.replace(params=jax.tree.map(lambda x: x * 400.0, state.params))  # push means past the bounds
-    act = make_policy(config, env)
+    act = jax.jit(make_policy(config, env), static_argnums=3)
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
     mean = ActorCritic(action_dim=1, continuous=True, hidden=config.hidden_size, num_layers=config.num_layers,
                        activation=config.activation).apply(state.params, state.obs_norm.normalize(obs))[0].mean
