@@ -39,23 +39,26 @@ def _toy_student(nan_above: float = 2.0) -> Student:
 
 def _python_loop(teacher, config, student, eval_tasks, key, num_rounds, tasks_per_round, eval_every):
     """The protocol written out round by round (same key derivation), one report at a time."""
-    update = jax.jit(teacher.update)
+    # each step jitted, so the loop compiles a few programs instead of one per eager op
+    update, split = jax.jit(teacher.update), jax.jit(jax.random.split, static_argnums=1)
+    student = Student(*map(jax.jit, student))
 
+    @jax.jit
     def propose(k, state):
         return jax.vmap(teacher.sample, in_axes=(0, None))(jax.random.split(k, tasks_per_round), state)[0]
 
-    k_student, k_teacher, k_first, k_blocks = jax.random.split(key, 4)
-    teacher_state = teacher.init(k_teacher, config)
+    k_student, k_teacher, k_first, k_blocks = split(key, 4)
+    teacher_state = jax.jit(teacher.init, static_argnums=1)(k_teacher, config)
     student_state = student.init(k_student, propose(k_first, teacher_state))
     evals, proposed, reported = [student.evaluate(student_state, eval_tasks, k_first)], [], []
-    for k_block in jax.random.split(k_blocks, num_rounds // eval_every):
-        k_rounds, k_eval = jax.random.split(k_block)
-        for k_round in jax.random.split(k_rounds, eval_every):
-            k_sample, k_score = jax.random.split(k_round)
+    for k_block in split(k_blocks, num_rounds // eval_every):
+        k_rounds, k_eval = split(k_block, 2)
+        for k_round in split(k_rounds, eval_every):
+            k_sample, k_score = split(k_round, 2)
             tasks = propose(k_sample, teacher_state)
             student_state = student.train(student_state, tasks)
             competence = student.evaluate(student_state, tasks, k_score)
-            for task, c in zip(tasks, competence):
+            for task, c in zip(np.asarray(tasks), np.asarray(competence)):
                 teacher_state = update(teacher_state, task, c)
             proposed.append(tasks)
             reported.append(competence)

@@ -264,9 +264,10 @@ def test_sparse_categorical_backup_equals_dense_projection(gamma):
     table = rng.dirichlet(np.ones(len(z)), size=(S, A)).astype(np.float32)
     from jaxrl_icl.distributional.dp import _make_backup
 
-    backup = _make_backup(CategoricalRep(jnp.asarray(z)), jnp.asarray(P), jnp.asarray(atoms),
-                          jnp.asarray(probs), jnp.float32(gamma))
-    ours = np.asarray(backup(jnp.asarray(table), jnp.asarray(pi))[0])
+    # one compiled program for the set-up and the backup
+    backup = jax.jit(lambda z, P, atoms, probs, gamma, table, pi:
+                     _make_backup(CategoricalRep(z), P, atoms, probs, gamma)(table, pi)[0])
+    ours = np.asarray(backup(z, P, atoms, probs, np.float32(gamma), table, pi))
     np.testing.assert_allclose(ours, _dense_backup(P, atoms, probs, pi, gamma, z, table), atol=1e-6)
     np.testing.assert_allclose(ours.sum(-1), 1.0, atol=1e-6)
 
@@ -277,18 +278,22 @@ def test_sparse_backup_matches_rlax_categorical_l2_project():
     rlax = pytest.importorskip("rlax")
     P, R = _random_mdp(11, S=6, A=3)
     gamma = 0.8
-    z = jnp.linspace(0.0, 3.0, 13)
     rng = np.random.default_rng(2)
     table = jnp.asarray(rng.dirichlet(np.ones(13), size=(6, 3)), jnp.float32)
-    pi = jax.nn.one_hot(rng.integers(0, 3, 6), 3)
     from jaxrl_icl.distributional.dp import _make_backup
 
-    ours = _make_backup(CategoricalRep(z), jnp.asarray(P), jnp.asarray(R)[..., None],
-                        jnp.ones((6, 3, 1)), jnp.float32(gamma))(table, pi)[0]
-    next_law = jnp.einsum("sat,tm->sam", P, jnp.einsum("tb,tbm->tm", pi, table))
-    shifted = jnp.asarray(R)[..., None] + gamma * z
-    project = jax.vmap(jax.vmap(rlax.categorical_l2_project, (0, 0, None)), (0, 0, None))
-    np.testing.assert_allclose(ours, project(shifted, next_law, z), atol=1e-6)
+    @jax.jit  # one compiled program for both sides
+    def ours_and_rlax(P, R, table, actions):
+        z = jnp.linspace(0.0, 3.0, 13)
+        pi = jax.nn.one_hot(actions, 3)
+        ours = _make_backup(CategoricalRep(z), P, R[..., None], jnp.ones((6, 3, 1)), jnp.float32(gamma))(table, pi)[0]
+        next_law = jnp.einsum("sat,tm->sam", P, jnp.einsum("tb,tbm->tm", pi, table))
+        shifted = R[..., None] + gamma * z
+        project = jax.vmap(jax.vmap(rlax.categorical_l2_project, (0, 0, None)), (0, 0, None))
+        return ours, project(shifted, next_law, z)
+
+    ours, want = ours_and_rlax(P, R, table, rng.integers(0, 3, 6))
+    np.testing.assert_allclose(ours, want, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- honest flags

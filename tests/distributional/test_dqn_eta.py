@@ -45,18 +45,26 @@ def test_targets_equal_rlax_projection_of_the_chosen_action():
     rlax = pytest.importorskip("rlax")
     rng = np.random.default_rng(0)
     B, A, m = 6, 3, 11
-    z = jnp.linspace(-5.0, 5.0, m)
-    reward = jnp.asarray(rng.uniform(-3, 3, B), jnp.float32)
-    terminated = jnp.asarray([False, True, False, False, True, False])
-    next_probs = jnp.asarray(rng.dirichlet(np.ones(m), size=(B, A)), jnp.float32)
-    scores = jnp.asarray(rng.normal(size=(B, A)), jnp.float32)
+    reward = rng.uniform(-3, 3, B).astype(np.float32)
+    terminated = np.array([False, True, False, False, True, False])
+    next_probs = rng.dirichlet(np.ones(m), size=(B, A)).astype(np.float32)
+    scores = rng.normal(size=(B, A)).astype(np.float32)
     gamma = 0.9
-    ours = categorical_targets(reward, terminated, next_probs, scores, z, gamma)
+
+    @jax.jit  # one compiled program for ours and the rlax reference of every row
+    def ours_and_refs(reward, done, next_probs, action_scores):
+        z = jnp.linspace(-5.0, 5.0, m)
+        ours = categorical_targets(reward, done, next_probs, action_scores, z, gamma)
+        refs = []
+        for b in range(B):  # the chosen action and the discount from the numpy inputs
+            a = int(np.argmax(scores[b]))
+            discount = 0.0 if terminated[b] else gamma
+            refs.append(rlax.categorical_l2_project(reward[b] + discount * z, next_probs[b, a], z))
+        return ours, jnp.stack(refs)
+
+    ours, refs = ours_and_refs(reward, terminated, next_probs, scores)
     for b in range(B):
-        a = int(np.argmax(scores[b]))
-        discount = 0.0 if bool(terminated[b]) else gamma
-        ref = rlax.categorical_l2_project(reward[b] + discount * z, next_probs[b, a], z)
-        np.testing.assert_allclose(ours[b], ref, atol=1e-6)
+        np.testing.assert_allclose(ours[b], refs[b], atol=1e-6)
 
 
 def test_utility_scores_by_hand():
@@ -80,11 +88,16 @@ def test_learned_mean_approaches_true_q_on_a_deterministic_mdp():
     state, metrics = jax.jit(make_train(config, env, params))(jax.random.key(0), params)
     agent = make_agent(config, env, params)
     # expectation objective, c_0 = 0: the stock along an episode stays in [0, R_max / gamma^H]
-    probs = jax.nn.softmax(agent.logits(state.params, agent.augment(jnp.arange(3), jnp.zeros(3))))
-    mean = np.asarray(probs @ config.support)
+
+    @jax.jit  # one compiled program for the read-out
+    def mean_and_greedy(params):
+        probs = jax.nn.softmax(agent.logits(params, agent.augment(jnp.arange(3), jnp.zeros(3))))
+        return probs @ config.support, agent.act(params, jnp.arange(3), 0.0)
+
+    mean, greedy = map(np.asarray, mean_and_greedy(state.params))
     np.testing.assert_allclose(mean, Q, atol=0.1)
-    np.testing.assert_array_equal(np.asarray(agent.act(state.params, jnp.arange(3), 0.0)), Q.argmax(1))
-    assert np.all(np.isfinite(metrics["loss"][1:]))
+    np.testing.assert_array_equal(greedy, Q.argmax(1))
+    assert np.all(np.isfinite(np.asarray(metrics["loss"])[1:]))
 
 
 def test_vmap_over_seeds_equals_per_seed_runs():

@@ -83,12 +83,11 @@ def test_brax_override_and_truncation_without_termination():
     assert params.max_steps_in_episode == 5
     with pytest.raises(ValueError, match="max_steps"):
         envs.make("brax:inverted_pendulum", max_step_in_episode=5)
-    _, state = env.reset(jax.random.key(0), params)
+    _, state = jax.jit(env.reset)(jax.random.key(0), params)
+    step = jax.jit(env.step)  # one compiled step instead of each of its ops
     # Zero force keeps the nearly upright pole within 0.2 rad for these few steps.
     for t in range(1, 13):
-        obs, state, reward, terminated, truncated, info = env.step(
-            jax.random.key(t), state, jnp.zeros(1), params
-        )
+        obs, state, reward, terminated, truncated, info = step(jax.random.key(t), state, jnp.zeros(1), params)
         at_limit = t % 5 == 0
         assert not bool(terminated), t
         assert bool(truncated) == at_limit, t
@@ -102,11 +101,10 @@ def test_brax_override_and_truncation_without_termination():
 def test_brax_termination_is_not_truncation():
     """Full force topples the pole: terminated (|angle| > 0.2, brax's rule) but not truncated."""
     env, params = envs.make("brax:inverted_pendulum")
-    _, state = env.reset(jax.random.key(0), params)
+    _, state = jax.jit(env.reset)(jax.random.key(0), params)
+    step = jax.jit(env.step)
     for t in range(1, 200):
-        obs, state, _, terminated, truncated, info = env.step(
-            jax.random.key(t), state, jnp.ones(1), params
-        )
+        obs, state, _, terminated, truncated, info = step(jax.random.key(t), state, jnp.ones(1), params)
         assert not bool(truncated)
         angle = float(info["final_observation"][1])
         assert bool(terminated) == (abs(angle) > 0.2), (t, angle)

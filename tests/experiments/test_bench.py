@@ -43,6 +43,10 @@ def _positive_finite(x):
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
+# The PPO and curriculum suites compile a training program of ours and one of the reference's
+# (45 and 28 s on 2 CPU cores): slow suite, like test_all_suites_at_tiny_sizes_without_brax
+# below that runs every suite; the default suite checks the report through `bench all`.
+@pytest.mark.slow
 def test_ppo_suite(tmp_path, capsys):
     # 3 seeds under a 1024-step cap: per-seed steps shrink to one 512-step rollout
     rows = _run("ppo", ["--num-seeds", "3", "--total-timesteps", "1024", "--max-total-steps", "1024",
@@ -59,6 +63,7 @@ def test_ppo_suite_rejects_bad_seed_counts(tmp_path):
     assert not (tmp_path / "bad" / "bench.json").exists()
 
 
+@pytest.mark.slow
 def test_curriculum_suite(tmp_path):
     rows = _run("curriculum", ["--num-seeds", "1", "2", "--num-updates", "24", "--fit-rate", "12",
                                "--max-k", "3", "--repeats", "1", "--host-loop-seeds", "2"], tmp_path)

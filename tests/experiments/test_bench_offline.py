@@ -88,29 +88,36 @@ def test_td3_bc_losses_match_the_reference_implementation():
     config = td3_bc.TD3BCConfig(policy_freq=1)
     trainer = td3_bc.make_train(config, obs_dim, act_dim)
     dataset = make_dataset(arrays)
-    state = trainer.init(jax.random.PRNGKey(3), dataset)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(3), dataset)
     new_state, metrics = jax.jit(trainer.update)(state, dataset)
-
-    # the trainer's draws: critic batch and noise; the actor learns on the same batch
-    _, k_batch, k_noise = jax.random.split(state.key, 3)
-    idx = jax.random.randint(k_batch, (config.batch_size,), 0, n)
-    noise = jnp.clip(config.policy_noise * jax.random.normal(k_noise, (config.batch_size, act_dim)),
-                     -config.noise_clip, config.noise_clip)
     data = ref.dataset_dict(arrays["observations"], arrays["actions"], arrays["rewards"],
                             arrays["next_observations"], arrays["terminals"])
-    batch = jax.tree.map(lambda x: x[idx], data)
-
     actor, critic = ref.Actor(act_dim), ref.DoubleCritic()
-    target = ref.td3_bc_target(state.target_actor, _to_reference_critic(state.target_critic), actor, critic, batch,
-                               noise)
-    critic_loss = ref.td3_bc_critic_loss(_to_reference_critic(state.critic), critic, target, batch)
-    actor_loss = ref.td3_bc_actor_loss(state.actor, _to_reference_critic(new_state.critic), actor, critic, batch)
+    obs = jnp.asarray(arrays["observations"][:4])
+
+    @jax.jit  # one compiled program for the reference's side
+    def reference(state, new_state, data, obs):
+        # the trainer's draws: critic batch and noise; the actor learns on the same batch
+        _, k_batch, k_noise = jax.random.split(state.key, 3)
+        idx = jax.random.randint(k_batch, (config.batch_size,), 0, n)
+        noise = jnp.clip(config.policy_noise * jax.random.normal(k_noise, (config.batch_size, act_dim)),
+                         -config.noise_clip, config.noise_clip)
+        batch = jax.tree.map(lambda x: x[idx], data)
+        target = ref.td3_bc_target(state.target_actor, _to_reference_critic(state.target_critic), actor, critic,
+                                   batch, noise)
+        critic_loss = ref.td3_bc_critic_loss(_to_reference_critic(state.critic), critic, target, batch)
+        actor_loss = ref.td3_bc_actor_loss(state.actor, _to_reference_critic(new_state.critic), actor, critic,
+                                           batch)
+        # both layouts' networks on a few observations
+        zeros = jnp.zeros((4, act_dim))
+        nets = (DeterministicActor(act_dim).apply(state.actor, obs), actor.apply(state.actor, obs),
+                TwinCritic().apply(state.critic, obs, zeros),
+                jnp.stack(critic.apply(_to_reference_critic(state.critic), obs, zeros)))
+        return critic_loss, actor_loss, nets
+
+    critic_loss, actor_loss, (ours_pi, ref_pi, ours_q, ref_q) = reference(state, new_state, data, obs)
     np.testing.assert_allclose(metrics["critic_loss"], critic_loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["actor_loss"], actor_loss, rtol=1e-5, atol=1e-6)
     # the layouts really are the same networks (not two equal-by-accident numbers)
-    obs = jnp.asarray(arrays["observations"][:4])
-    np.testing.assert_allclose(DeterministicActor(act_dim).apply(state.actor, obs), actor.apply(state.actor, obs),
-                               rtol=1e-6)
-    ours_q = TwinCritic().apply(state.critic, obs, jnp.zeros((4, act_dim)))
-    np.testing.assert_allclose(ours_q, jnp.stack(critic.apply(_to_reference_critic(state.critic), obs,
-                                                              jnp.zeros((4, act_dim)))), rtol=1e-6)
+    np.testing.assert_allclose(ours_pi, ref_pi, rtol=1e-6)
+    np.testing.assert_allclose(ours_q, ref_q, rtol=1e-6)

@@ -67,11 +67,17 @@ def test_window_tokens_equal_slices_of_the_whole_history_tokens(layout):
     rng = np.random.default_rng(1)
     hist = random_histories(rng, n=3, t=30)
     config = ad.ADConfig(layout=layout, obs_scale=0.125)
-    w = ad.sample_windows(ad.ad_data(hist, A), jax.random.PRNGKey(2), 16, 7)
-    tokens, positions = ad.window_tokens(config, w, A)
     tokenise = tk.step_tokens if layout == "step" else tk.triplet_tokens
-    full, full_positions = tokenise(hist["obs"].astype(np.float32) * 0.125, hist["action"].astype(np.int32),
-                                    hist["reward"], A)
+
+    @jax.jit  # one compiled program for the windows and both tokenisations
+    def windows_and_tokens(data, key, obs, action, reward):
+        w = ad.sample_windows(data, key, 16, 7)
+        return w, ad.window_tokens(config, w, A), tokenise(obs, action, reward, A)
+
+    w, (tokens, positions), (full, full_positions) = windows_and_tokens(
+        ad.ad_data(hist, A), jax.random.PRNGKey(2), hist["obs"].astype(np.float32) * 0.125,
+        hist["action"].astype(np.int32), hist["reward"])
+    tokens, full = np.asarray(tokens), np.asarray(full)  # numpy slicing below: no compiles
     k = config.tokens_per_step
     for b, (h, s) in enumerate(zip(np.asarray(w.history), np.asarray(w.start))):
         np.testing.assert_array_equal(tokens[b], full[h, k * s : k * (s + 7)])
@@ -186,17 +192,22 @@ def test_cached_rollout_logits_equal_full_sequence_logits(layout):
     obs, action, reward = hist["obs"][0], hist["action"][0].astype(np.int32), hist["reward"][0].astype(np.float32)
     agent = ad.make_agent(config, model)
 
+    tokenise = tk.step_tokens if layout == "step" else tk.triplet_tokens
+
     def body(carry, step):
         o, a, r = step
         logits, carry = ad.policy_logits(config, model, params, carry, o)
         carry = agent.observe(params, carry, ContextTransition(o, a, r, o, jnp.bool_(False)))
         return carry, logits
 
-    _, logits = jax.lax.scan(body, agent.init(), (jnp.asarray(obs), jnp.asarray(action), jnp.asarray(reward)))
-    tokenise = tk.step_tokens if layout == "step" else tk.triplet_tokens
-    tokens, positions = tokenise(obs[None].astype(np.float32) * 0.125, action[None], reward[None], A)
-    assert tokens.shape[1] > 2 * model.window
-    expected = tr.apply(model, params, tokens)[0, positions]
+    @jax.jit  # one compiled program for the cached rollout and the full-sequence logits
+    def rollout_and_full(params, obs, action, reward):
+        _, logits = jax.lax.scan(body, agent.init(), (obs, action, reward))
+        tokens, positions = tokenise(obs[None].astype(jnp.float32) * 0.125, action[None], reward[None], A)
+        return logits, tokens.shape[1], tr.apply(model, params, tokens)[0, positions]
+
+    logits, num_tokens, expected = rollout_and_full(params, obs, action, reward)
+    assert int(num_tokens) > 2 * model.window
     np.testing.assert_allclose(logits, expected, atol=2e-5, rtol=1e-5)
 
 
@@ -206,12 +217,12 @@ def test_act_samples_actions_with_the_softmax_probabilities():
     params = tr.init(model, jax.random.PRNGKey(8))
     agent = ad.make_agent(config, model)
     obs = jnp.asarray([3, 7], jnp.int32)
-    logits, _ = ad.policy_logits(config, model, params, agent.init(), obs)
+    probs = jax.jit(lambda p: jax.nn.softmax(ad.policy_logits(config, model, p, agent.init(), obs)[0]))(params)
     n = 20_000
     actions = jax.jit(jax.vmap(lambda k: agent.act(params, agent.init(), obs, k)[0]))(
         jax.random.split(jax.random.PRNGKey(9), n))
     freq = np.bincount(np.asarray(actions), minlength=A) / n
-    probs = np.asarray(jax.nn.softmax(logits), np.float64)
+    probs = np.asarray(probs, np.float64)
     assert np.all(np.abs(freq - probs) < 4 * np.sqrt(probs * (1 - probs) / n) + 1e-9), (freq, probs)
 
 

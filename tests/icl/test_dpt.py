@@ -52,9 +52,10 @@ def test_darkroom_batch_follows_the_grid_and_labels_the_optimal_action(mix):
 
 def test_darkroom_rewarded_mix_of_zero_is_the_uniform_data():
     goals = jnp.array([[2, 7], [9, 0]], jnp.int32)
-    plain = dpt.darkroom_sample(jax.random.key(4), goals, SIZE, N, random_ties=True)
-    explicit = dpt.darkroom_sample(jax.random.key(4), goals, SIZE, N, random_ties=True, rewarded_mix=0.0)
-    mixed = dpt.darkroom_sample(jax.random.key(4), goals, SIZE, N, random_ties=True, rewarded_mix=1.0)
+    plain, explicit, mixed = jax.jit(lambda k: (  # one compiled program for the three samples
+        dpt.darkroom_sample(k, goals, SIZE, N, random_ties=True),
+        dpt.darkroom_sample(k, goals, SIZE, N, random_ties=True, rewarded_mix=0.0),
+        dpt.darkroom_sample(k, goals, SIZE, N, random_ties=True, rewarded_mix=1.0)))(jax.random.key(4))
     jax.tree.map(np.testing.assert_array_equal, plain, explicit)
     # the mix changes only context slots: goal, query and label are drawn as without it
     for name in ("task", "query", "label"):

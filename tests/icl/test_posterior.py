@@ -51,10 +51,16 @@ def _brute_force(context, pos, prior_cells, random_ties):
     return probs
 
 
+# jitted (compiled once per context size): each eager op would be one more XLA compile
+_empty_evidence = jax.jit(posterior.empty_evidence, static_argnums=0)
+_add_transition = jax.jit(posterior.add_transition, static_argnums=3)
+_action_probs = jax.jit(posterior.action_probs, static_argnums=(3, 4))
+
+
 def _evidence(context, n):
-    ev = posterior.empty_evidence(n)
+    ev = _empty_evidence(n)
     for nxt, r in context:
-        ev = posterior.add_transition(ev, jnp.array(nxt), r, SIZE)
+        ev = _add_transition(ev, jnp.array(nxt), r, SIZE)
     return ev
 
 
@@ -72,7 +78,7 @@ def test_action_probs_match_brute_force_enumeration(random_ties):
         pos = cells[rng.integers(len(cells))]
         prior = np.zeros(SIZE * SIZE)
         prior[[x * SIZE + y for x, y in prior_cells]] = 1.0
-        got = posterior.action_probs(_evidence(context, 16), jnp.array(pos), jnp.asarray(prior), SIZE, random_ties)
+        got = _action_probs(_evidence(context, 16), jnp.array(pos), jnp.asarray(prior), SIZE, random_ties)
         np.testing.assert_allclose(got, _brute_force(context, pos, prior_cells, random_ties), atol=1e-6)
 
 
@@ -100,13 +106,18 @@ def test_the_window_forgets_the_oldest_transition():
 def test_with_the_goal_in_its_context_the_agent_is_optimal():
     env, base = envs.make("darkroom-10x10")
     goals = jnp.array([[7, 3], [0, 9], [9, 9]], jnp.int32)
-    agent = posterior.make_posterior_agent(10, goals, context_len=100, random_ties=True)
     one = lambda g: ContextTransition(g[None], jnp.zeros(1, jnp.int32), jnp.ones(1), g[None], jnp.zeros(1, bool))  # noqa: E731
-    contexts = jax.vmap(lambda g: prefill(agent, None, one(g)))(goals)
-    tasks = jax.vmap(lambda g: base.replace(goal=g))(goals)
-    out = evaluate(env, tasks, agent, None, jax.random.key(0), num_steps=100, num_seeds=3, contexts=contexts)
-    optimum = jax.vmap(lambda g: optimal_return(g, jnp.zeros(2, jnp.int32), 100))(goals)
-    np.testing.assert_allclose(out["reward"].sum(-1), np.broadcast_to(np.asarray(optimum)[:, None], (3, 3)))
+
+    @jax.jit  # one compiled program: the agent's prior, the prefilled contexts, the rollouts, the optimum
+    def returns_and_optimum(key):
+        agent = posterior.make_posterior_agent(10, goals, context_len=100, random_ties=True)
+        contexts = jax.vmap(lambda g: prefill(agent, None, one(g)))(goals)
+        tasks = jax.vmap(lambda g: base.replace(goal=g))(goals)
+        out = evaluate(env, tasks, agent, None, key, num_steps=100, num_seeds=3, contexts=contexts)
+        return out["reward"].sum(-1), jax.vmap(lambda g: optimal_return(g, jnp.zeros(2, jnp.int32), 100))(goals)
+
+    returns, optimum = returns_and_optimum(jax.random.key(0))
+    np.testing.assert_allclose(returns, np.broadcast_to(np.asarray(optimum)[:, None], (3, 3)))
 
 
 @pytest.mark.parametrize("random_ties", [False, True])

@@ -49,40 +49,52 @@ def test_triplet_layout_hand_made():
 
 
 def test_single_token_builders_rebuild_the_sequences():
-    key = jax.random.PRNGKey(0)
-    obs = jax.random.normal(key, (4, 6, 2, 3))  # image-like observations are flattened
-    actions = jax.random.randint(jax.random.PRNGKey(1), (4, 6), 0, 5)
-    rewards = jax.random.normal(jax.random.PRNGKey(2), (4, 6))
-    steps, _ = tk.step_tokens(obs, actions, rewards, 5)
-    triplets, _ = tk.triplet_tokens(obs, actions, rewards, 5)
-    for t in range(6):
-        prev_a = actions[:, t - 1] if t else jnp.full((4,), -1)
-        prev_r = rewards[:, t - 1] if t else jnp.zeros(4)
-        np.testing.assert_array_equal(steps[:, t], tk.step_token(obs[:, t], prev_a, prev_r, 5))
-        np.testing.assert_array_equal(triplets[:, 3 * t], tk.triplet_obs_token(obs[:, t], 5))
-        np.testing.assert_array_equal(triplets[:, 3 * t + 1], tk.triplet_action_token(actions[:, t], 6, 5))
-        np.testing.assert_array_equal(triplets[:, 3 * t + 2], tk.triplet_reward_token(rewards[:, t], 6, 5))
+    obs, actions, rewards = jax.jit(lambda: (  # one compiled program for the draws
+        jax.random.normal(jax.random.PRNGKey(0), (4, 6, 2, 3)),  # image-like observations are flattened
+        jax.random.randint(jax.random.PRNGKey(1), (4, 6), 0, 5),
+        jax.random.normal(jax.random.PRNGKey(2), (4, 6))))()
+
+    @jax.jit  # and one for the sequences and their token-by-token rebuilds
+    def sequences_and_rebuilds(obs, actions, rewards):
+        steps, _ = tk.step_tokens(obs, actions, rewards, 5)
+        triplets, _ = tk.triplet_tokens(obs, actions, rewards, 5)
+        rebuilt = []
+        for t in range(6):
+            prev_a = actions[:, t - 1] if t else jnp.full((4,), -1)
+            prev_r = rewards[:, t - 1] if t else jnp.zeros(4)
+            rebuilt.append((tk.step_token(obs[:, t], prev_a, prev_r, 5), tk.triplet_obs_token(obs[:, t], 5),
+                            tk.triplet_action_token(actions[:, t], 6, 5), tk.triplet_reward_token(rewards[:, t], 6, 5)))
+        return steps, triplets, rebuilt
+
+    steps, triplets, rebuilt = jax.tree.map(np.asarray, sequences_and_rebuilds(obs, actions, rewards))
+    for t, (step, obs_token, action_token, reward_token) in enumerate(rebuilt):
+        np.testing.assert_array_equal(steps[:, t], step)
+        np.testing.assert_array_equal(triplets[:, 3 * t], obs_token)
+        np.testing.assert_array_equal(triplets[:, 3 * t + 1], action_token)
+        np.testing.assert_array_equal(triplets[:, 3 * t + 2], reward_token)
 
 
 @pytest.mark.parametrize("layout", ["step", "triplet"])
 def test_action_never_visible_to_the_position_that_predicts_it(layout):
     build = jax.jit({"step": tk.step_tokens, "triplet": tk.triplet_tokens}[layout], static_argnums=3)
     num_actions, length = 4, 6
-    obs = jax.random.normal(jax.random.PRNGKey(0), (2, length, 3))
-    actions = jax.random.randint(jax.random.PRNGKey(1), (2, length), 0, num_actions)
-    rewards = jax.random.normal(jax.random.PRNGKey(2), (2, length))
+    obs, actions, rewards = jax.tree.map(np.asarray, jax.jit(lambda: (  # one compiled program for the draws
+        jax.random.normal(jax.random.PRNGKey(0), (2, length, 3)),
+        jax.random.randint(jax.random.PRNGKey(1), (2, length), 0, num_actions),
+        jax.random.normal(jax.random.PRNGKey(2), (2, length))))())
     tokens, positions = build(obs, actions, rewards, num_actions)
     cfg = tr.TransformerConfig(d_in=tokens.shape[-1], d_out=num_actions, max_len=tokens.shape[1],
                                backbone=tr.BackboneConfig(width=16, num_layers=2, num_heads=2, positions="alibi"))
     params = tr.init(cfg, jax.random.PRNGKey(3))
     model = jax.jit(lambda x: tk.action_logits(tr.apply(cfg, params, x), positions))
-    base = model(tokens)
+    base = np.asarray(model(tokens))
     assert base.shape == (2, length, num_actions)
     for t in range(length):
-        # Change the action and reward at step t (and everything after it).
-        changed_actions = actions.at[:, t:].set((actions[:, t:] + 1) % num_actions)
-        changed_rewards = rewards.at[:, t:].add(1.0)
-        out = model(build(obs, changed_actions, changed_rewards, num_actions)[0])
+        # Change the action and reward at step t (and everything after it); numpy, so no compiles.
+        changed_actions, changed_rewards = actions.copy(), rewards.copy()
+        changed_actions[:, t:] = (actions[:, t:] + 1) % num_actions
+        changed_rewards[:, t:] += 1.0
+        out = np.asarray(model(build(obs, changed_actions, changed_rewards, num_actions)[0]))
         np.testing.assert_array_equal(out[:, : t + 1], base[:, : t + 1])  # a_t's own prediction included
         if t + 1 < length:
             assert np.abs(out[:, t + 1] - base[:, t + 1]).max() > 1e-4  # ...but the next one sees it

@@ -54,31 +54,43 @@ def test_critic_target_with_rebrac_penalty_by_hand():
 def test_twin_critic_members_are_independent_mlps():
     """Each ensemble member is the plain MLP on its slice of the parameters, members start
     different, and ``first_only`` is member 0 alone."""
-    obs, act = jax.random.normal(jax.random.PRNGKey(1), (5, 3)), jax.random.uniform(jax.random.PRNGKey(2), (5, 2))
     critic = TwinCritic((8, 8), num_critics=3)
-    params = critic.init(jax.random.PRNGKey(0), obs, act)
-    q = critic.apply(params, obs, act)
+
+    @jax.jit  # one compiled program: the ensemble, each member as a plain MLP, and first_only
+    def outputs():
+        obs, act = jax.random.normal(jax.random.PRNGKey(1), (5, 3)), jax.random.uniform(jax.random.PRNGKey(2), (5, 2))
+        params = critic.init(jax.random.PRNGKey(0), obs, act)
+        x = jnp.concatenate([obs, act], axis=-1)
+        members = [MLP((8, 8), 1).apply({"params": jax.tree.map(lambda p, i=i: p[i], params["params"]["ensemble"])},
+                                        x)[:, 0] for i in range(3)]
+        return critic.apply(params, obs, act), members, critic.apply(params, obs, act, first_only=True)
+
+    q, members, first = jax.tree.map(np.asarray, outputs())
     assert q.shape == (3, 5)
-    x = jnp.concatenate([obs, act], axis=-1)
     for i in range(3):
-        member = jax.tree.map(lambda p, i=i: p[i], params["params"]["ensemble"])
-        np.testing.assert_allclose(q[i], MLP((8, 8), 1).apply({"params": member}, x)[:, 0], rtol=1e-6)
-    assert float(jnp.min(jnp.abs(q[0] - q[1]))) > 0.0
-    np.testing.assert_allclose(critic.apply(params, obs, act, first_only=True), q[0], rtol=1e-6)
+        np.testing.assert_allclose(q[i], members[i], rtol=1e-6)
+    assert float(np.min(np.abs(q[0] - q[1]))) > 0.0
+    np.testing.assert_allclose(first, q[0], rtol=1e-6)
 
 
 def test_cql_penalty_is_zero_for_flat_q():
     # uniform proposals only: exactly zero
-    b, m, d = 4, 8, 3
-    q = jnp.full((b, m), 1.7)
-    log_u = jnp.full((b, m), -d * math.log(2.0))
-    np.testing.assert_allclose(cql.cql_penalty(q, log_u, jnp.full((b,), 1.7), d), 0.0, atol=1e-6)
-    # proposals from a tanh-Gaussian policy: the importance-sampled estimate tends to zero
     from jaxrl_icl.offline.networks import tanh_gaussian_sample
 
-    mean, log_std = jnp.full((1, 200_000, d), 0.3), jnp.full((1, 200_000, d), -0.5)
-    _, logp = tanh_gaussian_sample(jax.random.PRNGKey(0), mean, log_std)
-    pen = cql.cql_penalty(jnp.full((1, 200_000), 1.7), logp, jnp.full((1,), 1.7), d)
+    b, m, d = 4, 8, 3
+
+    @jax.jit  # one compiled program for both penalties
+    def penalties():
+        q = jnp.full((b, m), 1.7)
+        log_u = jnp.full((b, m), -d * math.log(2.0))
+        uniform = cql.cql_penalty(q, log_u, jnp.full((b,), 1.7), d)
+        mean, log_std = jnp.full((1, 200_000, d), 0.3), jnp.full((1, 200_000, d), -0.5)
+        _, logp = tanh_gaussian_sample(jax.random.PRNGKey(0), mean, log_std)
+        return uniform, cql.cql_penalty(jnp.full((1, 200_000), 1.7), logp, jnp.full((1,), 1.7), d)
+
+    uniform, pen = penalties()
+    np.testing.assert_allclose(uniform, 0.0, atol=1e-6)
+    # proposals from a tanh-Gaussian policy: the importance-sampled estimate tends to zero
     assert abs(float(pen[0])) < 0.05
 
 
@@ -129,7 +141,7 @@ def test_dataset_is_an_argument_not_a_compiled_constant():
     small = _synthetic_dataset(n=256)
     big = _synthetic_dataset(n=4096)
     trainer = module.make_train(config, 4, 2)
-    state = trainer.init(jax.random.PRNGKey(0), small)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), small)
     sizes = [len(jax.jit(trainer.update).lower(state, d).as_text()) for d in (small, big)]
     assert abs(sizes[0] - sizes[1]) < 200  # only the shapes in the signature differ
 

@@ -63,15 +63,19 @@ def test_loss_ignores_padding_and_matches_hand_computation():
     config = dt.DTConfig(context_len=6, segment_len=6, backbone=TINY, multi_objective=True)
     lay = dt.layout(config, 3, 2)
     params = tr.init(lay.model, jax.random.PRNGKey(0))
-    segment = sample_segments(jax.random.PRNGKey(1), random_dataset(), 8, 6)
+    segment = jax.jit(sample_segments, static_argnums=(2, 3))(jax.random.PRNGKey(1), random_dataset(), 8, 6)
     mask = np.asarray(segment["mask"])
     assert 0 < mask.sum() < mask.size  # some padding
-    junk = {k: (jnp.where(segment["mask"].reshape(segment["mask"].shape + (1,) * (v.ndim - 2)), v, 7)
-                if k != "mask" else v) for k, v in segment.items()}
-    forward = jax.jit(lambda seg: tr.apply(lay.model, params, lay.segment_tokens(seg)))
-    out = forward(segment)
-    got = dt.losses(lay, out, segment)
-    junk_got = dt.losses(lay, forward(junk), junk)
+
+    @jax.jit  # one compiled program: the outputs and losses on the segment and on its junk-padded copy
+    def outputs_and_losses(segment):
+        junk = {k: (jnp.where(segment["mask"].reshape(segment["mask"].shape + (1,) * (v.ndim - 2)), v, 7)
+                    if k != "mask" else v) for k, v in segment.items()}
+        forward = lambda seg: tr.apply(lay.model, params, lay.segment_tokens(seg))  # noqa: E731
+        out = forward(segment)
+        return out, dt.losses(lay, out, segment), dt.losses(lay, forward(junk), junk)
+
+    out, got, junk_got = outputs_and_losses(segment)
     for name in ("action_loss", "state_loss", "return_loss"):
         np.testing.assert_allclose(junk_got[name], got[name], rtol=1e-5)
     o = np.asarray(out).reshape(8, 6, 3, -1)
@@ -112,22 +116,28 @@ def test_mo_dt_with_extras_off_is_dt():
     params = tr.init(plain.model, jax.random.PRNGKey(0))
     mo_params = tr.init(multi.model, jax.random.PRNGKey(5))
     start = 4 + 3 + 2  # type, R, s, a blocks come first; regions next, then timestep features
-    p, m = params["params"], mo_params["params"]
-    embed = jnp.concatenate([p["embed"]["kernel"][:start], jnp.zeros((6, TINY.width)), p["embed"]["kernel"][start:]])
-    head = jnp.concatenate([p["head"]["kernel"], m["head"]["kernel"][:, 2:]], axis=1)
-    mo = {**p, "embed": {**p["embed"], "kernel": embed},
-          "head": {"kernel": head, "bias": jnp.concatenate([p["head"]["bias"], m["head"]["bias"][2:]])}}
-    segment = sample_segments(jax.random.PRNGKey(1), random_dataset(), 8, 4)
 
-    def loss(lay, prm):
-        return dt.losses(lay, tr.apply(lay.model, {"params": prm}, lay.segment_tokens(segment)), segment)["loss"]
+    @jax.jit  # one compiled program: MO-DT's params from DT's, the segments, both losses and gradients
+    def both(p, m, key, dataset):
+        embed = jnp.concatenate([p["embed"]["kernel"][:start], jnp.zeros((6, TINY.width)),
+                                 p["embed"]["kernel"][start:]])
+        head = jnp.concatenate([p["head"]["kernel"], m["head"]["kernel"][:, 2:]], axis=1)
+        mo = {**p, "embed": {**p["embed"], "kernel": embed},
+              "head": {"kernel": head, "bias": jnp.concatenate([p["head"]["bias"], m["head"]["bias"][2:]])}}
+        segment = sample_segments(key, dataset, 8, 4)
 
-    l_plain, g_plain = jax.jit(jax.value_and_grad(lambda q: loss(plain, q)))(p)
-    l_multi, g_multi = jax.jit(jax.value_and_grad(lambda q: loss(multi, q)))(mo)
+        def loss(lay, prm):
+            return dt.losses(lay, tr.apply(lay.model, {"params": prm}, lay.segment_tokens(segment)), segment)["loss"]
+
+        return jax.value_and_grad(lambda q: loss(plain, q))(p), jax.value_and_grad(lambda q: loss(multi, q))(mo)
+
+    (l_plain, g_plain), (l_multi, g_multi) = both(params["params"], mo_params["params"], jax.random.PRNGKey(1),
+                                                  random_dataset())
     np.testing.assert_allclose(l_multi, l_plain, rtol=1e-6)
     np.testing.assert_allclose(g_multi["block_0"]["attn"]["qkv"]["kernel"], g_plain["block_0"]["attn"]["qkv"]["kernel"],
                                rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(g_multi["head"]["kernel"][:, :2], g_plain["head"]["kernel"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(g_multi["head"]["kernel"])[:, :2], g_plain["head"]["kernel"],
+                               rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.slow
