@@ -115,6 +115,9 @@ def _runners(config: DQNEtaExperimentConfig):
 def train(config: DQNEtaExperimentConfig, algorithms: tuple[str, ...] = ALGORITHMS):
     """``({name: (state, metrics)}, env, env_params)`` for each of ``algorithms`` (names from
     ``ALGORITHMS``), seeds on the leading axis of states and metrics."""
+    unknown = sorted(set(algorithms) - set(ALGORITHMS))
+    if unknown:
+        raise ValueError(f"algorithms: unknown {unknown}; choose from {list(ALGORITHMS)}")
     env, params, runners = _runners(config)
     keys = seed_keys(config.seed, config.num_seeds)
     out = {}

@@ -51,18 +51,18 @@ def test_targets_equal_rlax_projection_of_the_chosen_action():
     scores = rng.normal(size=(B, A)).astype(np.float32)
     gamma = 0.9
 
-    @jax.jit  # one compiled program for ours and the rlax reference of every row
-    def ours_and_refs(reward, done, next_probs, action_scores):
+    @jax.jit  # one compiled program for ours and the rlax reference of every row (inputs: the numpy arrays)
+    def ours_and_refs():
         z = jnp.linspace(-5.0, 5.0, m)
-        ours = categorical_targets(reward, done, next_probs, action_scores, z, gamma)
+        ours = categorical_targets(reward, terminated, next_probs, scores, z, gamma)
         refs = []
-        for b in range(B):  # the chosen action and the discount from the numpy inputs
+        for b in range(B):  # the chosen action and the discount read from the numpy inputs
             a = int(np.argmax(scores[b]))
             discount = 0.0 if terminated[b] else gamma
             refs.append(rlax.categorical_l2_project(reward[b] + discount * z, next_probs[b, a], z))
         return ours, jnp.stack(refs)
 
-    ours, refs = ours_and_refs(reward, terminated, next_probs, scores)
+    ours, refs = ours_and_refs()
     for b in range(B):
         np.testing.assert_allclose(ours[b], refs[b], atol=1e-6)
 

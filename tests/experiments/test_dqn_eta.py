@@ -81,6 +81,12 @@ def test_tabulated_stock_policy_matches_rollouts_in_the_env():
         assert abs(ours.mean() - direct.mean()) <= 4 * se + 1e-3, (s, ours.mean(), direct.mean())
 
 
+def test_unknown_algorithm_is_named_before_training():
+    config, _ = parse_cli(dqn_eta.DQNEtaExperimentConfig, ARGS)
+    with pytest.raises(ValueError, match=r"algorithms: unknown \['PPO'\]"):
+        dqn_eta.train(config, ("DηN", "PPO"))
+
+
 def test_bad_flags_exit_before_running(tmp_path):
     with pytest.raises(SystemExit):
         dqn_eta.main(["--eta.objective", "expectation", "--run-dir", str(tmp_path / "bad")])

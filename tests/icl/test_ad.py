@@ -106,7 +106,7 @@ def test_loss_at_init_is_log_num_actions_and_equals_numpy_cross_entropy():
 
     # With random (non-zero head) parameters: recompute the same batch and its loss by hand.
     model = ad.make_model(config, 2, A, horizon)
-    params = jax.jit(lambda k: tr.init(model, k))(jax.random.PRNGKey(7))
+    params = tr.init(model, jax.random.PRNGKey(7))  # jitted in the library
     _, metrics = update(state.replace(params=params), data)
     batch_key = jax.random.split(state.key)[1]
     w = jax.jit(ad.sample_windows, static_argnums=(2, 3))(ad.ad_data(hist, A), jax.random.split(batch_key)[0], 8, 10)
