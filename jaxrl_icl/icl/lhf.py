@@ -182,6 +182,12 @@ def task_groups(task: np.ndarray) -> np.ndarray:
     return np.argsort(inverse.reshape(-1), kind="stable").reshape(len(counts), -1).astype(np.int32)
 
 
+# select_histories runs each step as one compiled program, not op by op.
+_utility = jax.jit(utility, static_argnames="lam")
+_reweight = jax.jit(reweight, static_argnames="temperature")
+_filter_rows = jax.jit(filter_rows, static_argnames="temperature")
+
+
 def select_histories(
     config: LHFConfig, key: jax.Array, histories: Mapping[str, Any], task: np.ndarray, returns: np.ndarray, r_max
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -201,10 +207,10 @@ def select_histories(
     histories = {k: np.asarray(v) for k, v in histories.items()}
     if config.method == "none":
         return histories, None
-    u = utility(returns, r_max, config.lam)
+    u = _utility(returns, r_max, lam=config.lam)
     groups = task_groups(task)
     temperature = config.temperature or None
     if config.method == "reweight":
-        return histories, np.asarray(reweight(u, groups, temperature))
-    rows = np.asarray(filter_rows(key, u, groups, temperature))
+        return histories, np.asarray(_reweight(u, groups, temperature=temperature))
+    rows = np.asarray(_filter_rows(key, u, groups, temperature=temperature))
     return {k: v[rows] for k, v in histories.items()}, None
