@@ -103,7 +103,7 @@ from jaxrl_icl.rl.q_learning import QLearningConfig
 from jaxrl_icl.run.config import parse_cli, with_scale
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.plots import plot_curve_panels, plot_curves
-from jaxrl_icl.run.rundir import open_run, write_json
+from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import gather_seeds, seed_keys
 from jaxrl_icl.stats import paired_difference, welch_difference
 
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None):
                 f"Throughput on {device}", legend_below=True)
     plot_curves(memory, run.plot_path("memory"), "context (steps = tokens)", "XLA temporary buffers (MB)",
                 f"Memory on {device}", legend_below=True)
-    (run.path / "table.md").write_text(table(results))
+    write_atomic(run.path / "table.md", table(results).encode())
     difference = sink_differences(results)
     for sink, by_len in difference.items():
         for n, d in by_len.items():
