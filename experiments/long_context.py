@@ -74,7 +74,7 @@ the source Q-learning's own curve on the same goals),
 face), ``table.md`` and ``summary.json`` (``results[<sink>][<context steps>]``: returns per
 episode, first and last episode, the mean of the last 10 episodes per training seed, tokens/s,
 memory, final training loss; ``difference[<sink>][<context steps>]``: that mean minus the
-no-sink model's, with Welch's and the paired 95% interval over training seeds;
+no-sink model's, with Welch's and the paired 95% interval over training seeds (null with one seed);
 ``source_return_per_episode``; and the machine).
 """
 
@@ -364,9 +364,11 @@ def main(argv: list[str] | None = None):
     difference = sink_differences(results)
     for sink, by_len in difference.items():
         for n, d in by_len.items():
-            print(f"context {n} steps: {sink} - none, mean return of the last 10 episodes: {d['mean']:+.2f} (95% CI "
-                  f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]; paired by seed [{d['paired_ci95'][0]:+.2f}, "
-                  f"{d['paired_ci95'][1]:+.2f}]; {config.num_seeds} seeds)", file=sys.stderr)
+            interval = (f"95% CI [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]; paired by seed "
+                        f"[{d['paired_ci95'][0]:+.2f}, {d['paired_ci95'][1]:+.2f}]; {config.num_seeds} seeds"
+                        if config.num_seeds > 1 else "no interval from 1 training seed")
+            print(f"context {n} steps: {sink} - none, mean return of the last 10 episodes: {d['mean']:+.2f} "
+                  f"({interval})", file=sys.stderr)
     summary = {
         "env": ENV, "device": device, "num_seeds": config.num_seeds, "eval_seeds": config.eval_seeds,
         "num_held_out_goals": int(len(held_out)), "optimal_return": optimum,

@@ -73,11 +73,12 @@ def confidence_band(y: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.
 
 def welch_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """``(mean(b) - mean(a), low, high)``: Welch's t-interval for the difference of the means of
-    two float[n] samples (degrees of freedom rounded down; a point when neither varies)."""
+    two float[n] samples (degrees of freedom rounded down; a point when neither varies; NaN bounds,
+    i.e. no interval, when either sample has fewer than 2 values)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     diff = float(b.mean() - a.mean())
     if a.size < 2 or b.size < 2:
-        return diff, diff, diff
+        return diff, math.nan, math.nan
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     if va + vb == 0:
         return diff, diff, diff
@@ -89,9 +90,12 @@ def welch_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple
 def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """``(mean(b - a), low, high)``: the paired t-interval of two float[n] samples matched by
     index (e.g. two variants trained with the same seeds on the same data and evaluated on the
-    same rollouts, where seed-to-seed variation hits both alike); a point for ``n < 2``."""
+    same rollouts, where seed-to-seed variation hits both alike); NaN bounds (no interval) for
+    ``n < 2``."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"a and b must be float[n] of one length, got shapes {a.shape} and {b.shape}")
+    if a.size < 2:
+        return float(np.mean(b - a)), math.nan, math.nan
     mean, low, high = confidence_band((b - a)[:, None], level)
     return float(mean[0]), float(low[0]), float(high[0])

@@ -109,6 +109,8 @@ class OfflineBenchConfig:
                           "busy time and GEMM share (experiments.benchmarks.kernels; no rows on a CPU)")
     dt_episodes: int = field(2, help="dt: Pendulum episodes per timed rollout call (vmapped)")
     dt_steps: int = field(200, help="dt: env steps per episode")
+    bf16: bool = field(False, help="our TD3+BC in bfloat16 compute (TD3BCConfig.bf16; rows named 'td3_bc bf16'); "
+                       "the reference stays float32")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -163,10 +165,10 @@ def bandwidth(megabytes: int, repeats: int) -> float:
 
 
 def roofline_rows(algo: str, cfg: OfflineBenchConfig, ref_dataset: dict, rates: dict[int, float], peak: float,
-                  bytes_per_s: float) -> list[dict]:
-    """Rows of our measured seconds per update (all seeds) against the compute floor and the
-    traffic time of the reference's update vmapped over the same seeds, and, per seed count
-    above one, the compute floor over one seed's measured time."""
+                  bytes_per_s: float, label: str) -> list[dict]:
+    """Rows (named ``label``) of our measured seconds per update (all seeds) against the compute
+    floor and the traffic time of the reference's update vmapped over the same seeds, and, per
+    seed count above one, the compute floor over one seed's measured time."""
     init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
     rows = []
     for seeds, rate in rates.items():
@@ -174,7 +176,7 @@ def roofline_rows(algo: str, cfg: OfflineBenchConfig, ref_dataset: dict, rates: 
         cost = cost_per_update(jax.vmap(update_n_times, in_axes=(0, None, 0)), jax.vmap(init)(keys), ref_dataset, keys)
         compute, traffic = cost["flops"] / peak, cost["bytes"] / bytes_per_s
         measured = seeds / rate  # seconds of one update of every seed
-        head = f"{algo}, {seeds} seed{'s' * (seeds > 1)}: seconds per update"
+        head = f"{label}, {seeds} seed{'s' * (seeds > 1)}: seconds per update"
         print(f"offline: {head}: measured {measured * 1e6:.1f} us; {cost['flops'] / 1e9:.2f} GFLOP -> compute floor "
               f"{compute * 1e6:.1f} us; {cost['bytes'] / 1e6:.1f} MB -> traffic {traffic * 1e6:.1f} us", flush=True)
         rows.append(row(SUITE, f"{head} vs compute floor (FLOPs / peak; ratio = fraction of it reached)",
@@ -182,7 +184,7 @@ def roofline_rows(algo: str, cfg: OfflineBenchConfig, ref_dataset: dict, rates: 
         rows.append(row(SUITE, f"{head} vs XLA's bytes accessed / bandwidth (all from memory)", measured, traffic,
                         "s", lower_is_better=True))
         if seeds > 1 and 1 in rates:
-            rows.append(row(SUITE, f"{algo}, {seeds} seeds: compute floor over 1 seed's measured time (bar 2x)",
+            rows.append(row(SUITE, f"{label}, {seeds} seeds: compute floor over 1 seed's measured time (bar 2x)",
                             compute * rates[1], 2.0, "x", lower_is_better=True))
     return rows
 
@@ -217,7 +219,7 @@ def ours_call(algo: str, cfg: OfflineBenchConfig, dataset: Dataset, seeds: int, 
     :func:`~jaxrl_icl.run.loop.chunk_program` (each call continues from the last one's state);
     init and compilation happen here, outside the clock (and it runs once)."""
     if algo == "td3_bc":
-        config = td3_bc.TD3BCConfig()
+        config = td3_bc.TD3BCConfig(bf16=cfg.bf16)
         trainer, steps = td3_bc.make_train(config, cfg.obs_dim, cfg.action_dim), config.policy_freq
     else:
         trainer, steps = iql.make_train(iql.IQLConfig(), cfg.obs_dim, cfg.action_dim), 1
@@ -299,6 +301,7 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
         rows.append(row(SUITE, f"bandwidth: x + 1 over {cfg.bandwidth_mb} MiB float32 (read and write)",
                         bytes_per_s, None, "B/s"))
     for algo in (a for a in cfg.algos if a != "dt"):
+        label = f"{algo} bf16" if algo == "td3_bc" and cfg.bf16 else algo
         init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
         flops = cost_per_update(update_n_times, init(jax.random.PRNGKey(0)), ref_dataset,
                                 jax.random.PRNGKey(1))["flops"]
@@ -313,15 +316,15 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
             best = best_of_alternating(cfg.repeats, calls)
             rates[seeds] = ours = seeds * n / best["ours"]
             one_ref = n1 / best["one"]
-            case = f"{algo}, {seeds} seed{'s' * (seeds > 1)} x {n:,} updates"
+            case = f"{label}, {seeds} seed{'s' * (seeds > 1)} x {n:,} updates"
             print(f"offline: {case}: ours {ours:,.0f} updates/s, reference 1 seed {one_ref:,.0f}", flush=True)
             if cfg.profile:
                 rows += kernel_rows(case, kernel_profile(calls["ours"], n))
             if seeds == 1:
                 rows.append(row(SUITE, f"{case}: vs reference", ours, one_ref, "updates/s"))
-                rows.append(row(SUITE, f"{algo}, 1 seed: achieved FLOP/s ({flops / 1e6:.0f} MFLOP/update)",
+                rows.append(row(SUITE, f"{label}, 1 seed: achieved FLOP/s ({flops / 1e6:.0f} MFLOP/update)",
                                 ours * flops, one_ref * flops, "FLOP/s"))
-                rows.append(row(SUITE, f"{algo}, 1 seed: fraction of the peak FLOP/s", ours * flops / peak,
+                rows.append(row(SUITE, f"{label}, 1 seed: fraction of the peak FLOP/s", ours * flops / peak,
                                 one_ref * flops / peak, "fraction"))
                 continue
             rows.append(row(SUITE, f"{case}: ours vs reference seeds one after another", ours, one_ref,
@@ -331,14 +334,14 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
                 print(f"offline: {case}: reference vmapped {vmapped:,.0f} updates/s", flush=True)
                 rows.append(row(SUITE, f"{case}: ours vs reference vmapped", ours, vmapped, "updates/s"))
         if gpu and 1 in rates:
-            rows.append(row(SUITE, f"{algo}, 1 seed: 1M updates, projected s vs JAX-CORL's published 9 min "
+            rows.append(row(SUITE, f"{label}, 1 seed: 1M updates, projected s vs JAX-CORL's published 9 min "
                             "(GTX 1080 Ti)", 1e6 / rates[1], JAXCORL_1M_SECONDS, "s", lower_is_better=True))
             for seeds in (s for s in cfg.num_seeds if s > 1):
                 # time of `seeds` seeds over the time of one, for equal updates per seed; bar: under 2
-                rows.append(row(SUITE, f"{algo}, {seeds} seeds: time over 1 seed's (bar 2x)",
+                rows.append(row(SUITE, f"{label}, {seeds} seeds: time over 1 seed's (bar 2x)",
                                 seeds * rates[1] / rates[seeds], 2.0, "x", lower_is_better=True))
         if bytes_per_s:
-            rows += roofline_rows(algo, cfg, ref_dataset, rates, peak, bytes_per_s)
+            rows += roofline_rows(algo, cfg, ref_dataset, rates, peak, bytes_per_s, label)
     if "dt" in cfg.algos:
         rows += dt_rollout_rows(cfg)
     return rows

@@ -8,6 +8,8 @@ LAPACK kernels that :mod:`jaxrl_icl.linalg` works around.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,20 +19,24 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 class MLP(nn.Module):
     """``len(hidden)`` ReLU layers (each optionally followed by LayerNorm) then a linear
-    head of ``out`` units: ``[..., in] -> [..., out]``."""
+    head of ``out`` units: ``[..., in] -> [..., out]`` float32.
+
+    ``dtype`` is the compute type of the layers (``jnp.bfloat16``: matmuls and activations in
+    bfloat16, parameters kept float32); the output is float32 either way."""
 
     hidden: tuple[int, ...]
     out: int
     layer_norm: bool = False
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden:
-            x = nn.Dense(width)(x)
+            x = nn.Dense(width, dtype=self.dtype)(x)
             if self.layer_norm:
-                x = nn.LayerNorm()(x)
+                x = nn.LayerNorm(dtype=self.dtype)(x)
             x = nn.relu(x)
-        return nn.Dense(self.out)(x)
+        return nn.Dense(self.out, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class DeterministicActor(nn.Module):
@@ -39,10 +45,11 @@ class DeterministicActor(nn.Module):
     action_dim: int
     hidden: tuple[int, ...] = (256, 256)
     layer_norm: bool = False
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden, self.action_dim, self.layer_norm)(obs))
+        return jnp.tanh(MLP(self.hidden, self.action_dim, self.layer_norm, self.dtype)(obs))
 
 
 class GaussianActor(nn.Module):
@@ -93,16 +100,17 @@ class TwinCritic(nn.Module):
     hidden: tuple[int, ...] = (256, 256)
     layer_norm: bool = False
     num_critics: int = 2
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array, first_only: bool = False) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
         if first_only and not self.is_initializing():
             first = jax.tree.map(lambda p: p[0], self.variables["params"]["ensemble"])
-            return MLP(self.hidden, 1, self.layer_norm).apply({"params": first}, x)[..., 0]
+            return MLP(self.hidden, 1, self.layer_norm, self.dtype).apply({"params": first}, x)[..., 0]
         ensemble = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
                            out_axes=0, axis_size=self.num_critics)
-        return ensemble(self.hidden, 1, self.layer_norm, name="ensemble")(x)[..., 0]
+        return ensemble(self.hidden, 1, self.layer_norm, self.dtype, name="ensemble")(x)[..., 0]
 
 
 class ValueNet(nn.Module):

@@ -32,6 +32,15 @@ def test_welch_difference_matches_scipy():
     assert welch_difference(np.ones(3), np.ones(3) * 2) == (1.0, 1.0, 1.0)
 
 
+def test_one_seed_gives_no_interval_rather_than_a_point():
+    """One value per side carries no estimate of spread, so both intervals are NaN (written as
+    null by write_json), never a zero-width interval that claims certainty."""
+    for (diff, low, high), expected in ((welch_difference([1.0], [3.0, 4.0]), 2.5),
+                                        (paired_difference([1.0], [3.0]), 2.0)):
+        assert diff == expected
+        assert np.isnan(low) and np.isnan(high)
+
+
 def test_experiment_writes_summary_and_plots(tmp_path, capsys):
     run_dir = tmp_path / "run"
     # one teacher keeps the compile short; the random teacher shares every code path but the teacher

@@ -41,6 +41,7 @@ def test_long_context_runs_at_tiny_size(tmp_path):
             assert r["kv_cache_mb_per_task"] == pytest.approx(2 * int(steps) * 8 * 4 / 2**20)
     kv, none = (summary["results"][sink]["40"]["last_10_per_seed"] for sink in ("kv", "none"))
     assert len(kv) == 1 and summary["difference"]["kv"]["40"]["mean"] == pytest.approx(kv[0] - none[0])
+    assert summary["difference"]["kv"]["40"]["ci95"] == [None, None]  # no interval from one seed
     source = summary["source_return_per_episode"]  # the held-out goals' Q-learning, episodes 1 and 2
     assert len(source) == 2 and all(0 <= x <= 20 for x in source)
     assert len((run.path / "table.md").read_text().splitlines()) == 2 + 2

@@ -146,10 +146,27 @@ def test_dataset_is_an_argument_not_a_compiled_constant():
     assert abs(sizes[0] - sizes[1]) < 200  # only the shapes in the signature differ
 
 
-def test_td3_bc_recovers_the_expert_from_noisy_one_step_data():
+def test_bf16_networks_compute_in_bfloat16_and_return_float32():
+    """With ``bf16`` the critic and actor keep float32 parameters and return float32, and on the
+    same parameters agree with the float32 networks to bfloat16's precision (8 mantissa bits)."""
+    obs, act = jax.random.normal(jax.random.PRNGKey(0), (64, 4)), jax.random.uniform(jax.random.PRNGKey(1), (64, 2))
+    critic32, critic16 = TwinCritic((64, 64), layer_norm=True), TwinCritic((64, 64), layer_norm=True,
+                                                                           dtype=jnp.bfloat16)
+    params = critic16.init(jax.random.PRNGKey(2), obs, act)
+    assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+    q16, q32 = critic16.apply(params, obs, act), critic32.apply(params, obs, act)
+    assert q16.dtype == jnp.float32
+    assert not np.array_equal(q16, q32)  # it did compute in bfloat16
+    np.testing.assert_allclose(q16, q32, rtol=0.05, atol=0.05 * float(jnp.std(q32)))
+    # the HLO of the bf16 critic multiplies bfloat16 matrices
+    assert "bf16" in jax.jit(critic16.apply).lower(params, obs, act).as_text()
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_td3_bc_recovers_the_expert_from_noisy_one_step_data(bf16):
     """A one-step task (every transition terminal) with reward -|a - expert(s)|^2 and data
     actions the expert's plus N(0, 0.3) noise: the argmax of Q is the expert, so TD3+BC's
-    actor must land far closer to the expert than the data are."""
+    actor must land far closer to the expert than the data are (also in bfloat16 compute)."""
     rng = np.random.default_rng(0)
     n = 4096
     w = rng.normal(size=(4, 2)).astype(np.float32)
@@ -158,7 +175,7 @@ def test_td3_bc_recovers_the_expert_from_noisy_one_step_data():
     act = np.clip(expert + rng.normal(scale=0.3, size=expert.shape), -1, 1).astype(np.float32)
     ds = make_dataset({"observations": obs, "actions": act, "rewards": -np.sum((act - expert) ** 2, -1),
                        "terminals": np.ones(n, bool), "next_observations": obs})
-    config = td3_bc.TD3BCConfig(num_updates=1500, batch_size=128, hidden=(64, 64))
+    config = td3_bc.TD3BCConfig(num_updates=1500, batch_size=128, hidden=(64, 64), bf16=bf16)
     state, _ = jax.jit(td3_bc.make_train(config, 4, 2))(jax.random.PRNGKey(0), ds)
     test_obs = rng.normal(size=(500, 4)).astype(np.float32)
     actions = np.asarray(td3_bc.policy(config, 2)(state.actor, jnp.asarray(test_obs)))
