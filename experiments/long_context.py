@@ -68,6 +68,20 @@ faster per token) the paper preset (5000 updates of 65,536 tokens,
 more at 8k and 16k, where attention's cost grows with the context: far past the 15 minutes of
 device time a session here is lent.
 
+The paper preset's sizes at 8k and 16k steps on the same H200 (2026-11-27, jax 0.11.2):
+``--scale paper --context-steps 8192`` (and ``16384``) ``--num-seeds 1 --optim.num-updates 60
+--eval-seeds 1``, i.e. width 128, 4 layers, attention in 512-row chunks, 7 windows of 8,200 steps
+(3 of 16,400) per update, one training seed, 2.5 and 2.8 minutes per run with compiles. Training
+ran at 234,264 tokens/s without the sink and 238,780 with KV0 at 8,200 steps, and at 119,277 and
+119,596 at 16,400 (half the rate per doubling: attention's cost dominates); one update's
+temporary memory was 3,713 / 4,420 MB at 8,200 steps and 3,782 / 3,782 MB at 16,400, within
+XLA's CPU estimate above; cached rollouts of the 16 held-out goals ran at 52,055 / 53,613
+tokens/s at 8,200 steps and 36,419 / 35,920 at 16,400, with 32 and 64 MB of KV cache per task.
+After 60 updates neither model learns in context (held-out returns between 0.1 and 0.9, the
+optimum 16.9; the source Q-learning reaches 15.5 on the same goals). At these rates the preset's 5000
+updates for 3 seeds take about 61 GPU-minutes per model at 8k steps and 103 at 16k, so the
+paper-scale comparison of the two models at these lengths needs about 5.5 GPU-hours.
+
 Writes ``runs/long_context/<timestamp>/``: ``returns.png`` (one panel per context length, with
 the source Q-learning's own curve on the same goals),
 ``speed.png`` and ``memory.png`` (against the context length, one line per sink option and

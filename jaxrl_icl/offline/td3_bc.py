@@ -51,7 +51,8 @@ class TD3BCConfig:
       actor_layer_norm: LayerNorm after every hidden layer of the actor.
       bf16: run the networks' matmuls and activations in bfloat16 (parameters, optimiser
         state, losses and targets stay float32); meant for GPUs, where it halves the bytes of
-        the many-seed update's memory-bound kernels. On a CPU it is usually slower.
+        the many-seed update's memory-bound kernels (on an H200, 16 vmapped seeds ran 23% more
+        updates/s, one seed the same). On a CPU it is usually slower.
     """
 
     num_updates: int = 500_000
