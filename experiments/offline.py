@@ -74,7 +74,8 @@ class OfflineConfig:
     Attributes:
       algo: the algorithm; its settings are the nested config of the same name.
       dataset: an HDF5 path, minari:<id>, or a generated dataset's name.
-      datasets_dir: folder of generated datasets ("" means the newest collect_offline run).
+      datasets_dir: folder of generated datasets, or a collect_offline run directory ("" means
+        the newest collect_offline run).
       env: env to evaluate in ("" means the dataset's env_name metadata).
       num_seeds: seeds trained at once (vmapped).
       num_updates: gradient steps per seed (TD3+BC and ReBRAC: critic steps).
@@ -123,6 +124,13 @@ class OfflineConfig:
         return getattr(self, self.algo).policy_freq if self.algo in ("td3_bc", "rebrac") else 1
 
 
+def dataset_folder(datasets_dir: str) -> Path:
+    """The folder ``--datasets-dir`` names: itself, or its ``datasets/`` when it is the run
+    directory of a collect_offline run (which keeps its files there)."""
+    folder = Path(datasets_dir)
+    return folder / "datasets" if (folder / "datasets").is_dir() else folder
+
+
 def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")) -> tuple[Any, dict]:
     """``(dataset, metadata)`` for ``--dataset``; raises SystemExit-worthy ValueErrors naming it."""
     if spec.startswith("minari:"):
@@ -132,13 +140,13 @@ def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")
         if not path.exists():
             raise ValueError(f"{path}: no such file")
         return load_d4rl(path)
-    folders = [Path(datasets_dir)] if datasets_dir else sorted(
+    folders = [dataset_folder(datasets_dir)] if datasets_dir else sorted(
         runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
     for folder in folders:
         candidate = folder / f"{spec}.hdf5"
         if candidate.exists():
             return load_d4rl(candidate)
-    where = datasets_dir or f"{runs_root}/collect_offline/*/datasets"
+    where = dataset_folder(datasets_dir) if datasets_dir else f"{runs_root}/collect_offline/*/datasets"
     raise ValueError(f"{spec!r} is not a file, a minari: id or a dataset in {where}; "
                      "make it with python -m experiments.collect_offline")
 

@@ -126,12 +126,13 @@ class OfflineTableConfig:
 
 def find_datasets_dir(env: str, qualities: tuple[str, ...], datasets_dir: str = "",
                       runs_root: Path = Path("runs")) -> Path:
-    """The folder holding every ``<env>-<quality>.hdf5``: ``datasets_dir``, or else the newest
+    """The folder holding every ``<env>-<quality>.hdf5``: ``datasets_dir`` (or its ``datasets/``,
+    :func:`experiments.offline.dataset_folder`), or else the newest
     collect_offline run that has them all; ValueError naming the missing files (and how to
     make them) otherwise."""
     names = [f"{env}-{q}.hdf5" for q in qualities]
     if datasets_dir:
-        folder = Path(datasets_dir)
+        folder = offline.dataset_folder(datasets_dir)
         missing = [n for n in names if not (folder / n).exists()]
         if missing:
             raise ValueError(f"{folder} lacks {', '.join(missing)}")

@@ -109,8 +109,8 @@ class OfflineBenchConfig:
                           "busy time and GEMM share (experiments.benchmarks.kernels; no rows on a CPU)")
     dt_episodes: int = field(2, help="dt: Pendulum episodes per timed rollout call (vmapped)")
     dt_steps: int = field(200, help="dt: env steps per episode")
-    bf16: bool = field(False, help="our TD3+BC in bfloat16 compute (TD3BCConfig.bf16; rows named 'td3_bc bf16'); "
-                       "the reference stays float32")
+    bf16: bool = field(False, help="our TD3+BC and IQL in bfloat16 compute (their configs' bf16; rows named "
+                       "'td3_bc bf16', 'iql bf16'); the reference stays float32")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -222,7 +222,7 @@ def ours_call(algo: str, cfg: OfflineBenchConfig, dataset: Dataset, seeds: int, 
         config = td3_bc.TD3BCConfig(bf16=cfg.bf16)
         trainer, steps = td3_bc.make_train(config, cfg.obs_dim, cfg.action_dim), config.policy_freq
     else:
-        trainer, steps = iql.make_train(iql.IQLConfig(), cfg.obs_dim, cfg.action_dim), 1
+        trainer, steps = iql.make_train(iql.IQLConfig(bf16=cfg.bf16), cfg.obs_dim, cfg.action_dim), 1
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), seeds)
     chunk = chunk_program(trainer.update, False, sequential_on_cpu())
     state = [jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(keys, dataset)]
@@ -301,7 +301,7 @@ def run(cfg: OfflineBenchConfig) -> list[dict]:
         rows.append(row(SUITE, f"bandwidth: x + 1 over {cfg.bandwidth_mb} MiB float32 (read and write)",
                         bytes_per_s, None, "B/s"))
     for algo in (a for a in cfg.algos if a != "dt"):
-        label = f"{algo} bf16" if algo == "td3_bc" and cfg.bf16 else algo
+        label = f"{algo} bf16" if cfg.bf16 else algo
         init, update_n_times = reference(algo, cfg, ref.N_JITTED_UPDATES)
         flops = cost_per_update(update_n_times, init(jax.random.PRNGKey(0)), ref_dataset,
                                 jax.random.PRNGKey(1))["flops"]

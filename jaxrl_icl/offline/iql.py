@@ -21,7 +21,7 @@ from flax import struct
 
 from jaxrl_icl.config import require_in, require_positive, require_types
 from jaxrl_icl.offline.dataset import Dataset, sample_transitions
-from jaxrl_icl.offline.networks import LOG_STD_MAX, LOG_STD_MIN, DeterministicActor, TwinCritic, ValueNet
+from jaxrl_icl.offline.networks import LOG_STD_MAX, LOG_STD_MIN, DeterministicActor, TwinCritic, ValueNet, compute_dtype
 from jaxrl_icl.trainer import Trainer
 
 
@@ -40,6 +40,8 @@ class IQLConfig:
       max_weight: advantage weights are clipped at this value.
       deterministic: deterministic actor (weighted squared error) instead of a Gaussian.
       hidden: hidden layer widths of all networks.
+      bf16: run the networks' matmuls and activations in bfloat16 (parameters, optimiser
+        state and losses stay float32; as :class:`~jaxrl_icl.offline.td3_bc.TD3BCConfig`).
     """
 
     num_updates: int = 500_000
@@ -52,6 +54,7 @@ class IQLConfig:
     max_weight: float = 100.0
     deterministic: bool = False
     hidden: tuple[int, ...] = (256, 256)
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         require_types(self)
@@ -67,10 +70,11 @@ class IQLActor(nn.Module):
 
     action_dim: int
     hidden: tuple[int, ...]
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = DeterministicActor(self.action_dim, self.hidden)(obs)
+        mean = DeterministicActor(self.action_dim, self.hidden, dtype=self.dtype)(obs)
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
@@ -111,9 +115,10 @@ def make_train(config: IQLConfig, obs_dim: int, action_dim: int) -> Trainer:
     Metrics per update: ``value_loss``, ``critic_loss``, ``actor_loss``, ``q_mean``,
     ``v_mean``, ``weight_mean``.
     """
-    actor = IQLActor(action_dim, config.hidden)
-    critic = TwinCritic(config.hidden)
-    value = ValueNet(config.hidden)
+    dtype = compute_dtype(config.bf16)
+    actor = IQLActor(action_dim, config.hidden, dtype)
+    critic = TwinCritic(config.hidden, dtype=dtype)
+    value = ValueNet(config.hidden, dtype=dtype)
     actor_tx = optax.adam(optax.cosine_decay_schedule(config.lr, config.num_updates))
     critic_tx, value_tx = optax.adam(config.lr), optax.adam(config.lr)
 
@@ -173,5 +178,5 @@ def make_train(config: IQLConfig, obs_dim: int, action_dim: int) -> Trainer:
 
 def policy(config: IQLConfig, action_dim: int):
     """``(actor_params, obs [..., obs]) -> action [..., act]``: the Gaussian's (tanh) mean."""
-    actor = IQLActor(action_dim, config.hidden)
+    actor = IQLActor(action_dim, config.hidden, compute_dtype(config.bf16))
     return lambda params, obs: actor.apply(params, obs)[0]

@@ -17,6 +17,11 @@ import jax.numpy as jnp
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
+def compute_dtype(bf16: bool) -> Any:
+    """The networks' compute dtype for an algorithm config's ``bf16`` switch."""
+    return jnp.bfloat16 if bf16 else jnp.float32
+
+
 class MLP(nn.Module):
     """``len(hidden)`` ReLU layers (each optionally followed by LayerNorm) then a linear
     head of ``out`` units: ``[..., in] -> [..., out]`` float32.
@@ -118,7 +123,8 @@ class ValueNet(nn.Module):
 
     hidden: tuple[int, ...] = (256, 256)
     layer_norm: bool = False
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return MLP(self.hidden, 1, self.layer_norm)(obs)[..., 0]
+        return MLP(self.hidden, 1, self.layer_norm, self.dtype)(obs)[..., 0]

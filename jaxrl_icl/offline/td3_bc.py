@@ -23,7 +23,7 @@ from flax import struct
 
 from jaxrl_icl.config import require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.offline.dataset import Dataset, transitions_at
-from jaxrl_icl.offline.networks import DeterministicActor, TwinCritic
+from jaxrl_icl.offline.networks import DeterministicActor, TwinCritic, compute_dtype
 from jaxrl_icl.trainer import Trainer
 
 
@@ -71,11 +71,6 @@ class TD3BCConfig:
     critic_layer_norm: bool = False
     actor_layer_norm: bool = False
     bf16: bool = False
-
-    @property
-    def compute_dtype(self) -> Any:
-        """The networks' compute dtype: ``jnp.bfloat16`` with ``bf16``, else ``jnp.float32``."""
-        return jnp.bfloat16 if self.bf16 else jnp.float32
 
     def __post_init__(self) -> None:
         require_types(self)
@@ -156,8 +151,8 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
     The dataset is never closed over, so one compiled program serves any dataset of the same
     shapes, and ``jax.vmap(trainer, in_axes=(0, None))`` trains many seeds on one copy.
     """
-    actor = DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, config.compute_dtype)
-    critic = TwinCritic(config.hidden, config.critic_layer_norm, dtype=config.compute_dtype)
+    actor = DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, compute_dtype(config.bf16))
+    critic = TwinCritic(config.hidden, config.critic_layer_norm, dtype=compute_dtype(config.bf16))
     actor_tx, critic_tx = optax.adam(config.actor_lr), optax.adam(config.critic_lr)
     actor_bc_weight = config.actor_bc_weight or 1.0 / action_dim
 
@@ -217,5 +212,5 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
 
 def policy(config: TD3BCConfig, action_dim: int):
     """``(actor_params, obs [..., obs]) -> action [..., act]`` of a trained TD3+BC / ReBRAC."""
-    actor = DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, config.compute_dtype)
+    actor = DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, compute_dtype(config.bf16))
     return actor.apply

@@ -52,3 +52,16 @@ def test_unknown_dataset_is_a_flag_error(tmp_path, capsys):
                       str(tmp_path / "r")])
     assert "--dataset" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_datasets_dir_may_be_a_collect_offline_run_directory(tmp_path, pendulum_file):
+    """``--datasets-dir`` finds a generated dataset by name in the folder given and, for the run
+    directory of a collect_offline run, in its ``datasets/``."""
+    run_dir = tmp_path / "collect_run"
+    (run_dir / "datasets").mkdir(parents=True)
+    (run_dir / "datasets" / pendulum_file.name).write_bytes(pendulum_file.read_bytes())
+    for folder in (run_dir, run_dir / "datasets"):
+        dataset, meta = offline.resolve_dataset("pendulum-v1-random", str(folder))
+        assert meta["env_name"] == "gymnax:Pendulum-v1" and dataset.rewards.shape == (800,)
+    with pytest.raises(ValueError, match="collect_run/datasets"):
+        offline.resolve_dataset("pendulum-v1-medium", str(run_dir))

@@ -3,6 +3,7 @@ cloning an expert."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -162,7 +163,24 @@ def test_bf16_networks_compute_in_bfloat16_and_return_float32():
     assert "bf16" in jax.jit(critic16.apply).lower(params, obs, act).as_text()
 
 
-@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("name", ["td3_bc", "iql"])
+def test_bf16_switch_puts_every_matmul_of_the_update_in_bfloat16_and_keeps_state_float32(name):
+    """The config's ``bf16`` reaches every network: each ``dot_general`` of the lowered update
+    multiplies bfloat16 operands with it and none without; parameters and Adam moments stay
+    float32 either way (traced and lowered only, nothing compiled)."""
+    module, config = TRAINERS[name]
+    ds = _synthetic_dataset(n=200)
+    for bf16 in (False, True):
+        trainer = module.make_train(dataclasses.replace(config, bf16=bf16), 4, 2)
+        state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), ds)
+        floats = {x.dtype for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)}
+        assert floats == {jnp.dtype("float32")}
+        dots = [line for line in jax.jit(trainer.update).lower(state, ds).as_text().splitlines()
+                if "stablehlo.dot_general" in line]
+        assert len(dots) >= 6 and all(("xbf16>" in line) == bf16 for line in dots), (bf16, dots[:2])
+
+
+@pytest.mark.parametrize("bf16", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_td3_bc_recovers_the_expert_from_noisy_one_step_data(bf16):
     """A one-step task (every transition terminal) with reward -|a - expert(s)|^2 and data
     actions the expert's plus N(0, 0.3) noise: the argmax of Q is the expert, so TD3+BC's
