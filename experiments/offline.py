@@ -307,7 +307,7 @@ def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: boo
                "dataset_score": prepared.dataset_score}
     write_json(run.path / "summary.json", summary)
     print(f"{name}: final normalised score {summary['final_score_mean']:.1f} +- {summary['final_score_std']:.1f} "
-          f"(dataset {summary['dataset_score'] if summary['dataset_score'] is not None else 'n/a'})")
+          f"(dataset {'n/a' if prepared.dataset_score is None else f'{prepared.dataset_score:.1f}'})")
     return summary
 
 
