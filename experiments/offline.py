@@ -295,9 +295,10 @@ def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: boo
     log = read_metrics(run.metrics_path)
     scores = log.values["normalized_score"]  # [num_seeds, evaluations]
     steps = log.updates * config.eval_every
-    name = f"{config.algo} on {Path(config.dataset).stem} ({config.num_seeds} seeds)"
+    algo = config.algo + (" bf16" if getattr(getattr(config, config.algo, None), "bf16", False) else "")
+    name = f"{algo} on {Path(config.dataset).stem} ({config.num_seeds} seeds)"
     plot_curves({name: (steps, scores)}, run.plot_path("normalized_score"), xlabel="gradient steps",
-                ylabel="normalised score", title=f"Offline RL: {config.algo}, {Path(config.dataset).stem}",
+                ylabel="normalised score", title=f"Offline RL: {algo}, {Path(config.dataset).stem}",
                 hlines=None if prepared.dataset_score is None else {"dataset": prepared.dataset_score})
     final = scores[:, -config.final_evals:].mean(axis=1)
     summary = {"algo": config.algo, "dataset": config.dataset, "env": prepared.env_name,
