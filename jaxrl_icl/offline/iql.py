@@ -116,7 +116,7 @@ def make_train(config: IQLConfig, obs_dim: int, action_dim: int) -> Trainer:
     ``v_mean``, ``weight_mean``.
     """
     dtype = compute_dtype(config.bf16)
-    actor = IQLActor(action_dim, config.hidden, dtype)
+    actor = _actor(config, action_dim)
     critic = TwinCritic(config.hidden, dtype=dtype)
     value = ValueNet(config.hidden, dtype=dtype)
     actor_tx = optax.adam(optax.cosine_decay_schedule(config.lr, config.num_updates))
@@ -176,7 +176,12 @@ def make_train(config: IQLConfig, obs_dim: int, action_dim: int) -> Trainer:
     return Trainer(init=init, update=update, num_updates=config.num_updates, env_steps_per_update=0)
 
 
+def _actor(config: IQLConfig, action_dim: int) -> IQLActor:
+    """The actor network of ``config`` (the trainer's and :func:`policy`'s)."""
+    return IQLActor(action_dim, config.hidden, compute_dtype(config.bf16))
+
+
 def policy(config: IQLConfig, action_dim: int):
     """``(actor_params, obs [..., obs]) -> action [..., act]``: the Gaussian's (tanh) mean."""
-    actor = IQLActor(action_dim, config.hidden, compute_dtype(config.bf16))
+    actor = _actor(config, action_dim)
     return lambda params, obs: actor.apply(params, obs)[0]

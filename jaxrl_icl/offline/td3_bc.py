@@ -151,7 +151,7 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
     The dataset is never closed over, so one compiled program serves any dataset of the same
     shapes, and ``jax.vmap(trainer, in_axes=(0, None))`` trains many seeds on one copy.
     """
-    actor = DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, compute_dtype(config.bf16))
+    actor = _actor(config, action_dim)
     critic = TwinCritic(config.hidden, config.critic_layer_norm, dtype=compute_dtype(config.bf16))
     actor_tx, critic_tx = optax.adam(config.actor_lr), optax.adam(config.critic_lr)
     actor_bc_weight = config.actor_bc_weight or 1.0 / action_dim
@@ -210,7 +210,11 @@ def make_train(config: TD3BCConfig, obs_dim: int, action_dim: int) -> Trainer:
     return Trainer(init=init, update=update, num_updates=config.num_updates, env_steps_per_update=0)
 
 
+def _actor(config: TD3BCConfig, action_dim: int) -> DeterministicActor:
+    """The actor network of ``config`` (the trainer's and :func:`policy`'s)."""
+    return DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, compute_dtype(config.bf16))
+
+
 def policy(config: TD3BCConfig, action_dim: int):
     """``(actor_params, obs [..., obs]) -> action [..., act]`` of a trained TD3+BC / ReBRAC."""
-    actor = DeterministicActor(action_dim, config.hidden, config.actor_layer_norm, compute_dtype(config.bf16))
-    return actor.apply
+    return _actor(config, action_dim).apply
