@@ -119,7 +119,7 @@ from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.plots import plot_curve_panels, plot_curves
 from jaxrl_icl.run.rundir import open_run, write_atomic, write_json
 from jaxrl_icl.run.sweep import gather_seeds, seed_keys
-from jaxrl_icl.stats import paired_difference, welch_difference
+from jaxrl_icl.stats import difference_intervals_text, paired_difference, welch_difference
 
 PROG = "python -m experiments.long_context"
 ENV = "darkroom-9x9"
@@ -378,9 +378,7 @@ def main(argv: list[str] | None = None):
     difference = sink_differences(results)
     for sink, by_len in difference.items():
         for n, d in by_len.items():
-            interval = (f"95% CI [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]; paired by seed "
-                        f"[{d['paired_ci95'][0]:+.2f}, {d['paired_ci95'][1]:+.2f}]; {config.num_seeds} seeds"
-                        if config.num_seeds > 1 else "no interval from 1 training seed")
+            interval = difference_intervals_text(d["ci95"], d["paired_ci95"], config.num_seeds)
             print(f"context {n} steps: {sink} - none, mean return of the last 10 episodes: {d['mean']:+.2f} "
                   f"({interval})", file=sys.stderr)
     summary = {

@@ -173,7 +173,7 @@ from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.plots import moving_average, plot_bars, plot_curve_panels
 from jaxrl_icl.run.rundir import open_run, write_json
 from jaxrl_icl.run.sweep import gather_seeds, seed_keys
-from jaxrl_icl.stats import paired_difference, welch_difference
+from jaxrl_icl.stats import difference_intervals_text, paired_difference, welch_difference
 
 PROG = "python -m experiments.t2mir"
 ENVS = ("darkroom-9x9", "key-to-door-9x9")
@@ -473,8 +473,7 @@ def main(argv: list[str] | None = None):
             last = per_run[m][e]["last_episode_return"]
             print(f"{m.upper()} on {e}, held-out return of episode {config.eval_episodes}: dense "
                   f"{last['dense']['mean']:.2f}, T2MIR {last['t2mir']['mean']:.2f}; T2MIR - dense {d['mean']:+.2f} "
-                  f"(95% CI [{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}]; paired by seed "
-                  f"[{d['paired_ci95'][0]:.2f}, {d['paired_ci95'][1]:.2f}]; {config.num_seeds} seeds); "
+                  f"({difference_intervals_text(d['ci95'], d['paired_ci95'], config.num_seeds)}); "
                   f"optimal {optimum[e]:.2f}")
     print(f"run directory: {run.path}")
     return run

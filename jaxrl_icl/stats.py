@@ -99,3 +99,12 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tupl
         return float(np.mean(b - a)), math.nan, math.nan
     mean, low, high = confidence_band((b - a)[:, None], level)
     return float(mean[0]), float(low[0]), float(high[0])
+
+
+def difference_intervals_text(ci95: list[float], paired_ci95: list[float], num_seeds: int) -> str:
+    """``"95% CI [lo, hi]; paired by seed [lo, hi]; n seeds"`` for a difference's Welch and paired
+    intervals, or ``"no interval from 1 training seed"`` where ``num_seeds < 2`` (NaN bounds)."""
+    if num_seeds < 2:
+        return f"no interval from {num_seeds} training seed"
+    return (f"95% CI [{ci95[0]:+.2f}, {ci95[1]:+.2f}]; paired by seed [{paired_ci95[0]:+.2f}, "
+            f"{paired_ci95[1]:+.2f}]; {num_seeds} seeds")

@@ -78,6 +78,7 @@ def _lapack_calls(fn, *args) -> set[str]:
     return {t for t in re.findall(r'custom_call_target="([^"]+)"', text) if "lapack" in t or "blas" in t}
 
 
+@pytest.mark.slow
 def test_vmapped_library_programs_reach_no_lapack_kernel():
     """PPO's network init (two orthogonal MLPs) and GMM model selection, vmapped over seeds."""
     import envs

@@ -55,6 +55,7 @@ def test_log_likelihood_non_decreasing_and_mask_ignores_padding():
     assert np.all(np.abs(np.asarray(gmm.means)) < 10)
 
 
+@pytest.mark.slow
 def test_aic_picks_true_k():
     x = _mixture(2)
     gmm, scores = G.select_gmm(jax.random.key(1), x, np.ones(len(x), bool), max_components=6,

@@ -88,7 +88,8 @@ def _assert_same_state(got, want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n in ("covar-gmm", "riac") else n for n in sorted(CONFIGS)])
 def test_non_finite_reports_are_skipped_and_counted(name):
     config = CONFIGS[name]
     tasks, competence = _reports(config, 0)
@@ -106,7 +107,8 @@ def test_non_finite_reports_are_skipped_and_counted(name):
     _assert_same_state(state, want_state)
 
 
-@pytest.mark.parametrize("name", ["alp-gmm", "covar-gmm", "riac"])
+@pytest.mark.parametrize("name", [pytest.param("alp-gmm", marks=pytest.mark.slow),
+                                  pytest.param("covar-gmm", marks=pytest.mark.slow), "riac"])
 def test_vmapped_seeds_with_rejections_at_different_times_match_each_seed_alone(name):
     # each seed skips different reports, so the GMM teachers' refits fall on different calls
     config = CONFIGS[name]

@@ -90,6 +90,7 @@ def test_loop_matches_a_python_loop_and_counts_the_student_nan_reports():
     assert np.all(np.isnan(out.eval_competence[:, 2])) and np.all(np.isfinite(out.eval_competence[:, :2]))
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_single_runs():
     config = RandomConfig()
     run = make_curriculum_run(teacher_for(config), config, _toy_student(), jnp.full((1, 2), 0.3),

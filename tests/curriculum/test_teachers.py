@@ -49,7 +49,9 @@ def _rollout(config, num_steps: int):
     return run
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", [
+    # covar-gmm shares alp-gmm's GMM fit, riac's vmap is also in test_rejection.py
+    pytest.param(n, marks=pytest.mark.slow) if n in ("covar-gmm", "riac") else n for n in sorted(SMALL)])
 def test_deterministic_in_bounds_and_vmap_equals_per_seed(name):
     config = SMALL[name]
     run = jax.jit(_rollout(config, 70))
@@ -139,8 +141,8 @@ def _fraction_in_progress_region(config, num_steps: int, seed: int, skip: int) -
 
 @pytest.mark.parametrize("config", [
     ALPGMMConfig(fit_rate=50, max_k=4, history_capacity=600),
-    CovarGMMConfig(fit_rate=50, max_k=4),
-    RIACConfig(max_region_size=50),
+    pytest.param(CovarGMMConfig(fit_rate=50, max_k=4), marks=pytest.mark.slow),
+    pytest.param(RIACConfig(max_region_size=50), marks=pytest.mark.slow),
 ], ids=["alp-gmm", "covar-gmm", "riac"])
 def test_guided_teachers_concentrate_where_progress_is_possible(config):
     guided = _fraction_in_progress_region(config, 600, seed=0, skip=100)

@@ -100,6 +100,7 @@ def test_learned_mean_approaches_true_q_on_a_deterministic_mdp():
     assert np.all(np.isfinite(np.asarray(metrics["loss"])[1:]))
 
 
+@pytest.mark.slow
 def test_vmap_over_seeds_equals_per_seed_runs():
     env, params = _tiny_mdp()
     config = _tiny_config(total=600, objective="cvar")

@@ -131,6 +131,7 @@ def test_stock_policies_match_dp_on_random_mdp():
     _check_objectives(P, R, init, H, grid, s0, jax.random.key(3))
 
 
+@pytest.mark.slow
 def test_stock_policies_match_dp_on_cliffwalk():
     _, params = make_cliffwalk()
     m = cliffwalk_mdp(params)

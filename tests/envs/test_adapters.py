@@ -78,6 +78,7 @@ def test_unknown_brax_name_or_backend_lists_known():
         make_brax("hopper", backend="warp-drive")
 
 
+@pytest.mark.slow
 def test_brax_override_and_truncation_without_termination():
     env, params = envs.make("brax:inverted_pendulum", max_steps_in_episode=5)
     assert params.max_steps_in_episode == 5
@@ -98,6 +99,7 @@ def test_brax_override_and_truncation_without_termination():
             assert not np.array_equal(obs, info["final_observation"])
 
 
+@pytest.mark.slow
 def test_brax_termination_is_not_truncation():
     """Full force topples the pole: terminated (|angle| > 0.2, brax's rule) but not truncated."""
     env, params = envs.make("brax:inverted_pendulum")
@@ -115,6 +117,7 @@ def test_brax_termination_is_not_truncation():
         pytest.fail("the pendulum never fell under full force")
 
 
+@pytest.mark.slow
 def test_brax_adapter_matches_raw_brax():
     env, params = make_brax("inverted_pendulum")
     raw_reset, raw_step = jax.jit(env.brax_env.reset), jax.jit(env.brax_env.step)

@@ -76,6 +76,7 @@ def test_curriculum_suite(tmp_path):
         bench.main(["curriculum", "--num-updates", "5", "--fit-rate", "10", "--run-dir", str(tmp_path / "bad")])
 
 
+@pytest.mark.slow
 def test_icl_suite(tmp_path):
     rows = _run("icl", ["--context-lengths", "8", "--recompute-steps", "2", "--train-tokens", "16",
                         "--num-tasks", "1", "2", "--vmap-context", "8", "--width", "8", "--num-layers", "1",
@@ -141,6 +142,7 @@ def _bench_all_in_fresh_interpreter(suites, run_dir):
     return out, out.rsplit("LOADED", 1)[1].strip()
 
 
+@pytest.mark.slow
 def test_all_runs_suites_into_one_report_without_brax(tmp_path):
     """``bench all`` over the envs and dp suites (their rows checked here) and two that skip on a CPU."""
     run = tmp_path / "all"

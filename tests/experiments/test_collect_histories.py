@@ -28,7 +28,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+@pytest.fixture(scope="module", params=[
+    pytest.param(a, marks=pytest.mark.slow) if a == "ppo" else a for a in sorted(CASES)])
 def collected(request, tmp_path_factory):
     algo = request.param
     flags, num_envs, episodes = CASES[algo]

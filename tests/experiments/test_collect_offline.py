@@ -14,6 +14,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_tiny_pendulum_run_writes_every_quality(tmp_path):
     summary = collect_offline.main([*TINY, "--run-dir", str(tmp_path / "run")])
     entry = summary["gymnax:Pendulum-v1"]

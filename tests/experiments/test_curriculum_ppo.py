@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import curriculum_ppo
-from jaxrl_icl.stats import paired_difference, welch_difference
+from jaxrl_icl.stats import difference_intervals_text, paired_difference, welch_difference
 
 
 def test_grid_is_even_in_log_scale_and_covers_the_box():
@@ -39,8 +39,13 @@ def test_one_seed_gives_no_interval_rather_than_a_point():
                                         (paired_difference([1.0], [3.0]), 2.0)):
         assert diff == expected
         assert np.isnan(low) and np.isnan(high)
+    # ...and the experiments print so instead of "[nan, nan]"
+    assert difference_intervals_text([np.nan] * 2, [np.nan] * 2, 1) == "no interval from 1 training seed"
+    assert difference_intervals_text([-0.5, 1.25], [0.1, 0.9], 5) == (
+        "95% CI [-0.50, +1.25]; paired by seed [+0.10, +0.90]; 5 seeds")
 
 
+@pytest.mark.slow
 def test_experiment_writes_summary_and_plots(tmp_path, capsys):
     run_dir = tmp_path / "run"
     # one teacher keeps the compile short; the random teacher shares every code path but the teacher

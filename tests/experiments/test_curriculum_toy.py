@@ -8,6 +8,7 @@ import pytest
 from experiments import curriculum_toy
 
 
+@pytest.mark.slow
 def test_experiment_writes_summary_ordering_and_plot(tmp_path, capsys):
     run_dir = tmp_path / "run"
     curriculum_toy.main(["--teachers", "random", "alp-gmm", "--num-episodes", "300", "--score-every", "100",

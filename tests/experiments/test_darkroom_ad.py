@@ -43,6 +43,7 @@ def held_out_goals(split_seed: int = 0, num_train: int = 65) -> np.ndarray:
     return cells[order[num_train:]]
 
 
+@pytest.mark.slow
 def test_run_directory_holds_config_metrics_plots_summary(run):
     config = json.loads((run / "config.json").read_text())
     assert config["experiment"] == "darkroom_ad" and config["config"]["optim"]["num_updates"] == UPDATES
@@ -59,6 +60,7 @@ def test_run_directory_holds_config_metrics_plots_summary(run):
     assert summary["first_episode_return"] == curve[0] and summary["last_episode_return"] == curve[-1]
 
 
+@pytest.mark.slow
 def test_summary_optimum_and_source_curve_match_independent_recomputation(run):
     summary = json.loads((run / "summary.json").read_text())
     goals = held_out_goals()
@@ -75,6 +77,7 @@ def test_summary_optimum_and_source_curve_match_independent_recomputation(run):
     assert summary["source_last_episode_return"] == pytest.approx(returns[:, EPISODES - 1].mean())
 
 
+@pytest.mark.slow
 def test_load_trained_restores_the_evaluated_params(run):
     """The restored params reproduce the summary's in-context curve; untrained ones do not."""
     config, model, params = darkroom_ad.load_trained(run)
@@ -86,6 +89,7 @@ def test_load_trained_restores_the_evaluated_params(run):
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(untrained)))
 
 
+@pytest.mark.slow
 def test_load_trained_names_a_run_without_checkpoints(run, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -94,6 +98,7 @@ def test_load_trained_names_a_run_without_checkpoints(run, tmp_path):
         darkroom_ad.load_trained(bare)
 
 
+@pytest.mark.slow
 def test_histories_for_another_env_fail_before_any_run_directory(run, tmp_path, capsys):
     histories, meta = load_histories(run / "histories.h5")
     bad = save_histories(tmp_path / "other_env.h5", histories, {**meta, "env": "darkroom-10x10"})

@@ -23,6 +23,7 @@ def run_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_outputs_written(run_dir, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary) == {"cliffwalk", "random-mdp"}
@@ -35,6 +36,7 @@ def test_outputs_written(run_dir, capsys):
         assert (run_dir / png).stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_mc_agrees_with_each_dp_objective(run_dir):
     """Mean (expectation), CVaR_alpha and threshold probability: MC within 4 standard errors
     (plus 1e-3) of the DP optimum of the policy's own objective."""
@@ -55,6 +57,7 @@ def test_mc_agrees_with_each_dp_objective(run_dir):
                 assert other[key] <= row["dp_objective"] + 4 * other[key + "_se"] + 1e-3, label
 
 
+@pytest.mark.slow
 def test_cvar_policy_trades_mean_for_tail_on_cliffwalk(run_dir):
     rows = json.loads((run_dir / "summary.json").read_text())["cliffwalk"]["policies"]
     exp, safe = rows["expectation"], rows["CVaR_0.1"]

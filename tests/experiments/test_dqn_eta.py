@@ -63,6 +63,7 @@ def _env_rollouts(config, agent, params, env, env_params, c0, key, n):
     return jax.jit(jax.vmap(episode))(jax.random.split(key, n))
 
 
+@pytest.mark.slow
 def test_tabulated_stock_policy_matches_rollouts_in_the_env():
     # one seed: the check is per seed, and a second one only doubles the training and rollouts
     config, _ = parse_cli(dqn_eta.DQNEtaExperimentConfig, ARGS + ["--num-seeds", "1"])

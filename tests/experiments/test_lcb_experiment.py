@@ -12,6 +12,7 @@ from experiments import lcb as experiment
 SETTINGS = ["contextual_bandit", "mdp"]  # one bandit and one MDP setting: each costs a compilation
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_summary_table_and_figures(tmp_path, capsys):
     path = tmp_path / "run"
     experiment.main(["--settings", *SETTINGS, "--sizes", "5", "100", "--expert-fractions", "0", "1",

@@ -63,6 +63,7 @@ def test_sink_differences_against_hand_computed_intervals():
     assert long_context.sink_differences({"k": results["k"]}) == {}  # nothing to compare against
 
 
+@pytest.mark.slow
 def test_an_update_too_large_for_the_device_is_refused_before_training():
     """XLA's memory analysis of the vmapped update: 3 seeds need more than twice one seed's
     memory, and a device limit between the two refuses the vmapped update, naming the flag,

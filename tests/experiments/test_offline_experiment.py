@@ -30,7 +30,7 @@ TINY = ["--num-seeds", "2", "--num-updates", "40", "--eval-every", "20", "--eval
         "--final-evals", "1", "--chunk-evals", "1", "--no-progress"]
 
 
-@pytest.mark.parametrize("algo", ["bc", "td3_bc"])
+@pytest.mark.parametrize("algo", ["bc", pytest.param("td3_bc", marks=pytest.mark.slow)])
 def test_tiny_run_writes_scores_and_summary(tmp_path, pendulum_file, algo):
     extra = ["--bc.hidden", "16", "--bc.batch-size", "8"] if algo == "bc" else [
         "--td3-bc.hidden", "16", "--td3-bc.batch-size", "8"]

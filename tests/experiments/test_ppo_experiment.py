@@ -45,6 +45,7 @@ def test_run_directory_holds_config_versions_metrics_plot_summary(full_run):
     np.testing.assert_allclose(summary["final_return_per_seed"], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_after_a_stop_reproduces_the_uninterrupted_run(full_run, tmp_path):
     stopped = tmp_path / "stopped"
     shutil.copytree(full_run, stopped)

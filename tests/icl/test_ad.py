@@ -164,6 +164,7 @@ def expert_histories(num: int, steps: int, goal=(4, 4), size: int = 9) -> dict[s
             "terminated": np.zeros((num, steps), bool), "truncated": np.zeros((num, steps), bool)}
 
 
+@pytest.mark.slow
 def test_training_on_an_expert_history_drives_accuracy_up():
     config = small_config(obs_scale=0.125)
     optim = OptimConfig(num_updates=300, batch_size=16, lr=3e-3, warmup_updates=20)
@@ -182,7 +183,7 @@ def test_training_on_an_expert_history_drives_accuracy_up():
 # ----------------------------------------------------------------------------- acting
 
 
-@pytest.mark.parametrize("layout", ["step", "triplet"])
+@pytest.mark.parametrize("layout", ["step", pytest.param("triplet", marks=pytest.mark.slow)])
 def test_cached_rollout_logits_equal_full_sequence_logits(layout):
     """A stream 2.5 contexts long: the agent's ring-buffer cache against apply's window mask."""
     config, horizon = small_config(layout, obs_scale=0.125), 5

@@ -25,7 +25,7 @@ def _split(tokens, state_dim=2, num_actions=5):
     return s, a, s2, tokens[..., -2], tokens[..., -1]
 
 
-@pytest.mark.parametrize("mix", [0.0, 0.7])
+@pytest.mark.parametrize("mix", [pytest.param(0.0, marks=pytest.mark.slow), 0.7])
 def test_darkroom_batch_follows_the_grid_and_labels_the_optimal_action(mix):
     goals = jnp.array([[2, 7], [9, 0]], jnp.int32)
     context, query, label = jax.jit(lambda k: dpt.darkroom_batch(k, goals, SIZE, N, 256, rewarded_mix=mix))(
@@ -82,6 +82,7 @@ def test_darkroom_random_ties_label_every_optimal_move():
     assert abs(y_share - 0.5) < 4 * np.sqrt(0.25 / both.sum())
 
 
+@pytest.mark.slow
 def test_key_door_batch_follows_the_env_and_labels_a_shortest_move_to_key_then_door():
     """Context transitions equal ``KeyToDoor(observe_key=True).step`` from the same state (door
     not yet opened); each label lowers the hand-computed distance to the key (without it) or
@@ -122,6 +123,7 @@ def test_key_door_batch_follows_the_env_and_labels_a_shortest_move_to_key_then_d
     assert 0 < q[:, 2].mean() < 1
 
 
+@pytest.mark.slow
 def test_bandit_batch_labels_the_best_arm():
     context, query, label = jax.jit(dpt.bandit_batch, static_argnums=(1, 2, 3, 4))(jax.random.key(1), 5, 0.3, 400, 64)
     assert context.shape == (64, 400, 7) and query.shape == (64, 7)
@@ -138,6 +140,7 @@ def test_bandit_batch_labels_the_best_arm():
     assert len(wins) > 10 and np.mean(wins) > 0.7
 
 
+@pytest.mark.slow
 def test_bandit_behaviour_mixes_in_a_point_mass_on_one_arm():
     """Behaviour ``(1 - w) Dirichlet(1) + w onehot``, ``w`` uniform on {0, .1, ..., 1}: exactly
     the ``w = 1`` draws (1 in 11) put every one of 100 pulls on one arm (for ``w <= 0.9`` that has
@@ -170,6 +173,7 @@ def test_loss_at_init_is_near_log_num_actions():
     assert abs(float(loss) - np.log(5)) < 0.3
 
 
+@pytest.mark.slow
 def test_pretraining_learns_the_query_to_action_map():
     """With one known goal the label depends on the query only: a short run gets most right."""
     cfg, model = _tiny(context_len=4)

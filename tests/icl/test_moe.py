@@ -94,6 +94,7 @@ def test_step_over_a_sequence_equals_the_full_sequence(name, window):
     np.testing.assert_allclose(np.swapaxes(np.asarray(stepped), 0, 1), full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_queries_equal_a_step_that_is_not_kept():
     module = _modules(4)["t2mir"]
     context = jax.random.normal(jax.random.PRNGKey(2), (2, 6, 8))
@@ -159,6 +160,7 @@ def test_moe_config_names_the_bad_field():
 # apply_queries == peek for the token_moe and t2mir backbones: tests/icl/test_transformer.py)
 
 
+@pytest.mark.slow
 def test_ad_trainer_adds_the_aux_losses_pairs_windows_and_moves_the_target():
     from jaxrl_icl.icl import ad
     from jaxrl_icl.icl import transformer as tr

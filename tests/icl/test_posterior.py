@@ -120,6 +120,7 @@ def test_with_the_goal_in_its_context_the_agent_is_optimal():
     np.testing.assert_allclose(returns, np.broadcast_to(np.asarray(optimum)[:, None], (3, 3)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("random_ties", [False, True])
 def test_loss_floor_without_context_is_the_prior_predictives_entropy(random_ties):
     """With no context the floor is the mean over query cells of the entropy of the label's
@@ -138,7 +139,8 @@ def test_loss_floor_without_context_is_the_prior_predictives_entropy(random_ties
     assert with_context < mean - 0.05
 
 
-@pytest.mark.parametrize("mix", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("mix", [pytest.param(0.0, marks=pytest.mark.slow), 0.5,
+                                 pytest.param(1.0, marks=pytest.mark.slow)])
 def test_goal_posterior_is_bayes_under_the_rewarded_mix(mix):
     """Sample (goal, context) pairs from ``dpt.darkroom_sample`` with ``rewarded_mix`` on a 2x2
     grid with 2-transition contexts and count how often each goal comes with each context

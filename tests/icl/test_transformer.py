@@ -104,19 +104,28 @@ def _scan_steps(cfg, params, tokens, cache=None):
 _rollout = jax.jit(_scan_steps, static_argnums=0)
 
 
-def _options():
-    """(backbone, positions, window) cases: dense in every position scheme, with and without a
-    window (the linear and the ring-buffer cache); each other option with RoPE in a window of 5
-    (the ring buffer wrapping), and with learned positions and no window in the slow suite: an
-    option changes the attention helper or the feed-forward block, not which cache the
-    positions and window pick, so the dense cases cover that part."""
+def _cases():
+    """(backbone, positions, window, slow) cases: dense in every position scheme, with and without
+    a window (the linear and the ring-buffer cache); each other option with RoPE in a window of 5
+    (the ring buffer wrapping), and with learned positions and no window. An option changes the
+    attention helper or the feed-forward block, not which cache the positions and window pick,
+    so the default suite runs every option once (RoPE in a window; ``token_moe`` inside
+    ``t2mir``) and dense once per cache (learned positions in the linear one, RoPE in the ring
+    buffer); the slow suite runs them all, ALiBi included."""
+    default = {("dense", "learned", 0), ("dense", "rope", 5)}
     cases = [("dense", p, w) for p in ("learned", "alibi", "rope") for w in (0, 5)]
     for name in (n for n in BACKBONES if n != "dense"):
-        cases += [pytest.param(name, "learned", 0, marks=pytest.mark.slow), (name, "rope", 5)]
-    return cases
+        cases += [(name, "learned", 0), (name, "rope", 5)]
+        if name != "token_moe":
+            default.add((name, "rope", 5))
+    return [(*case, case not in default) for case in cases]
 
 
-@pytest.mark.parametrize("backbone,positions,window", _options())
+def _params_of(cases):
+    return [pytest.param(*case, marks=pytest.mark.slow) if slow else case for *case, slow in cases]
+
+
+@pytest.mark.parametrize("backbone,positions,window", _params_of(_cases()))
 def test_cached_steps_match_full_sequence(backbone, positions, window):
     cfg = _config(positions, window, **BACKBONES[backbone])
     params = _params(cfg)
@@ -131,6 +140,7 @@ def test_cached_steps_match_full_sequence(backbone, positions, window):
     assert cache.keys.shape == (B, 2, 4, window or 16, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positions", ["alibi", "rope"])
 def test_window_equals_truncated_context(positions):
     # Independent check of the window mask: with relative positions and one layer (so the
@@ -258,8 +268,11 @@ def test_config_errors_name_the_field():
         tr.TransformerConfig(d_in=2, d_out=2, backbone={"width": 8})
 
 
-@pytest.mark.parametrize("backbone,positions,window", [
-    case for case in _options() if not hasattr(case, "marks") and (case[0] == "dense" or case[1] == "rope")])
+@pytest.mark.parametrize("backbone,positions,window", _params_of(
+    # the options' forward passes are all in the test above: by default dense RoPE in a ring
+    # buffer here
+    (b, p, w, (b, p, w) != ("dense", "rope", 5))
+    for b, p, w, _ in _cases() if b == "dense" or p == "rope"))
 def test_queries_match_peek_and_prefix_sequences(backbone, positions, window):
     """Two oracles for query i: ``peek`` after i cached context tokens, and the last output of
     the plain causal ``apply`` on ``context[:i] + [query i]``."""
@@ -313,6 +326,7 @@ def test_context_longer_than_max_len_is_an_error():
     jax.block_until_ready(per_task(_tokens(2), caches))
 
 
+@pytest.mark.slow
 def test_chunked_attention_is_the_same_function_and_gradient():
     """``attention_chunk`` rows at a time (padded last chunk, rematerialised) gives the outputs
     and parameter gradients of all rows at once, for ``apply`` and for ``apply_queries`` (one
@@ -334,6 +348,7 @@ def test_chunked_attention_is_the_same_function_and_gradient():
         np.testing.assert_allclose(a, b, atol=1e-4 * (1 + float(jnp.max(jnp.abs(b)))), rtol=0)
 
 
+@pytest.mark.slow
 def test_chunked_attention_bounds_the_score_memory():
     """XLA's memory analysis of a gradient at 256 tokens: 32-row chunks need less than a third of
     the temporary memory of all rows at once (each [B, H, T, T] score tensor is 2 MiB here)."""
@@ -346,6 +361,7 @@ def test_chunked_attention_bounds_the_score_memory():
     assert temp_bytes(32) < temp_bytes(0) / 3
 
 
+@pytest.mark.slow
 def test_chunked_attention_dropout_draws_per_chunk():
     cfg = _config("rope", max_len=32, dropout=0.3, attention_chunk=4)
     params = tr.init(cfg, jax.random.PRNGKey(0))
@@ -369,6 +385,7 @@ def test_dropout_only_with_a_key():
     assert np.abs(a - plain).max() > 1e-3 and np.abs(a - b).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_benchmark_rollouts_compute_the_same_autoregressive_outputs():
     # The two rollouts timed by `python -m experiments.bench icl` feed each output back into
     # the next token; from an empty context both must end at the same output.
@@ -433,7 +450,7 @@ def _with_query_bias_and_sink_key(params, scale):
     return {**params, "params": inner}
 
 
-@pytest.mark.parametrize("sink", ["kv", "k"])
+@pytest.mark.parametrize("sink", ["kv", pytest.param("k", marks=pytest.mark.slow)])
 def test_sink_far_below_is_plain_attention_and_dominating_sink_ignores_the_context(sink):
     cfg = _config("alibi", **BACKBONES[f"sink_{sink}"])
     plain_cfg = _config("alibi")

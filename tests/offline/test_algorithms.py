@@ -123,8 +123,7 @@ TRAINERS = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    "bc", "td3_bc", pytest.param("iql", marks=pytest.mark.slow), pytest.param("cql", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["bc"] + [pytest.param(n, marks=pytest.mark.slow) for n in ("td3_bc", "iql", "cql")])
 def test_vmapped_seeds_equal_seeds_run_one_at_a_time(name):
     module, config = TRAINERS[name]
     ds = _synthetic_dataset(n=200)

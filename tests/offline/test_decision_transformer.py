@@ -106,6 +106,7 @@ def test_cached_rollout_equals_recomputation():
     assert 3 * HORIZON > lay.model.window  # the ring buffer wrapped
 
 
+@pytest.mark.slow
 def test_mo_dt_with_extras_off_is_dt():
     """Zero auxiliary weights and zero region-embedding rows: MO-DT's loss and gradients on
     the shared parameters equal DT's on the same segments."""

@@ -73,6 +73,7 @@ def test_ucb_and_thompson_regret_well_below_greedy(gaussian_runs, name):
     assert diff.mean() > 4 * diff.std(ddof=1) / math.sqrt(diff.size)
 
 
+@pytest.mark.slow
 def test_thompson_bernoulli_learns_on_bernoulli_arms():
     """Regret far below a uniformly random policy's expected T * (max mean - mean of means)."""
     env, _ = envs.make("bandit-bernoulli")

@@ -128,6 +128,7 @@ def test_continuous_action_env_is_refused_before_compute():
 # ----------------------------------------------------------------------------- determinism, vmap
 
 
+@pytest.mark.slow
 def test_same_key_is_bitwise_reproducible_and_keys_matter(cartpole, tiny):
     _, params = cartpole
     _, train = tiny
@@ -148,6 +149,7 @@ def test_same_key_is_bitwise_reproducible_and_keys_matter(cartpole, tiny):
     np.testing.assert_allclose(metrics["epsilon"], expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_vmap_over_seeds_equals_each_seed_alone(cartpole, tiny):
     _, params = cartpole
     trainer, single = tiny
@@ -188,7 +190,7 @@ def test_buffer_holds_true_transitions_and_terminated_not_truncated(tiny):
     np.testing.assert_array_equal(ended & term[:-TINY.num_envs], term[:-TINY.num_envs])
 
 
-@pytest.mark.parametrize("name", ["tabular-random", "darkroom-9x9"])
+@pytest.mark.parametrize("name", [pytest.param("tabular-random", marks=pytest.mark.slow), "darkroom-9x9"])
 def test_runs_on_discrete_and_integer_observations(name):
     """One-hot (Discrete) and integer Box observations: learning starts, values stay finite."""
     env, params = envs.make(name)
@@ -218,6 +220,7 @@ def _random_policy_mean_return(env, params, episodes: int = 256) -> float:
     return float(jnp.mean(jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), episodes))))
 
 
+@pytest.mark.slow
 def test_short_cartpole_run_learns(cartpole):
     env, params = cartpole
     random_return = _random_policy_mean_return(env, params)

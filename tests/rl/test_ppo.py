@@ -356,8 +356,9 @@ def test_history_is_the_env_stream(darkroom_runs):
     "name, overrides",
     [
         ("gymnax:Pendulum-v1", {"continuous_action": "tanh", "record_history": True}),
-        ("gymnax:Pendulum-v1", {"normalize_obs": True, "normalize_reward": True, "clip_value_loss": False}),
-        ("tabular-random", {"record_history": True}),  # Discrete observations, one-hot encoded
+        pytest.param("gymnax:Pendulum-v1", {"normalize_obs": True, "normalize_reward": True, "clip_value_loss": False},
+                     marks=pytest.mark.slow),
+        pytest.param("tabular-random", {"record_history": True}, marks=pytest.mark.slow),  # one-hot observations
     ],
 )
 def test_runs_on_other_spaces(name, overrides):
@@ -417,6 +418,7 @@ def _random_policy_mean_return(env, params, episodes=200):
     return float(jnp.mean(jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), episodes))))
 
 
+@pytest.mark.slow
 def test_short_cartpole_run_learns():
     env, params = envs.make("gymnax:CartPole-v1")
     random_return = _random_policy_mean_return(env, params)
@@ -443,6 +445,7 @@ def test_purejaxrl_defaults_solve_cartpole():
     assert final.mean() >= 475, final
 
 
+@pytest.mark.slow
 def test_make_policy_acts_like_the_trained_network():
     """Deterministic actions are the network's mean (continuous, clipped to the bounds) or its
     most likely action (discrete); samples follow the policy's probabilities."""
