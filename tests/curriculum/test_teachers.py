@@ -50,8 +50,8 @@ def _rollout(config, num_steps: int):
 
 
 @pytest.mark.parametrize("name", [
-    # covar-gmm shares alp-gmm's GMM fit, riac's vmap is also in test_rejection.py
-    pytest.param(n, marks=pytest.mark.slow) if n in ("covar-gmm", "riac") else n for n in sorted(SMALL)])
+    # the guided teachers' vmap is in test_rejection.py (riac) by default, all of them in the slow suite
+    pytest.param(n, marks=pytest.mark.slow) if n in ("alp-gmm", "covar-gmm", "riac") else n for n in sorted(SMALL)])
 def test_deterministic_in_bounds_and_vmap_equals_per_seed(name):
     config = SMALL[name]
     run = jax.jit(_rollout(config, 70))

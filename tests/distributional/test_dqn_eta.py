@@ -77,6 +77,7 @@ def test_utility_scores_by_hand():
     np.testing.assert_allclose(utility_scores(probs, stock, z, threshold_utility), [[0.5, 1.0]])
 
 
+@pytest.mark.slow
 def test_learned_mean_approaches_true_q_on_a_deterministic_mdp():
     env, params = _tiny_mdp()
     config = _tiny_config()

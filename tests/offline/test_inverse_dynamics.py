@@ -61,7 +61,8 @@ def test_categorical_nll_is_cross_entropy_by_hand():
     assert float(idm.categorical_nll(jnp.asarray(logits), jnp.asarray(actions))) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("discrete", [pytest.param(False, marks=pytest.mark.slow), True])
+@pytest.mark.slow
+@pytest.mark.parametrize("discrete", [False, True])
 def test_idm_recovers_the_actions_of_known_dynamics(discrete):
     """Trained on 10 labelled episodes, the IDM labels 10 others closely (MSE under a tenth of the
     actions' variance, under 2% wrong); the untrained IDM does not (the action is a function of

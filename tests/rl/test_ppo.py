@@ -377,6 +377,7 @@ def test_runs_on_other_spaces(name, overrides):
             assert np.all((metrics["history/action"] >= 0) & (metrics["history/action"] < action_space.n))
 
 
+@pytest.mark.slow
 def test_obs_normalisation_pools_every_env_and_step():
     """The statistics after training equal numpy's over every observation of every rollout,
     and the first rollout ran with the identity normalisation (all of it recorded raw)."""

@@ -152,6 +152,7 @@ def test_init_distributed_env_handling(monkeypatch):
         sw.init_distributed()
 
 
+@pytest.mark.slow
 def test_single_device_subprocess_matches_in_process(runs):
     single = _result(runs, "single")
     assert single["device_count"] == 1 and single["process_count"] == 1
@@ -160,6 +161,7 @@ def test_single_device_subprocess_matches_in_process(runs):
     _assert_same_results(single, expected)
 
 
+@pytest.mark.slow
 def test_eight_devices_sharded_and_bitwise_equal(runs):
     eight = _result(runs, "eight")
     assert eight["device_count"] == 8 and eight["process_count"] == 1
@@ -172,12 +174,14 @@ def test_eight_devices_sharded_and_bitwise_equal(runs):
     _assert_same_results(eight, _result(runs, "single"))
 
 
+@pytest.mark.slow
 def test_indivisible_num_seeds_names_seeds_and_devices(runs):
     for name in ("eight", "host0"):
         message = str(_result(runs, name)["indivisible"])
         assert "num_seeds (10)" in message and "device count (8)" in message, message
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_sweep(runs):
     single = _result(runs, "single")
     for name in ("host0", "host1"):
