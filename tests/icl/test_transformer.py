@@ -104,28 +104,26 @@ def _scan_steps(cfg, params, tokens, cache=None):
 _rollout = jax.jit(_scan_steps, static_argnums=0)
 
 
-def _cases():
-    """(backbone, positions, window, slow) cases: dense in every position scheme, with and without
-    a window (the linear and the ring-buffer cache); each other option with RoPE in a window of 5
-    (the ring buffer wrapping), and with learned positions and no window. An option changes the
-    attention helper or the feed-forward block, not which cache the positions and window pick,
-    so the default suite runs every option once (RoPE in a window; ``token_moe`` inside
-    ``t2mir``) and dense once per cache (learned positions in the linear one, RoPE in the ring
-    buffer); the slow suite runs them all, ALiBi included."""
-    default = {("dense", "learned", 0), ("dense", "rope", 5)}
-    cases = [("dense", p, w) for p in ("learned", "alibi", "rope") for w in (0, 5)]
-    for name in (n for n in BACKBONES if n != "dense"):
-        cases += [(name, "learned", 0), (name, "rope", 5)]
-        if name != "token_moe":
-            default.add((name, "rope", 5))
-    return [(*case, case not in default) for case in cases]
+# (backbone, positions, window) cases: dense in every position scheme, with and without a window
+# (the linear and the ring-buffer cache); each other option with RoPE in a window of 5 (the ring
+# buffer wrapping), and with learned positions and no window.
+CASES = [("dense", p, w) for p in ("learned", "alibi", "rope") for w in (0, 5)] + [
+    (name, p, w) for name in BACKBONES if name != "dense" for p, w in (("learned", 0), ("rope", 5))]
 
 
-def _params_of(cases):
-    return [pytest.param(*case, marks=pytest.mark.slow) if slow else case for *case, slow in cases]
+def _params_of(cases, default):
+    """``cases`` as pytest parameters, those not in ``default`` marked slow."""
+    return [case if case in default else pytest.param(*case, marks=pytest.mark.slow) for case in cases]
 
 
-@pytest.mark.parametrize("backbone,positions,window", _params_of(_cases()))
+# An option changes the attention helper or the feed-forward block, not which cache the positions
+# and window pick, so the default suite runs every option once (RoPE in a window; ``token_moe``
+# inside ``t2mir``) and dense once per cache (learned positions in the linear one, RoPE in the
+# ring buffer); the slow suite runs them all, ALiBi included.
+CACHED_DEFAULT = {("dense", "learned", 0)} | {(name, "rope", 5) for name in BACKBONES if name != "token_moe"}
+
+
+@pytest.mark.parametrize("backbone,positions,window", _params_of(CASES, CACHED_DEFAULT))
 def test_cached_steps_match_full_sequence(backbone, positions, window):
     cfg = _config(positions, window, **BACKBONES[backbone])
     params = _params(cfg)
@@ -271,8 +269,7 @@ def test_config_errors_name_the_field():
 @pytest.mark.parametrize("backbone,positions,window", _params_of(
     # the options' forward passes are all in the test above: by default dense RoPE in a ring
     # buffer here
-    (b, p, w, (b, p, w) != ("dense", "rope", 5))
-    for b, p, w, _ in _cases() if b == "dense" or p == "rope"))
+    [case for case in CASES if case[0] == "dense" or case[1] == "rope"], {("dense", "rope", 5)}))
 def test_queries_match_peek_and_prefix_sequences(backbone, positions, window):
     """Two oracles for query i: ``peek`` after i cached context tokens, and the last output of
     the plain causal ``apply`` on ``context[:i] + [query i]``."""
