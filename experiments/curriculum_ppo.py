@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.task_pool_cartpole import TaskPoolCartPole, TaskPoolParams
-from jaxrl_icl.config import ConfigError, field, require_divides, require_positive, require_types
+from jaxrl_icl.config import ConfigError, field, require_choices, require_divides, require_positive, require_types
 from jaxrl_icl.curriculum import ALPGMMConfig, RandomConfig, make_curriculum_run, teacher_for, trainer_student
 from jaxrl_icl.rl.evaluate import greedy_episode_return
 from jaxrl_icl.rl.networks import ActorCritic
@@ -95,11 +95,7 @@ class CurriculumPPOConfig:
                      "max_steps"):
             require_positive(self, name)
         require_divides(self, "eval_every", "num_rounds")
-        if not self.teachers or len(set(self.teachers)) != len(self.teachers):
-            raise ConfigError("teachers", f"need distinct teachers, got {self.teachers}")
-        for name in self.teachers:
-            if name not in TEACHER_NAMES:
-                raise ConfigError("teachers", f"unknown teacher {name!r}, expected one of {TEACHER_NAMES}")
+        require_choices(self, "teachers", TEACHER_NAMES)
         for name in ("length_range", "force_range"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from envs import curriculum_toy as toy
-from jaxrl_icl.config import ConfigError, require_divides, require_positive, require_types
+from jaxrl_icl.config import require_choices, require_divides, require_positive, require_types
 from jaxrl_icl.curriculum import (
     ALPGMMConfig,
     CovarGMMConfig,
@@ -90,13 +90,7 @@ class CurriculumToyConfig:
         for name in ("num_episodes", "num_seeds", "nb_dims", "nb_cubes"):
             require_positive(self, name)
         require_divides(self, "score_every", "num_episodes")
-        if not self.teachers:
-            raise ConfigError("teachers", "needs at least one teacher")
-        for name in self.teachers:
-            if name not in TEACHER_NAMES:
-                raise ConfigError("teachers", f"unknown teacher {name!r}, expected one of {TEACHER_NAMES}")
-        if len(set(self.teachers)) != len(self.teachers):
-            raise ConfigError("teachers", f"duplicate teacher in {self.teachers}")
+        require_choices(self, "teachers", TEACHER_NAMES)
         self.teacher_config("alp-gmm")  # teacher-level fields are validated here too
 
     def teacher_config(self, name: str) -> Any:

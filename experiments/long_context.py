@@ -107,7 +107,7 @@ import numpy as np
 import envs
 from envs.darkroom import optimal_return
 from experiments.darkroom_ad import belongs, goal_split, source_returns
-from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
+from jaxrl_icl.config import ConfigError, field, require_choices, require_in, require_positive, require_types
 from jaxrl_icl.icl import ad
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import episode_returns, evaluate
@@ -163,8 +163,7 @@ class LongContextConfig:
         require_in(self, "num_train_goals", 1, 80)
         if not self.context_steps or min(self.context_steps) < 1:
             raise ConfigError("context_steps", f"must be positive ints, got {self.context_steps}")
-        if not self.sinks or len(set(self.sinks)) != len(self.sinks) or set(self.sinks) - {"none", "k", "kv"}:
-            raise ConfigError("sinks", f"must be distinct values of none, k, kv; got {self.sinks}")
+        require_choices(self, "sinks", ("none", "k", "kv"))
         if self.ad.layout != "step":
             raise ConfigError("ad.layout", "must be 'step' (one token per step, so tokens = steps)")
         if not self.q_learning.record_history:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from experiments import offline
-from jaxrl_icl.config import ConfigError, field, require_positive, require_types
+from jaxrl_icl.config import ConfigError, field, require_choices, require_positive, require_types
 from jaxrl_icl.offline import bc as bc_algo
 from jaxrl_icl.offline import cql as cql_algo
 from jaxrl_icl.offline import decision_transformer as dt_algo
@@ -98,10 +98,8 @@ class OfflineTableConfig:
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name, allowed in (("algos", offline.ALGOS + offline.SEQUENCE_ALGOS), ("qualities", QUALITIES)):
-            chosen = getattr(self, name)
-            if not chosen or any(c not in allowed for c in chosen) or len(set(chosen)) != len(chosen):
-                raise ConfigError(name, f"must name distinct entries of {', '.join(allowed)}; got {list(chosen)}")
+        require_choices(self, "algos", offline.ALGOS + offline.SEQUENCE_ALGOS)
+        require_choices(self, "qualities", QUALITIES)
         for name in ("num_seeds", "num_updates", "eval_every", "eval_episodes", "final_evals"):
             require_positive(self, name)
         if not self.hidden or min(self.hidden) < 1:

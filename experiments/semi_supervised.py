@@ -54,7 +54,7 @@ import jax.numpy as jnp
 
 from experiments import offline
 from experiments.offline_table import find_datasets_dir
-from jaxrl_icl.config import ConfigError, field, require_positive, require_types
+from jaxrl_icl.config import ConfigError, field, require_choices, require_positive, require_types
 from jaxrl_icl.offline import (
     DatasetError,
     concat_datasets,
@@ -121,10 +121,8 @@ class SemiSupervisedConfig:
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name, allowed in (("settings", SETTINGS), ("algos", ("td3_bc", "iql"))):
-            chosen = getattr(self, name)
-            if not chosen or any(c not in allowed for c in chosen) or len(set(chosen)) != len(chosen):
-                raise ConfigError(name, f"must name distinct entries of {', '.join(allowed)}; got {list(chosen)}")
+        require_choices(self, "settings", SETTINGS)
+        require_choices(self, "algos", ("td3_bc", "iql"))
         if not self.qualities:
             raise ConfigError("qualities", "must name at least one dataset quality")
         if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):

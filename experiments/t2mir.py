@@ -159,7 +159,15 @@ from envs.darkroom import KeyToDoor, all_goals, key_to_door_optimal_return, opti
 from experiments.darkroom_ad import AD_OPTIM, goal_split, source_returns
 from experiments.darkroom_dpt import DPT_OPTIM, DarkroomDPTConfig, evaluate_dpt, goal_reached_stats
 from jaxrl_icl.batching import sequential_on_cpu
-from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
+from jaxrl_icl.config import (
+    ConfigError,
+    field,
+    require_choices,
+    require_in,
+    require_nonnegative,
+    require_positive,
+    require_types,
+)
 from jaxrl_icl.icl import ad, dpt
 from jaxrl_icl.icl import transformer as tr
 from jaxrl_icl.icl.evaluate import held_out_evaluation
@@ -226,10 +234,8 @@ class T2MIRConfig:
         if self.key_door_train_tasks + self.key_door_held_out_tasks > 81 * 80:
             raise ConfigError("key_door_train_tasks", "train + held-out tasks must be at most the 6480 "
                               "(key, door) pairs")
-        for name, valid in (("envs", ENVS), ("models", MODELS)):
-            values = getattr(self, name)
-            if not values or len(set(values)) != len(values) or not set(values) <= set(valid):
-                raise ConfigError(name, f"must be distinct names from {', '.join(valid)}, got {list(values)}")
+        require_choices(self, "envs", ENVS)
+        require_choices(self, "models", MODELS)
 
     def ad_config(self, variant: str) -> ad.ADConfig:
         """The AD config of ``variant`` (``"dense"`` or ``"t2mir"``)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Sequence
 from typing import Any, Literal
 
 
@@ -68,6 +69,15 @@ def require_divides(cfg: Any, name: str, dividend: str | int) -> None:
     label = f"{dividend}={total}" if isinstance(dividend, str) else str(total)
     if divisor <= 0 or total % divisor:
         raise ConfigError(name, f"must be a positive divisor of {label}, got {divisor!r}")
+
+
+def require_choices(cfg: Any, name: str, allowed: Sequence[str]) -> None:
+    """``cfg.<name>`` is a non-empty tuple of distinct entries of ``allowed``, or ConfigError."""
+    chosen = tuple(getattr(cfg, name))
+    unknown = [c for c in chosen if c not in allowed]
+    if not chosen or unknown or len(set(chosen)) != len(chosen):
+        why = f"unknown {unknown}" if unknown else "empty" if not chosen else "repeats an entry"
+        raise ConfigError(name, f"must name distinct entries of {', '.join(allowed)}; got {list(chosen)} ({why})")
 
 
 def require_types(cfg: Any) -> None:

@@ -17,6 +17,7 @@ from jaxrl_icl.config import (
     config_from_dict,
     config_to_dict,
     field,
+    require_choices,
     require_divides,
     require_in,
     require_nonnegative,
@@ -248,6 +249,24 @@ def test_require_divides_accepts_plain_int():
     assert Batch(batch=8).batch == 8
     with pytest.raises(ConfigError, match=r"^batch: must be a positive divisor of 24, got 5$"):
         Batch(batch=5)
+
+
+@pytest.mark.parametrize("teachers, why", [
+    ((), "empty"), (("random", "riac", "random"), "repeats an entry"), (("random", "alp"), "unknown ['alp']"),
+])
+def test_require_choices_names_field_and_problem(teachers, why):
+    @dataclasses.dataclass(frozen=True)
+    class Sweep:
+        teachers: tuple[str, ...] = ("random",)
+
+        def __post_init__(self):
+            require_choices(self, "teachers", ("random", "riac"))
+
+    assert Sweep(teachers=("riac", "random")).teachers == ("riac", "random")
+    with pytest.raises(ConfigError) as exc:
+        Sweep(teachers=teachers)
+    assert str(exc.value) == (f"teachers: must name distinct entries of random, riac; "
+                              f"got {list(teachers)} ({why})")
 
 
 def test_field_name_clashing_with_run_flag_is_rejected():
