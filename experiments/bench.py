@@ -36,7 +36,7 @@ import traceback
 
 from experiments.benchmarks import curriculum, dp, dpt_paper, icl, icl_torch, offline, ppo, report
 from experiments.benchmarks import envs as envs_suite
-from jaxrl_icl.config import ConfigError, field
+from jaxrl_icl.config import field, require_choices
 from jaxrl_icl.run.config import parse_cli
 from jaxrl_icl.run.rundir import RunDir
 
@@ -70,9 +70,7 @@ class BenchAllConfig:
     offline: offline.OfflineBenchConfig = offline.OfflineBenchConfig()
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.suites if s not in SUITES]
-        if unknown or not self.suites:
-            raise ConfigError("suites", f"must name some of {', '.join(SUITES)}; got {list(self.suites)}")
+        require_choices(self, "suites", tuple(SUITES))
 
     def suite_config(self, suite: str):
         return getattr(self, suite.replace("-", "_"))

@@ -77,7 +77,7 @@ from experiments.benchmarks.kernels import kernel_profile
 from experiments.benchmarks.report import row
 from experiments.benchmarks.timing import best_of_alternating
 from jaxrl_icl.batching import sequential_on_cpu
-from jaxrl_icl.config import ConfigError, field, require_nonnegative, require_positive
+from jaxrl_icl.config import ConfigError, field, require_choices, require_nonnegative, require_positive
 from jaxrl_icl.icl import transformer
 from jaxrl_icl.offline import decision_transformer, iql, td3_bc
 from jaxrl_icl.offline.dataset import Dataset, make_dataset
@@ -120,8 +120,7 @@ class OfflineBenchConfig:
         require_nonnegative(self, "peak_size")
         if not self.num_seeds or min(self.num_seeds) < 1:
             raise ConfigError("num_seeds", f"must be a non-empty tuple of positive ints, got {self.num_seeds}")
-        if not self.algos or set(self.algos) - set(ALGOS):
-            raise ConfigError("algos", f"must name some of {', '.join(ALGOS)}; got {list(self.algos)}")
+        require_choices(self, "algos", ALGOS)
 
 
 def updates_per_seed(cfg: OfflineBenchConfig, seeds: int) -> int:
