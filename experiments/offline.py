@@ -46,6 +46,7 @@ from jaxrl_icl.offline import (
     normalize_observations,
     normalized_score,
     observation_stats,
+    scale_rewards_by_return_range,
 )
 from jaxrl_icl.offline import bc as bc_algo
 from jaxrl_icl.offline import cql as cql_algo
@@ -82,6 +83,9 @@ class OfflineConfig:
       eval_every: gradient steps between evaluations.
       eval_episodes: episodes per evaluation.
       max_episode_steps: steps per evaluation episode (0: the env's own time limit).
+      normalize_reward: train on rewards times 1000 / (max - min) of the dataset's episode
+        returns (:func:`~jaxrl_icl.offline.dataset.scale_rewards_by_return_range`): IQL's
+        setting for D4RL locomotion, as in CORL. Scores are of the env's own rewards.
       final_evals: the final score is the mean over this many last evaluations.
       seed: base seed.
       chunk_evals: evaluations per jitted chunk (progress, logging, checkpoints).
@@ -96,6 +100,8 @@ class OfflineConfig:
     eval_every: int = 1_000
     eval_episodes: int = 10
     max_episode_steps: int = field(0, help="steps per evaluation episode (0: the env's own time limit)")
+    normalize_reward: bool = field(False, help="train on rewards times 1000 / (max - min episode return), IQL's "
+                                   "D4RL locomotion setting (not with dt / mo_dt)")
     final_evals: int = 3
     seed: int = 0
     chunk_evals: int = 5
@@ -117,6 +123,9 @@ class OfflineConfig:
             raise ConfigError("num_updates", f"must be a multiple of eval_every={self.eval_every}")
         if self.eval_every % self.steps_per_update:
             raise ConfigError("eval_every", f"must be a multiple of {self.algo}'s policy_freq={self.steps_per_update}")
+        if self.normalize_reward and self.algo in SEQUENCE_ALGOS:
+            raise ConfigError("normalize_reward", f"{self.algo} is commanded returns of the env's own rewards; "
+                              "scale its returns with --" + self.algo.replace("_", "-") + ".return-scale")
 
     @property
     def steps_per_update(self) -> int:
@@ -197,6 +206,8 @@ class Prepared:
       chunking: ``train_in_chunks`` keyword arguments (chunk size, host evaluation hook).
       env_name: the env the policy is evaluated in.
       dataset_score: the dataset's own mean episode return, normalised (None if not stored).
+      reward_scale: the factor the training rewards were multiplied by (1 unless
+        ``normalize_reward``).
     """
 
     trainer: Any
@@ -204,6 +215,7 @@ class Prepared:
     chunking: dict
     env_name: str
     dataset_score: float | None
+    reward_scale: float = 1.0
 
 
 def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
@@ -246,6 +258,12 @@ def prepare_dataset(config: OfflineConfig, dataset: Dataset, metadata: dict, pro
     trainer = dataclasses.replace(trainer, num_updates=config.num_updates // per_update)
     check_num_seeds(PROG, config.num_seeds)
 
+    reward_scale = 1.0
+    if config.normalize_reward:
+        try:
+            dataset, reward_scale = scale_rewards_by_return_range(dataset)
+        except DatasetError as err:
+            cli_error(prog, f"argument --normalize-reward: {err}")
     normalizer = observation_stats(dataset) if normalizer is None else normalizer
     data = normalize_observations(dataset, normalizer)
     score = lambda r: 100.0 * (r - low) / (high - low)  # noqa: E731
@@ -281,7 +299,7 @@ def prepare_dataset(config: OfflineConfig, dataset: Dataset, metadata: dict, pro
 
     dataset_score = (float(normalized_score(env_name, metadata["mean_episode_return"], metadata))
                      if "mean_episode_return" in metadata else None)
-    return Prepared(trainer, data, chunking, env_name, dataset_score)
+    return Prepared(trainer, data, chunking, env_name, dataset_score, reward_scale)
 
 
 def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: bool = False,
@@ -305,7 +323,7 @@ def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: boo
                "num_seeds": config.num_seeds,
                "gradient_steps": int(steps[-1]), "final_score_mean": float(final.mean()),
                "final_score_std": float(final.std()), "final_score_per_seed": final.tolist(),
-               "dataset_score": prepared.dataset_score}
+               "dataset_score": prepared.dataset_score, "reward_scale": prepared.reward_scale}
     write_json(run.path / "summary.json", summary)
     print(f"{name}: final normalised score {summary['final_score_mean']:.1f} +- {summary['final_score_std']:.1f} "
           f"(dataset {'n/a' if prepared.dataset_score is None else f'{prepared.dataset_score:.1f}'})")

@@ -33,6 +33,7 @@ from jaxrl_icl.offline.dataset import (
     qlearning_transitions,
     sample_segments,
     sample_transitions,
+    scale_rewards_by_return_range,
     select_episodes,
     split_episodes,
 )
@@ -45,5 +46,5 @@ __all__ = [
     "concat_datasets", "cql", "episode_bounds", "episode_returns", "gymnasium_env_id", "iql", "lcb", "load_d4rl",
     "load_minari", "make_dataset", "normalize_observations", "normalized_score", "observation_stats",
     "qlearning_transitions", "rebrac", "reference_returns", "sample_segments", "sample_transitions", "save_d4rl",
-    "save_minari", "select_episodes", "split_episodes", "td3_bc",
+    "save_minari", "scale_rewards_by_return_range", "select_episodes", "split_episodes", "td3_bc",
 ]

@@ -248,6 +248,26 @@ def episode_returns(dataset: Dataset) -> np.ndarray:
     return np.asarray(dataset.returns_to_go, np.float64)[starts]
 
 
+def scale_rewards_by_return_range(dataset: Dataset, target: float = 1000.0) -> tuple[Dataset, float]:
+    """``(scaled dataset, factor)``: rewards (and so returns-to-go) times ``factor = target /
+    (max - min)`` of the episode returns, so the returns span ``target``. This is IQL's reward
+    normalisation for D4RL locomotion (``target`` 1000, those tasks' episode length): it makes
+    the size of values, and so of IQL's advantage weights ``exp(beta * (Q - V))``, the same for
+    every robot. Host-side. Raises :class:`DatasetError` on ``rewards`` when every episode has
+    the same return (nothing to scale by)."""
+    if not target > 0:
+        raise DatasetError("scale_rewards_by_return_range", "target", f"must be positive, got {target}")
+    returns = episode_returns(dataset)
+    spread = float(returns.max() - returns.min())
+    if not spread > 0:
+        raise DatasetError("scale_rewards_by_return_range", "rewards",
+                           f"all {len(returns)} episodes return {returns[0]:g}: no range to scale by")
+    factor = target / spread
+    arrays = dataset.arrays()
+    arrays["rewards"] = (arrays["rewards"].astype(np.float64) * factor).astype(np.float32)
+    return make_dataset(arrays, source="scale_rewards_by_return_range"), factor
+
+
 def select_episodes(dataset: Dataset, which: np.ndarray) -> Dataset:
     """The dataset of episodes ``which`` (int [k], indices in storage order, kept in the order
     given). Host-side. The last step of each selected episode keeps its flags; an episode that

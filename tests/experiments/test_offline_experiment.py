@@ -10,7 +10,7 @@ import pytest
 
 import envs
 from experiments import offline
-from jaxrl_icl.offline import make_dataset, save_d4rl
+from jaxrl_icl.offline import load_d4rl, make_dataset, save_d4rl
 from jaxrl_icl.offline.collect import action_scale, record_rollouts, uniform_policy
 
 
@@ -65,3 +65,24 @@ def test_datasets_dir_may_be_a_collect_offline_run_directory(tmp_path, pendulum_
         assert meta["env_name"] == "gymnax:Pendulum-v1" and dataset.rewards.shape == (800,)
     with pytest.raises(ValueError, match="collect_run/datasets"):
         offline.resolve_dataset("pendulum-v1-medium", str(run_dir))
+
+
+def test_normalize_reward_trains_on_scaled_rewards_and_scores_the_env_returns(tmp_path, pendulum_file):
+    """``--normalize-reward`` hands the trainer rewards times 1000 / (max - min episode return)
+    of the file (its four episodes summed here) and records the factor; scores stay the D4RL
+    formula on the env's returns. A Decision Transformer refuses the flag."""
+    config, _ = offline.parse_cli(offline.OfflineConfig, ["--algo", "iql", "--dataset", str(pendulum_file),
+                                                          "--normalize-reward", *TINY[:-1]], prog=offline.PROG)
+    prepared = offline.prepare(config)
+    rewards = np.asarray(load_d4rl(pendulum_file)[0].rewards, np.float64)
+    returns = rewards.reshape(4, 200).sum(axis=1)
+    assert prepared.reward_scale == pytest.approx(1000.0 / (returns.max() - returns.min()), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(prepared.data.rewards), rewards * prepared.reward_scale, rtol=1e-6)
+    run = offline.RunDir.create("offline", config, path=tmp_path / "run")
+    summary = offline.train(config, prepared, run, progress=False)
+    assert summary["reward_scale"] == prepared.reward_scale
+    for r in (json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()):
+        assert r["normalized_score"] == pytest.approx(100 * (r["eval_return"] + 1200.0) / 1000.0, rel=1e-5)
+
+    with pytest.raises(offline.ConfigError, match="normalize_reward"):
+        offline.OfflineConfig(algo="dt", normalize_reward=True)

@@ -15,6 +15,7 @@ from jaxrl_icl.offline import (
     qlearning_transitions,
     sample_segments,
     sample_transitions,
+    scale_rewards_by_return_range,
     split_episodes,
 )
 from tests.offline.conftest import make_episodes
@@ -104,6 +105,27 @@ def test_split_keeps_whole_episodes_and_covers_everything():
     for part in (train, val):
         for o, g in zip(np.asarray(part.observations), np.asarray(part.returns_to_go)):
             assert g == lookup[tuple(o)]
+
+
+def test_reward_scaling_makes_the_episode_returns_span_the_target(episodes):
+    """The factor is the target over the spread of the episode returns summed here from the
+    generator's own episode ids; scaled returns span exactly the target; a dataset whose
+    episodes all return the same is rejected naming ``rewards``."""
+    ds = make_dataset(full_arrays(episodes))
+    returns = np.array([episodes["rewards"][episodes["episode"] == e].sum(dtype=np.float64)
+                        for e in np.unique(episodes["episode"])])
+    scaled, factor = scale_rewards_by_return_range(ds, target=1000.0)
+    assert factor == pytest.approx(1000.0 / (returns.max() - returns.min()), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(scaled.rewards), episodes["rewards"] * factor, rtol=1e-6)
+    scaled_returns = np.asarray(scaled.returns_to_go)[np.asarray(scaled.timesteps) == 0]
+    np.testing.assert_allclose(scaled_returns, returns * factor, rtol=1e-5, atol=1e-3)
+    assert scaled_returns.max() - scaled_returns.min() == pytest.approx(1000.0, rel=1e-5)
+    for key in ("observations", "actions", "terminals", "timeouts", "next_observations"):
+        np.testing.assert_array_equal(getattr(scaled, key), getattr(ds, key))
+
+    flat = dict(full_arrays(episodes), rewards=np.zeros_like(episodes["rewards"]))
+    with pytest.raises(DatasetError, match="rewards: all 7 episodes return 0"):
+        scale_rewards_by_return_range(make_dataset(flat))
 
 
 def test_observation_stats_normalise_to_zero_mean_unit_std(episodes):
