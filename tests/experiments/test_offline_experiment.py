@@ -71,8 +71,10 @@ def test_normalize_reward_trains_on_scaled_rewards_and_scores_the_env_returns(tm
     """``--normalize-reward`` hands the trainer rewards times 1000 / (max - min episode return)
     of the file (its four episodes summed here) and records the factor; scores stay the D4RL
     formula on the env's returns. A Decision Transformer refuses the flag."""
-    config, _ = offline.parse_cli(offline.OfflineConfig, ["--algo", "iql", "--dataset", str(pendulum_file),
-                                                          "--normalize-reward", *TINY[:-1]], prog=offline.PROG)
+    # BC as in the tiny run above (its compiled programs are reused): the flag acts on the data alone
+    argv = ["--algo", "bc", "--dataset", str(pendulum_file), "--normalize-reward", *TINY[:-1], "--bc.hidden", "16",
+            "--bc.batch-size", "8"]
+    config, _ = offline.parse_cli(offline.OfflineConfig, argv, prog=offline.PROG)
     prepared = offline.prepare(config)
     rewards = np.asarray(load_d4rl(pendulum_file)[0].rewards, np.float64)
     returns = rewards.reshape(4, 200).sum(axis=1)
