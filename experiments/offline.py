@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -53,15 +53,16 @@ from jaxrl_icl.offline import cql as cql_algo
 from jaxrl_icl.offline import decision_transformer as dt_algo
 from jaxrl_icl.offline import iql as iql_algo
 from jaxrl_icl.offline import td3_bc as td3_bc_algo
-from jaxrl_icl.offline.evaluate import make_evaluator, repeat_updates, with_evaluation
+from jaxrl_icl.offline.evaluate import env_policy, make_evaluator, repeat_updates, with_evaluation
 from jaxrl_icl.offline.host_evaluate import HostEvaluator, gymnasium_env_id
 from jaxrl_icl.offline.scores import reference_returns
+from jaxrl_icl.run.checkpoint import restore_latest
 from jaxrl_icl.run.config import check_num_seeds, cli_error, parse_cli
 from jaxrl_icl.run.loop import train_in_chunks
 from jaxrl_icl.run.metrics import read_metrics
 from jaxrl_icl.run.plots import plot_curves
 from jaxrl_icl.run.rundir import RunDir, open_run, read_json, write_json
-from jaxrl_icl.run.sweep import init_distributed, seed_keys
+from jaxrl_icl.run.sweep import gather_seeds, init_distributed, seed_keys
 
 PROG = "python -m experiments.offline"
 ALGOS = ("bc", "td3_bc", "iql", "cql", "rebrac")
@@ -211,6 +212,9 @@ class Prepared:
       dataset_score: the dataset's own mean episode return, normalised (None if not stored).
       reward_scale: the factor the training rewards were multiplied by (1 unless
         ``normalize_reward``).
+      policy_params: ``state -> the policy's parameters`` of the trainer's state.
+      act: ``act(policy params, env observation) -> env action`` (:func:`env_policy`); None for a
+        Decision Transformer, which acts on a context (``dt_algo.make_evaluator``).
     """
 
     trainer: Any
@@ -219,6 +223,8 @@ class Prepared:
     env_name: str
     dataset_score: float | None
     reward_scale: float = 1.0
+    policy_params: Callable[[Any], Any] | None = None
+    act: Callable[[Any, jax.Array], jax.Array] | None = None
 
 
 def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
@@ -302,7 +308,8 @@ def prepare_dataset(config: OfflineConfig, dataset: Dataset, metadata: dict, pro
 
     dataset_score = (float(normalized_score(env_name, metadata["mean_episode_return"], metadata))
                      if "mean_episode_return" in metadata else None)
-    return Prepared(trainer, data, chunking, env_name, dataset_score, reward_scale)
+    act = None if config.algo in SEQUENCE_ALGOS else env_policy(policy, normalizer, scale)
+    return Prepared(trainer, data, chunking, env_name, dataset_score, reward_scale, policy_params, act)
 
 
 def train(config: OfflineConfig, prepared: Prepared, run: RunDir, *, resume: bool = False,
@@ -349,6 +356,48 @@ def train_in_dir(config: OfflineConfig, prepared: Prepared, path: Path, progress
         run, _ = RunDir.open(path, OfflineConfig)
         return train(config, prepared, run, resume=run.checkpoints.exists(), progress=progress)
     return train(config, prepared, RunDir.create("offline", config, path=path), progress=progress)
+
+
+@dataclasses.dataclass
+class Trained:
+    """A run of this experiment loaded back by :func:`load_trained`.
+
+    Attributes:
+      config: the run's config.
+      gradient_steps: gradient steps per seed in the checkpoint.
+      state: the trainer state of every seed (leading axis ``num_seeds``).
+      params: the policy's parameters of every seed (leading axis ``num_seeds``).
+      act: ``act(params of one seed, env observation) -> env action``: observations
+        normalised by the dataset's statistics, actions in the env's units (None for
+        ``dt`` / ``mo_dt``).
+      prepared: the dataset, trainer and env as :func:`prepare` builds them.
+    """
+
+    config: OfflineConfig
+    gradient_steps: int
+    state: Any
+    params: Any
+    act: Callable[[Any, jax.Array], jax.Array] | None
+    prepared: Prepared
+
+
+def load_trained(run_dir: str | Path) -> Trained:
+    """The newest checkpoint of a run of this experiment, with what acting on it needs: its
+    ``config.json`` is read and its dataset loaded again (from where the run found it) for
+    the shapes and observation statistics. Raises ValueError naming the file for a run
+    directory without a config and
+    :class:`~jaxrl_icl.run.checkpoint.CheckpointError` for one without checkpoints.
+
+        trained = load_trained("runs/offline/<timestamp>")
+        seed0 = jax.tree.map(lambda x: x[0], trained.params)
+        action = trained.act(seed0, obs)  # obs and action in the env's own units
+    """
+    run, config = RunDir.open(run_dir, OfflineConfig)
+    prepared = prepare(config)
+    init = jax.jit(jax.vmap(prepared.trainer.init, in_axes=(0, None)))
+    update, state = restore_latest(run.checkpoints, init(seed_keys(config.seed, config.num_seeds), prepared.data))
+    state = gather_seeds(state)
+    return Trained(config, update * config.eval_every, state, prepared.policy_params(state), prepared.act, prepared)
 
 
 def main(argv: list[str] | None = None) -> dict:

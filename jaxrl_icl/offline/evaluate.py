@@ -22,24 +22,35 @@ from jaxrl_icl.rl.evaluate import policy_returns
 from jaxrl_icl.trainer import Trainer
 
 
+def env_policy(policy: Callable[[Any, jax.Array], jax.Array], normalizer: ObsNormalizer | None = None,
+               action_scale: Any = 1.0) -> Callable[[Any, jax.Array], jax.Array]:
+    """``act(params, obs) -> env action``: a trained ``policy(params, obs [obs]) -> action`` on
+    the env's own observations (flattened to float32 [obs], normalised by ``normalizer``) with
+    continuous actions multiplied by ``action_scale`` (the dataset stores actions divided by it);
+    integer actions pass as they are."""
+
+    def act(params: Any, obs: jax.Array) -> jax.Array:
+        x = obs.reshape(-1).astype(jnp.float32)
+        action = policy(params, x if normalizer is None else normalizer(x))
+        return action * action_scale if jnp.issubdtype(action.dtype, jnp.floating) else action
+
+    return act
+
+
 def make_evaluator(env: Any, env_params: Any, policy: Callable[[Any, jax.Array], jax.Array], *,
                    num_episodes: int, max_episode_steps: int, normalizer: ObsNormalizer | None = None,
                    action_scale: Any = 1.0) -> Callable[[jax.Array, Any], jax.Array]:
     """``evaluate(key, policy_params) -> mean return`` (float32 scalar), jittable and vmappable.
 
-    ``policy(params, obs [obs]) -> action`` takes flattened float32 observations, normalised by
-    ``normalizer`` first; continuous actions are multiplied by ``action_scale`` (the dataset
-    stores actions divided by it). The mean is over ``num_episodes`` first episodes, each run
-    for ``max_episode_steps`` steps (:func:`jaxrl_icl.rl.evaluate.policy_returns`).
+    ``policy(params, obs [obs]) -> action`` acts through :func:`env_policy` (``normalizer``,
+    ``action_scale``). The mean is over ``num_episodes`` first episodes, each run for
+    ``max_episode_steps`` steps (:func:`jaxrl_icl.rl.evaluate.policy_returns`).
     """
+    act = env_policy(policy, normalizer, action_scale)
 
     def evaluate(key: jax.Array, params: Any) -> jax.Array:
-        def act(obs: jax.Array) -> jax.Array:
-            x = obs.reshape(-1).astype(jnp.float32)
-            action = policy(params, x if normalizer is None else normalizer(x))
-            return action * action_scale if jnp.issubdtype(action.dtype, jnp.floating) else action
-
-        return jnp.mean(policy_returns(key, env, env_params, act, num_episodes, max_episode_steps))
+        return jnp.mean(policy_returns(key, env, env_params, lambda obs: act(params, obs), num_episodes,
+                                       max_episode_steps))
 
     return evaluate
 

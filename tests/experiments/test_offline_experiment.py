@@ -12,6 +12,7 @@ import envs
 from experiments import offline
 from jaxrl_icl.offline import load_d4rl, make_dataset, save_d4rl
 from jaxrl_icl.offline.collect import action_scale, record_rollouts, uniform_policy
+from jaxrl_icl.rl.evaluate import policy_returns
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,18 @@ def test_tiny_run_writes_scores_and_summary(tmp_path, pendulum_file, algo):
     final = [r["normalized_score"] for r in rows if r["update"] == 2]
     np.testing.assert_allclose(sorted(final), sorted(summary["final_score_per_seed"]), rtol=1e-6)
     assert (tmp_path / "run" / "normalized_score.png").stat().st_size > 10_000
+
+    # Loaded back, each seed's policy acting on the env's own observations returns what the
+    # run logged at its last evaluation (same episodes: the key the evaluation folded).
+    trained = offline.load_trained(tmp_path / "run")
+    assert trained.gradient_steps == summary["gradient_steps"]
+    env, params = envs.make("gymnax:Pendulum-v1")
+    for seed in range(2):
+        seed_params = jax.tree.map(lambda x, s=seed: x[s], trained.params)
+        key = jax.random.fold_in(trained.state.key[seed], 0x5EED)
+        returns = policy_returns(key, env, params, lambda obs, p=seed_params: trained.act(p, obs), 2, 200)
+        logged = next(r["eval_return"] for r in rows if r["update"] == 2 and r["seed"] == seed)
+        assert float(returns.mean()) == pytest.approx(logged, rel=1e-5)
 
 
 def test_unknown_dataset_is_a_flag_error(tmp_path, capsys):
