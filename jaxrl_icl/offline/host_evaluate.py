@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_icl.offline.dataset import ObsNormalizer
+from jaxrl_icl.offline.evaluate import env_policy
 
 # D4RL robot name -> the gymnasium MuJoCo env its policies are evaluated in
 GYMNASIUM_MUJOCO = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
@@ -87,11 +88,9 @@ class HostEvaluator:
         self.obs_dim = int(np.prod(self._envs[0].observation_space.shape))
         self.action_dim = int(np.prod(self._envs[0].action_space.shape))
 
-        def act(params: Any, obs: jax.Array) -> jax.Array:  # one seed's params, obs [E, obs]
-            x = obs if normalizer is None else normalizer(obs)
-            return jax.vmap(lambda o: policy(params, o))(x) * action_scale
-
-        self._act = jax.jit(jax.vmap(act))  # params [S, ...], obs [S, E, obs] -> actions [S, E, act]
+        act = env_policy(policy, normalizer, action_scale)
+        # params [S, ...], obs [S, E, obs] -> actions [S, E, act]
+        self._act = jax.jit(jax.vmap(lambda params, obs: jax.vmap(lambda o: act(params, o))(obs)))
 
     def __call__(self, key: jax.Array, params: Any) -> np.float32:
         """Mean return over the episodes (float32), for one seed's ``params``."""
