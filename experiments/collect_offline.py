@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import envs
-from jaxrl_icl.config import ConfigError, field, require_in, require_positive, require_types
+from jaxrl_icl.config import ConfigError, field, require_in, require_nonnegative, require_positive, require_types
 from jaxrl_icl.offline import make_dataset, normalized_score, save_d4rl
 from jaxrl_icl.offline.generate import exact_optimal_action, generate_grid_qualities, generate_qualities
 from jaxrl_icl.rl.ppo import PPOConfig
@@ -52,7 +52,7 @@ CPU_PPO = PPOConfig(num_envs=64, num_steps=32, total_timesteps=600_000, num_mini
 SCALES = {
     "paper": [
         "--envs", "brax:hopper", "brax:halfcheetah", "brax:walker2d", "--num-transitions", "1000000",
-        "--num-envs", "100", "--max-episode-steps", "1000", "--eval-episodes", "16", "--chunk-updates", "20",
+        "--num-envs", "100", "--eval-episodes", "16", "--chunk-updates", "20",
         "--ppo.num-envs", "256", "--ppo.num-steps", "32", "--ppo.total-timesteps", "30000000",
         "--ppo.num-minibatches", "32", "--ppo.update-epochs", "4", "--ppo.gamma", "0.99",
     ],
@@ -67,7 +67,9 @@ class CollectOfflineConfig:
       envs: env names for envs.make (continuous or discrete actions).
       num_transitions: transitions of the random, medium and expert datasets (each).
       num_envs: parallel envs when recording (num_transitions is a multiple of it).
-      max_episode_steps: the envs' episode limit (for the reference returns).
+      max_episode_steps: the envs' episode limit, which the reference returns and the datasets'
+        episode statistics rely on (0: each env's own ``max_steps_in_episode``; another value
+        must equal it).
       eval_episodes: episodes per snapshot and for the random / expert reference returns (grid worlds
         measure them on every episode of their uniform and optimal datasets).
       chunk_updates: PPO updates between snapshots.
@@ -82,7 +84,7 @@ class CollectOfflineConfig:
     envs: tuple[str, ...] = ("gymnax:Pendulum-v1",)
     num_transitions: int = 100_000
     num_envs: int = field(50, help="parallel envs when recording (num-transitions is a multiple of it)")
-    max_episode_steps: int = 200
+    max_episode_steps: int = field(0, help="the envs' episode limit (0: each env's own max_steps_in_episode)")
     eval_episodes: int = 32
     chunk_updates: int = field(1, help="PPO updates between snapshots (medium is chosen among them)")
     medium_fraction: float = 1 / 3
@@ -94,8 +96,9 @@ class CollectOfflineConfig:
 
     def __post_init__(self) -> None:
         require_types(self)
-        for name in ("num_transitions", "num_envs", "max_episode_steps", "eval_episodes", "chunk_updates"):
+        for name in ("num_transitions", "num_envs", "eval_episodes", "chunk_updates"):
             require_positive(self, name)
+        require_nonnegative(self, "max_episode_steps")
         require_in(self, "medium_fraction", 0.0, 1.0)
         require_in(self, "epsilon", 0.0, 1.0)
         if not self.envs:
@@ -132,6 +135,21 @@ def _save(run, name: str, datasets: dict, metadata: dict) -> dict:
     return entries
 
 
+def episode_limit(config: CollectOfflineConfig, name: str, params) -> int:
+    """The episode limit of env ``name`` (``params.max_steps_in_episode``, else
+    ``config.max_episode_steps``); ValueError if the two differ or neither is set. Its complete
+    episodes are what the reference returns and the datasets' statistics average over."""
+    own = getattr(params, "max_steps_in_episode", None)
+    if own is None:
+        if not config.max_episode_steps:
+            raise ValueError(f"{name} has no max_steps_in_episode; pass its episode limit")
+        return config.max_episode_steps
+    if config.max_episode_steps not in (0, int(own)):
+        raise ValueError(f"{name} ends episodes after {int(own)} steps, not {config.max_episode_steps}; "
+                         "pass 0 for the env's own limit")
+    return int(own)
+
+
 def _grid_datasets(config: CollectOfflineConfig, run, index: int, name: str, env, params) -> dict:
     """The grid qualities of env ``name`` (its exact optimal policy), saved; its summary entry."""
     datasets, metadata = generate_grid_qualities(
@@ -145,11 +163,17 @@ def _grid_datasets(config: CollectOfflineConfig, run, index: int, name: str, env
 def main(argv: list[str] | None = None) -> dict:
     config, options = parse_cli(CollectOfflineConfig, with_scale(argv, SCALES), prog=PROG)
     make = lambda name: envs.make(name, **({"goal": jnp.asarray(config.goal, jnp.int32)} if config.goal else {}))
-    for name in config.envs:  # unknown names and goals outside the grid fail before any compute
+    limits = {}
+    for name in config.envs:  # unknown names, goals outside the grid and episode limits fail before any compute
         try:
-            make(name)
+            env, params = make(name)
         except ValueError as err:
             raise SystemExit(f"{PROG}: error: argument --{'goal' if 'goal' in str(err) else 'envs'}: {err}") from None
+        if exact_optimal_action(env) is None:
+            try:
+                limits[name] = episode_limit(config, name, params)
+            except ValueError as err:
+                raise SystemExit(f"{PROG}: error: argument --max-episode-steps: {err}") from None
     run = open_run("collect_offline", config, options)
     (run.path / "datasets").mkdir(exist_ok=True)
     summary: dict = {}
@@ -167,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
                 jax.random.fold_in(jax.random.PRNGKey(config.seed), i), env, params, name, config.ppo,
                 num_transitions=config.num_transitions, num_envs=config.num_envs,
                 chunk_updates=config.chunk_updates, eval_episodes=config.eval_episodes,
-                max_episode_steps=config.max_episode_steps, medium_fraction=config.medium_fraction,
+                max_episode_steps=limits[name], medium_fraction=config.medium_fraction,
                 progress=progress,
             )
         entry = {"ref_min_score": made.metadata["random"]["ref_min_score"],

@@ -45,3 +45,7 @@ def test_bad_values_fail_before_compute(tmp_path, capsys):
     with pytest.raises(SystemExit, match="--envs"):
         collect_offline.main(["--envs", "nope:Env", "--run-dir", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()
+    # the reference returns average whole episodes: another episode limit than the env's is an error
+    with pytest.raises(SystemExit, match="--max-episode-steps: gymnax:Pendulum-v1 ends episodes after 200 steps"):
+        collect_offline.main(["--max-episode-steps", "100", "--run-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
