@@ -12,7 +12,8 @@ instead: :mod:`jaxrl_icl.offline.host_evaluate`, extra ``offline``). Writes ``ru
 ``config.json``, ``versions.json``, ``metrics.jsonl`` (losses, ``eval_return`` and
 ``normalized_score`` per evaluation and seed), orbax checkpoints (``--resume DIR``),
 ``normalized_score.png`` (mean over seeds, 95% band) and ``summary.json`` (final normalised
-score per seed, mean and std).
+score per seed, mean and std). :func:`load_trained` gives a run's policies back, acting on the
+env's own observations.
 
 ``--dataset`` is a D4RL-layout HDF5 path, ``minari:<dataset id>`` (a local Minari dataset),
 or the name of a generated dataset (``pendulum-v1-medium``): looked up in ``--datasets-dir``,
