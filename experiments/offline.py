@@ -223,9 +223,9 @@ class Prepared:
     chunking: dict
     env_name: str
     dataset_score: float | None
-    reward_scale: float = 1.0
-    policy_params: Callable[[Any], Any] | None = None
-    act: Callable[[Any, jax.Array], jax.Array] | None = None
+    reward_scale: float
+    policy_params: Callable[[Any], Any]
+    act: Callable[[Any, jax.Array], jax.Array] | None
 
 
 def prepare(config: OfflineConfig, prog: str = PROG) -> Prepared:
@@ -387,7 +387,8 @@ def load_trained(run_dir: str | Path) -> Trained:
     ``config.json`` is read and its dataset loaded again (from where the run found it) for
     the shapes and observation statistics. Raises ValueError naming the file for a run
     directory without a config and
-    :class:`~jaxrl_icl.run.checkpoint.CheckpointError` for one without checkpoints.
+    :class:`~jaxrl_icl.run.checkpoint.CheckpointError` for one without checkpoints; a dataset
+    no longer where the run found it exits as the command line does, naming ``--dataset``.
 
         trained = load_trained("runs/offline/<timestamp>")
         seed0 = jax.tree.map(lambda x: x[0], trained.params)
