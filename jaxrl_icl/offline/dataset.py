@@ -253,11 +253,15 @@ def scale_rewards_by_return_range(dataset: Dataset, target: float = 1000.0) -> t
     (max - min)`` of the episode returns, so the returns span ``target``. This is IQL's reward
     normalisation for D4RL locomotion (``target`` 1000, those tasks' episode length): it makes
     the size of values, and so of IQL's advantage weights ``exp(beta * (Q - V))``, the same for
-    every robot. Host-side. Raises :class:`DatasetError` on ``rewards`` when every episode has
-    the same return (nothing to scale by)."""
+    every robot. Only complete episodes (ending in a terminal or a timeout) count, as in CORL,
+    so a D4RL file's cut-off last episode does not stretch the range; a dataset with none uses
+    them all. Host-side. Raises :class:`DatasetError` on ``rewards`` when the episodes all
+    return the same (nothing to scale by)."""
     if not target > 0:
         raise DatasetError("scale_rewards_by_return_range", "target", f"must be positive, got {target}")
-    returns = episode_returns(dataset)
+    _, ends = episode_bounds(np.asarray(dataset.terminals), np.asarray(dataset.timeouts))
+    complete = (np.asarray(dataset.terminals) | np.asarray(dataset.timeouts))[ends - 1]
+    returns = episode_returns(dataset)[complete] if complete.any() else episode_returns(dataset)
     spread = float(returns.max() - returns.min())
     if not spread > 0:
         raise DatasetError("scale_rewards_by_return_range", "rewards",

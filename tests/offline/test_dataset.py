@@ -109,8 +109,8 @@ def test_split_keeps_whole_episodes_and_covers_everything():
 
 def test_reward_scaling_makes_the_episode_returns_span_the_target(episodes):
     """The factor is the target over the spread of the episode returns summed here from the
-    generator's own episode ids; scaled returns span exactly the target; a dataset whose
-    episodes all return the same is rejected naming ``rewards``."""
+    generator's own episode ids; scaled returns span exactly the target; a cut-off last episode
+    does not count; a dataset whose episodes all return the same is rejected naming ``rewards``."""
     ds = make_dataset(full_arrays(episodes))
     returns = np.array([episodes["rewards"][episodes["episode"] == e].sum(dtype=np.float64)
                         for e in np.unique(episodes["episode"])])
@@ -122,6 +122,13 @@ def test_reward_scaling_makes_the_episode_returns_span_the_target(episodes):
     assert scaled_returns.max() - scaled_returns.min() == pytest.approx(1000.0, rel=1e-5)
     for key in ("observations", "actions", "terminals", "timeouts", "next_observations"):
         np.testing.assert_array_equal(getattr(scaled, key), getattr(ds, key))
+
+    # an unflagged last episode (a file cut mid-episode) is left out of the range
+    cut = {k: np.concatenate([v, v[:2]]) for k, v in full_arrays(episodes).items()}
+    cut["rewards"][-2:] = 1e4
+    cut["terminals"][-2:] = cut["timeouts"][-2:] = False
+    _, cut_factor = scale_rewards_by_return_range(make_dataset(cut), target=1000.0)
+    assert cut_factor == pytest.approx(factor, rel=1e-9)
 
     flat = dict(full_arrays(episodes), rewards=np.zeros_like(episodes["rewards"]))
     with pytest.raises(DatasetError, match="rewards: all 7 episodes return 0"):
