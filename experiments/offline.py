@@ -78,7 +78,8 @@ class OfflineConfig:
       algo: the algorithm; its settings are the nested config of the same name.
       dataset: an HDF5 path, minari:<id>, or a generated dataset's name.
       datasets_dir: folder of generated datasets, or a collect_offline run directory ("" means
-        the newest collect_offline run).
+        the newest collect_offline run holding the dataset; a new run's config.json names the
+        folder found, :func:`pin_datasets_dir`).
       env: env to evaluate in ("" means the dataset's env_name metadata).
       num_seeds: seeds trained at once (vmapped).
       num_updates: gradient steps per seed (TD3+BC and ReBRAC: critic steps).
@@ -155,15 +156,30 @@ def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")
         if not path.exists():
             raise ValueError(f"{path}: no such file")
         return load_d4rl(path)
+    found = generated_dataset(spec, datasets_dir, runs_root)
+    if found is None:
+        where = dataset_folder(datasets_dir) if datasets_dir else f"{runs_root}/collect_offline/*/datasets"
+        raise ValueError(f"{spec!r} is not a file, a minari: id or a dataset in {where}; "
+                         "make it with python -m experiments.collect_offline")
+    return load_d4rl(found)
+
+
+def generated_dataset(name: str, datasets_dir: str, runs_root: Path = Path("runs")) -> Path | None:
+    """The file ``<name>.hdf5`` in ``datasets_dir`` (:func:`dataset_folder`), or with ``""`` in
+    the newest ``runs_root/collect_offline/*/datasets/`` holding it; None if there is none."""
     folders = [dataset_folder(datasets_dir)] if datasets_dir else sorted(
         runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
-    for folder in folders:
-        candidate = folder / f"{spec}.hdf5"
-        if candidate.exists():
-            return load_d4rl(candidate)
-    where = dataset_folder(datasets_dir) if datasets_dir else f"{runs_root}/collect_offline/*/datasets"
-    raise ValueError(f"{spec!r} is not a file, a minari: id or a dataset in {where}; "
-                     "make it with python -m experiments.collect_offline")
+    return next((folder / f"{name}.hdf5" for folder in folders if (folder / f"{name}.hdf5").exists()), None)
+
+
+def pin_datasets_dir(config: Any, name: str, runs_root: Path = Path("runs")) -> Any:
+    """``config`` (any config with a ``datasets_dir``) with an empty ``datasets_dir`` replaced by
+    the folder the generated dataset ``name`` is found in now, so the run's ``config.json``
+    names the data it trained on and ``--resume`` and :func:`load_trained` read the same files
+    after newer collect_offline runs. Unchanged when ``datasets_dir`` is set or nothing is found
+    (loading the dataset then reports it)."""
+    found = None if config.datasets_dir else generated_dataset(name, "", runs_root)
+    return config if found is None else dataclasses.replace(config, datasets_dir=str(found.parent))
 
 
 def algorithm(config: OfflineConfig, obs_dim: int, action_dim: int, discrete: bool):
@@ -406,6 +422,7 @@ def load_trained(run_dir: str | Path) -> Trained:
 def main(argv: list[str] | None = None) -> dict:
     config, options = parse_cli(OfflineConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
     init_distributed()
+    config = pin_datasets_dir(config, config.dataset)  # a file path or minari id finds nothing: unchanged
     prepared = prepare(config)
     run = open_run("offline", config, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)

@@ -79,7 +79,8 @@ class OfflineTableConfig:
       algos: algorithms, in table order.
       qualities: dataset qualities, in table order (files ``<env>-<quality>.hdf5``).
       env: the generated datasets' name prefix (``collect_offline``'s file stem).
-      datasets_dir: folder of the generated datasets ("" = the newest collect_offline run that has them all).
+      datasets_dir: folder of the generated datasets ("" = the newest collect_offline run that has them all;
+        a new run's config.json names the folder found).
       scale: ``cpu`` as set below, or ``paper``: (256, 256) networks and 1M gradient steps.
       num_seeds: seeds per cell (vmapped).
       num_updates: gradient steps per cell.
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
     cells = {(a, q): config.cell(a, q, folder) for a in config.algos for q in config.qualities}
     prepared = {key: offline.prepare(cell, prog=PROG) for key, cell in cells.items()}  # every input checked first
 
+    if options.resume is None:  # config.json names the folder found, for --resume after newer collect_offline runs
+        requested = dataclasses.replace(requested, datasets_dir=folder)
     run = open_run("offline_table", requested, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)
     scores: dict[str, dict[str, dict]] = {a: {} for a in config.algos}

@@ -85,7 +85,8 @@ class SemiSupervisedConfig:
     Attributes:
       env: the generated datasets' name prefix (``collect_offline``'s file stem).
       qualities: dataset qualities (files ``<env>-<quality>.hdf5``).
-      datasets_dir: folder of the datasets ("" = the newest collect_offline run that has them all).
+      datasets_dir: folder of the datasets ("" = the newest collect_offline run that has them all; a new
+        run's config.json names the folder found).
       settings: ``low_return`` and/or ``random`` labelled episodes.
       fractions: labelled fractions of the episodes, in (0, 1]; at 1 only ``true`` is run.
       algos: offline algorithms (``td3_bc``, ``iql``).
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
             cli_error(PROG, f"argument --qualities: {config.env}-{quality} has discrete actions; TD3+BC and IQL "
                       "need continuous ones")
 
+    if options.resume is None:  # config.json names the folder found, for --resume after newer collect_offline runs
+        config = dataclasses.replace(config, datasets_dir=str(folder))
     run = open_run("semi_supervised", config, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)
     scores: dict = {}

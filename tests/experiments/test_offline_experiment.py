@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -101,3 +102,27 @@ def test_normalize_reward_trains_on_scaled_rewards_and_scores_the_env_returns(tm
 
     with pytest.raises(offline.ConfigError, match="normalize_reward"):
         offline.OfflineConfig(algo="dt", normalize_reward=True)
+
+
+def test_a_generated_dataset_found_by_name_is_pinned_for_resume_and_loading(tmp_path, pendulum_file, monkeypatch):
+    """A dataset named without ``--datasets-dir`` comes from the newest collect_offline run; the
+    run's config.json names that folder, so a newer collect_offline run (other data under the
+    same name) does not change what ``load_trained`` reads."""
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "runs" / "collect_offline" / "20260101-000000" / "datasets"
+    first.mkdir(parents=True)
+    shutil.copy(pendulum_file, first / "pendulum-v1-random.hdf5")
+    offline.main(["--algo", "bc", "--dataset", "pendulum-v1-random", *TINY, "--bc.hidden", "16", "--bc.batch-size",
+                  "8", "--run-dir", "run"])
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert stored["datasets_dir"] == "runs/collect_offline/20260101-000000/datasets"
+
+    newer = tmp_path / "runs" / "collect_offline" / "20270101-000000" / "datasets"
+    newer.mkdir(parents=True)
+    dataset, meta = load_d4rl(pendulum_file)
+    arrays = dataset.arrays()
+    arrays["rewards"] = arrays["rewards"] - 1.0
+    save_d4rl(newer / "pendulum-v1-random.hdf5", make_dataset(arrays), meta)
+    assert offline.resolve_dataset("pendulum-v1-random", "")[0].rewards.mean() < dataset.rewards.mean() - 0.5
+    trained = offline.load_trained("run")  # reads the first file, not the newest
+    np.testing.assert_array_equal(trained.prepared.data.rewards, dataset.rewards)
