@@ -164,21 +164,28 @@ def resolve_dataset(spec: str, datasets_dir: str, runs_root: Path = Path("runs")
     return load_d4rl(found)
 
 
+def newest_generated_folder(names: list[str], runs_root: Path = Path("runs")) -> Path | None:
+    """The newest ``runs_root/collect_offline/*/datasets/`` holding every file of ``names``; None
+    if none does."""
+    folders = sorted(runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
+    return next((folder for folder in folders if all((folder / n).exists() for n in names)), None)
+
+
 def generated_dataset(name: str, datasets_dir: str, runs_root: Path = Path("runs")) -> Path | None:
     """The file ``<name>.hdf5`` in ``datasets_dir`` (:func:`dataset_folder`), or with ``""`` in
-    the newest ``runs_root/collect_offline/*/datasets/`` holding it; None if there is none."""
-    folders = [dataset_folder(datasets_dir)] if datasets_dir else sorted(
-        runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
-    return next((folder / f"{name}.hdf5" for folder in folders if (folder / f"{name}.hdf5").exists()), None)
+    the newest collect_offline run holding it; None if there is none."""
+    file = f"{name}.hdf5"
+    folder = dataset_folder(datasets_dir) if datasets_dir else newest_generated_folder([file], runs_root)
+    return folder / file if folder is not None and (folder / file).exists() else None
 
 
-def pin_datasets_dir(config: Any, name: str, runs_root: Path = Path("runs")) -> Any:
-    """``config`` (any config with a ``datasets_dir``) with an empty ``datasets_dir`` replaced by
-    the folder the generated dataset ``name`` is found in now, so the run's ``config.json``
-    names the data it trained on and ``--resume`` and :func:`load_trained` read the same files
-    after newer collect_offline runs. Unchanged when ``datasets_dir`` is set or nothing is found
-    (loading the dataset then reports it)."""
-    found = None if config.datasets_dir else generated_dataset(name, "", runs_root)
+def pin_datasets_dir(config: OfflineConfig, runs_root: Path = Path("runs")) -> OfflineConfig:
+    """``config`` with an empty ``datasets_dir`` replaced by the folder its generated dataset is
+    found in now, so a new run's ``config.json`` names the data it trains on and ``--resume``
+    and :func:`load_trained` read the same files after newer collect_offline runs. Unchanged
+    when ``datasets_dir`` is set or nothing is found (a file path, a minari id, or a name
+    loading then reports)."""
+    found = None if config.datasets_dir else generated_dataset(config.dataset, "", runs_root)
     return config if found is None else dataclasses.replace(config, datasets_dir=str(found.parent))
 
 
@@ -422,7 +429,8 @@ def load_trained(run_dir: str | Path) -> Trained:
 def main(argv: list[str] | None = None) -> dict:
     config, options = parse_cli(OfflineConfig, sys.argv[1:] if argv is None else argv, prog=PROG)
     init_distributed()
-    config = pin_datasets_dir(config, config.dataset)  # a file path or minari id finds nothing: unchanged
+    if options.resume is None:  # a resumed run keeps the config.json it was started with
+        config = pin_datasets_dir(config)
     prepared = prepare(config)
     run = open_run("offline", config, options, resumable=True)
     print(f"run directory: {run.path}", file=sys.stderr)

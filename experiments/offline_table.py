@@ -150,10 +150,9 @@ def find_datasets_dir(env: str, qualities: tuple[str, ...], datasets_dir: str = 
         if missing:
             raise ValueError(f"{folder} lacks {', '.join(missing)}")
         return folder
-    candidates = sorted(runs_root.glob("collect_offline/*/datasets"), key=lambda p: p.parent.name, reverse=True)
-    for folder in candidates:
-        if all((folder / n).exists() for n in names):
-            return folder
+    folder = offline.newest_generated_folder(names, runs_root)
+    if folder is not None:
+        return folder
     raise ValueError(f"no {runs_root}/collect_offline/*/datasets holds all of {', '.join(names)}; make them with "
                      "python -m experiments.collect_offline (or pass --datasets-dir)")
 
