@@ -259,9 +259,11 @@ def scale_rewards_by_return_range(dataset: Dataset, target: float = 1000.0) -> t
     return the same (nothing to scale by)."""
     if not target > 0:
         raise DatasetError("scale_rewards_by_return_range", "target", f"must be positive, got {target}")
-    _, ends = episode_bounds(np.asarray(dataset.terminals), np.asarray(dataset.timeouts))
-    complete = (np.asarray(dataset.terminals) | np.asarray(dataset.timeouts))[ends - 1]
-    returns = episode_returns(dataset)[complete] if complete.any() else episode_returns(dataset)
+    returns = episode_returns(dataset)
+    done = np.asarray(dataset.terminals) | np.asarray(dataset.timeouts)
+    complete = done[episode_bounds(done, done)[1] - 1]
+    if complete.any():
+        returns = returns[complete]
     spread = float(returns.max() - returns.min())
     if not spread > 0:
         raise DatasetError("scale_rewards_by_return_range", "rewards",
